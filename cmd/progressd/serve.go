@@ -1,0 +1,80 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/progressd/progressd/internal/node"
+)
+
+func newServe() *cobra.Command {
+	cfg := node.Defaults()
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the server: API, WebSocket/SSE gateway and dashboard",
+		Long: `Run progressd in one process. With no flags it listens on 127.0.0.1:8000,
+keeps jobs in a SQLite file under ./progressd-data and snapshots in memory.
+Every flag can also be set as PROGRESSD_<FLAG>, e.g. PROGRESSD_DATA_DIR.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := bindEnv(cmd); err != nil {
+				return err
+			}
+			return serve(cmd.Context(), cfg)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Addr, "addr", cfg.Addr, "listen address")
+	f.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "data directory (SQLite file)")
+	f.StringVar(&cfg.DB, "db", cfg.DB, "database: empty for SQLite in the data dir, or a SQLite file path")
+	f.StringVar(&cfg.Redis, "redis", cfg.Redis, "Redis URL for snapshots and cross-node fan-out (empty: in memory)")
+	f.StringVar(&cfg.AuthSecret, "auth-secret", cfg.AuthSecret, "HS256 secret for tokens; empty is single-user mode (loopback only)")
+	f.StringSliceVar(&cfg.AllowedOrigins, "allowed-origins", cfg.AllowedOrigins, "origins allowed to open WebSockets, comma-separated (default: the server's own)")
+	f.StringVar(&cfg.Pipelines, "pipelines", cfg.Pipelines, "pipelines YAML file (default: the built-in demo pipeline)")
+	f.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
+	f.DurationVar(&cfg.FlushInterval, "flush-interval", cfg.FlushInterval, "how often intermediate progress is written to the database")
+	f.IntVar(&cfg.MaxFrameBytes, "max-frame-bytes", cfg.MaxFrameBytes, "largest WebSocket frame accepted")
+	f.IntVar(&cfg.MaxSubscriptions, "max-subscriptions", cfg.MaxSubscriptions, "subscriptions per connection")
+	f.IntVar(&cfg.MaxConnsPerUser, "max-conns-per-user", cfg.MaxConnsPerUser, "connections per user (not applied to admins or single-user mode)")
+	f.IntVar(&cfg.Workers, "workers", cfg.Workers, "pipeline jobs run at once on this node")
+	return cmd
+}
+
+func serve(ctx context.Context, cfg node.Config) error {
+	level, err := node.ParseLevel(cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	slog.SetDefault(log)
+
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	n, err := node.Start(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "progressd: dashboard on %s/  API docs on %s/docs\n", n.URL(), n.URL())
+	select {
+	case <-ctx.Done():
+	case err := <-n.Done():
+		if err != nil && !errors.Is(err, context.Canceled) {
+			log.Error("server stopped", "err", err)
+		}
+	}
+	stop() // a second signal kills at once
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
+	defer cancel()
+	if err := n.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	log.Info("stopped cleanly")
+	return nil
+}

@@ -1,0 +1,124 @@
+// Package api is progressd's HTTP API: jobs (create, get, list, report,
+// cancel), health and readiness, metrics, the OpenAPI document and the
+// /docs page that renders it offline. Operations are declared with huma, so
+// the OpenAPI document is generated from the same types the handlers use.
+//
+// Handlers do no work of their own: they authenticate, check visibility
+// (package auth), and call the jobs service. The API is safe for concurrent
+// use, as an http.Handler must be.
+package api
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/danielgtaylor/huma/v2"
+	"github.com/danielgtaylor/huma/v2/adapters/humago"
+
+	"github.com/progressd/progressd/internal/auth"
+	"github.com/progressd/progressd/internal/jobs"
+	"github.com/progressd/progressd/internal/progress"
+)
+
+func init() {
+	// huma's errors are built through this hook; ours take the contract's
+	// {"error": {"code", "message"}} shape.
+	huma.NewError = newHumaError
+}
+
+// MaxBodyBytes bounds a request body; a report is a few hundred bytes.
+const MaxBodyBytes = 64 << 10
+
+// Checker is something /readyz asks; Ping returns nil while it answers.
+type Checker struct {
+	Name string
+	Ping func(context.Context) error
+}
+
+// Config wires an API.
+type Config struct {
+	Jobs    *jobs.Service
+	Auth    *auth.Authenticator
+	Ready   []Checker
+	Version string
+	Log     *slog.Logger
+}
+
+// API holds the routes.
+type API struct {
+	jobs  *jobs.Service
+	auth  *auth.Authenticator
+	ready []Checker
+	log   *slog.Logger
+	huma  huma.API
+}
+
+type principalKey struct{}
+
+// New registers the API's operations on mux: /api/v1/jobs…, /healthz,
+// /readyz and /openapi.json. The /docs page is a static file of package web.
+func New(mux *http.ServeMux, cfg Config) *API {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	a := &API{jobs: cfg.Jobs, auth: cfg.Auth, ready: cfg.Ready, log: cfg.Log}
+
+	hc := huma.DefaultConfig("progressd", cfg.Version)
+	hc.Info.Description = "Live progress of long-running jobs. Every job change is one snapshot; " +
+		"subscribe to them over WebSocket at /ws or Server-Sent Events. " +
+		"With auth on, send `Authorization: Bearer <token>` (HS256 JWT, sub = user id)."
+	hc.OpenAPIPath = "/openapi" // serves /openapi.json and /openapi.yaml
+	hc.DocsPath = ""            // huma's page loads from a CDN; ours is embedded in package web
+	hc.SchemasPath = ""
+	hc.CreateHooks = nil // no $schema links in bodies: snapshots keep the contract's shape
+	hc.Components.SecuritySchemes = map[string]*huma.SecurityScheme{
+		"bearer": {Type: "http", Scheme: "bearer", BearerFormat: "JWT"},
+	}
+	hc.Components.Schemas.RegisterTypeAlias(reflect.TypeFor[progress.Time](), reflect.TypeFor[time.Time]())
+	a.huma = humago.New(mux, hc)
+	a.huma.UseMiddleware(a.authenticate)
+
+	a.registerJobs()
+	a.registerHealth()
+	return a
+}
+
+// OpenAPI returns the generated OpenAPI document, for tests and tools.
+func (a *API) OpenAPI() *huma.OpenAPI { return a.huma.OpenAPI() }
+
+// authenticate puts the caller's principal in the context of every
+// operation that declares security; others (health) pass through.
+func (a *API) authenticate(ctx huma.Context, next func(huma.Context)) {
+	if len(ctx.Operation().Security) == 0 {
+		next(ctx)
+		return
+	}
+	token := ctx.Query("token")
+	if h := ctx.Header("Authorization"); h != "" {
+		scheme, t, ok := strings.Cut(h, " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") {
+			_ = huma.WriteErr(a.huma, ctx, http.StatusUnauthorized, "",
+				apiError(http.StatusUnauthorized, "unauthorized", "the Authorization header must be \"Bearer <token>\""))
+			return
+		}
+		token = strings.TrimSpace(t)
+	}
+	p, err := a.auth.Verify(token)
+	if err != nil {
+		_ = huma.WriteErr(a.huma, ctx, http.StatusUnauthorized, "",
+			apiError(http.StatusUnauthorized, "unauthorized", err.Error()))
+		return
+	}
+	next(huma.WithValue(ctx, principalKey{}, p))
+}
+
+func principal(ctx context.Context) auth.Principal {
+	p, _ := ctx.Value(principalKey{}).(auth.Principal)
+	return p
+}
+
+var secured = []map[string][]string{{"bearer": {}}}

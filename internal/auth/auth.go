@@ -1,0 +1,165 @@
+// Package auth decides who a caller is and what it may see.
+//
+// With a secret, callers present an HS256 JWT whose sub is their user id and
+// whose optional "admin": true claim lets them do anything. Without a secret
+// the server is in single-user mode and every caller is LocalUser; that mode
+// is only allowed on loopback addresses (see CheckListen). The rules for jobs
+// and channels live here, in one place, so the HTTP API, WebSocket and SSE
+// apply the same ones. Everything here is safe for concurrent use.
+package auth
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/progressd/progressd/internal/progress"
+)
+
+// LocalUser is the user every request acts as in single-user mode.
+const LocalUser = "local"
+
+// Principal is an authenticated caller.
+type Principal struct {
+	Subject string
+	Admin   bool
+	// Expires is when the token stops being valid; zero means never.
+	Expires time.Time
+}
+
+// Errors Verify returns; all mean "401: bring a valid token".
+var (
+	ErrNoToken      = errors.New("auth: a token is required: send Authorization: Bearer <token> or ?token=")
+	ErrInvalidToken = errors.New("auth: the token is invalid")
+	ErrExpiredToken = errors.New("auth: the token has expired; get a fresh one")
+)
+
+// Authenticator verifies tokens, or admits everyone as LocalUser when it has
+// no secret.
+type Authenticator struct {
+	secret []byte
+	now    func() time.Time
+}
+
+// New returns an Authenticator for secret; an empty secret is single-user
+// mode.
+func New(secret string) *Authenticator {
+	return &Authenticator{secret: []byte(secret), now: time.Now}
+}
+
+// Enabled reports whether tokens are required.
+func (a *Authenticator) Enabled() bool { return len(a.secret) > 0 }
+
+// Verify returns the principal a token stands for. In single-user mode it
+// ignores the token and returns LocalUser as admin of its own server.
+func (a *Authenticator) Verify(token string) (Principal, error) {
+	if !a.Enabled() {
+		return Principal{Subject: LocalUser, Admin: true}, nil
+	}
+	if token == "" {
+		return Principal{}, ErrNoToken
+	}
+	var c claims
+	_, err := jwt.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return a.secret, nil },
+		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
+		jwt.WithTimeFunc(a.now),
+		jwt.WithExpirationRequired())
+	switch {
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return Principal{}, ErrExpiredToken
+	case err != nil:
+		return Principal{}, fmt.Errorf("%w: %v", ErrInvalidToken, err)
+	case c.Subject == "":
+		return Principal{}, fmt.Errorf("%w: it has no sub (user id)", ErrInvalidToken)
+	}
+	p := Principal{Subject: c.Subject, Admin: c.Admin}
+	if c.ExpiresAt != nil {
+		p.Expires = c.ExpiresAt.Time
+	}
+	return p, nil
+}
+
+type claims struct {
+	jwt.RegisteredClaims
+	Admin bool `json:"admin,omitempty"`
+}
+
+// Mint returns an HS256 token for sub valid for ttl, signed with secret.
+func Mint(secret, sub string, admin bool, ttl time.Duration, now time.Time) (string, error) {
+	if secret == "" {
+		return "", errors.New("auth: no secret: pass --auth-secret or set PROGRESSD_AUTH_SECRET")
+	}
+	if sub == "" {
+		return "", errors.New("auth: no subject: pass --sub USER")
+	}
+	if ttl <= 0 {
+		return "", errors.New("auth: --ttl must be positive")
+	}
+	c := claims{
+		RegisteredClaims: jwt.RegisteredClaims{
+			Subject:   sub,
+			IssuedAt:  jwt.NewNumericDate(now),
+			ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
+		},
+		Admin: admin,
+	}
+	return jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString([]byte(secret))
+}
+
+// CanSee reports whether p may read and subscribe to the job s: its own
+// jobs, or any job for an admin.
+func (p Principal) CanSee(s progress.Snapshot) bool {
+	return p.Admin || s.Owner == p.Subject
+}
+
+// ChannelKind is the part of a channel name before the colon.
+type ChannelKind string
+
+// The channel kinds a client may subscribe to.
+const (
+	JobChannel     ChannelKind = "job"
+	ProjectChannel ChannelKind = "project"
+	UserChannel    ChannelKind = "user"
+)
+
+// ParseChannel splits "kind:key" and checks both parts.
+func ParseChannel(ch string) (ChannelKind, string, error) {
+	kind, key, ok := strings.Cut(ch, ":")
+	if !ok || key == "" {
+		return "", "", fmt.Errorf("channel %q must be job:<id>, project:<name> or user:<id>", ch)
+	}
+	switch k := ChannelKind(kind); k {
+	case JobChannel, ProjectChannel, UserChannel:
+		if err := progress.CheckName(kind, key); err != nil {
+			return "", "", fmt.Errorf("channel %q: %s", ch, err.(*progress.Error).Message)
+		}
+		return k, key, nil
+	}
+	return "", "", fmt.Errorf("channel %q: unknown kind %q; use job:, project: or user:", ch, kind)
+}
+
+// MaySubscribeUser reports whether p may subscribe to user:<id>.
+func (p Principal) MaySubscribeUser(id string) bool { return p.Admin || p.Subject == id }
+
+// CheckListen refuses single-user mode on an address other clients could
+// reach: without a secret anyone who can connect acts as the local user.
+func CheckListen(addr string, a *Authenticator) error {
+	if a.Enabled() {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("--addr %q: %w", addr, err)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	return fmt.Errorf("--addr %s is not a loopback address and no --auth-secret is set: anyone who can reach it would act as user %q; set --auth-secret (or PROGRESSD_AUTH_SECRET), or listen on 127.0.0.1", addr, LocalUser)
+}

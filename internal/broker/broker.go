@@ -1,0 +1,32 @@
+// Package broker carries every update from the node where it happened to the
+// gateway of every node: in-process with Local, across nodes with Redis
+// pub/sub. A snapshot is encoded once, before it enters the broker, and the
+// same bytes reach every subscriber.
+package broker
+
+import (
+	"context"
+
+	"github.com/progressd/progressd/internal/progress"
+)
+
+// Update is one published change of a job.
+type Update struct {
+	// Snapshot is the job's new state; receivers must not modify it.
+	Snapshot progress.Snapshot
+	// Data is Snapshot encoded as JSON, encoded once by the publisher.
+	Data []byte
+}
+
+// Broker publishes updates to every subscriber on every node.
+type Broker interface {
+	// Publish sends u to every subscriber. It does not wait for them to
+	// process it.
+	Publish(ctx context.Context, u Update) error
+	// Subscribe registers fn to be called with every update, in seq order
+	// per job. fn must not block: it should only enqueue. The returned
+	// function unregisters fn.
+	Subscribe(fn func(Update)) (cancel func())
+	// Close stops delivery. Subscriptions end with it.
+	Close() error
+}

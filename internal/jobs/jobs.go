@@ -1,0 +1,291 @@
+// Package jobs is the one path every change to a job takes: a report (from
+// HTTP, a command's output, or Go code) goes through the message adapter
+// (progress.Apply) inside the snapshot store's atomic update, is recorded in
+// the durable store (write-behind for intermediate progress, before the reply
+// for state changes), and is published, encoded once, to the broker.
+//
+// Service is safe for concurrent use. It does not decide who may do what:
+// callers check auth.Principal first.
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/progressd/progressd/internal/broker"
+	"github.com/progressd/progressd/internal/progress"
+	"github.com/progressd/progressd/internal/snapshot"
+	"github.com/progressd/progressd/internal/store"
+)
+
+// ErrNotFound is returned for a job id that no store knows.
+var ErrNotFound = errors.New("jobs: job not found")
+
+// Error codes for job creation beyond those of package progress.
+const (
+	CodeUnknownPipeline = "unknown_pipeline"
+	CodeInvalidParam    = "invalid_param"
+)
+
+// Runner runs pipeline jobs; the orchestrator implements it. A Service
+// without one accepts only jobs that external workers report on.
+type Runner interface {
+	// Stages validates a pipeline and its params and returns the stages a
+	// job of it has. Errors are *progress.Error with CodeUnknownPipeline or
+	// CodeInvalidParam.
+	Stages(pipeline string, params map[string]string) ([]progress.StageSpec, error)
+	// Start queues the job, whose first snapshot s is already stored.
+	Start(ctx context.Context, s progress.Snapshot) error
+	// Cancel stops the job if it runs on this node. It is called after
+	// the canceled snapshot is stored.
+	Cancel(ctx context.Context, jobID string)
+}
+
+// Config wires a Service. Snapshots, DB and Broker are required.
+type Config struct {
+	Snapshots snapshot.Store
+	DB        *store.WriteBehind
+	Broker    broker.Broker
+	Runner    Runner
+	Metrics   *Metrics
+	Log       *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Service creates jobs and applies reports to them.
+type Service struct {
+	cfg Config
+}
+
+// New returns a Service.
+func New(cfg Config) *Service {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics(nil)
+	}
+	return &Service{cfg: cfg}
+}
+
+// SetRunner attaches the orchestrator; call it before serving requests.
+func (s *Service) SetRunner(r Runner) { s.cfg.Runner = r }
+
+// CreateRequest is what a caller asks for; the owner comes from auth.
+type CreateRequest struct {
+	Project  string
+	Pipeline string
+	Params   map[string]string
+	Stages   []progress.StageSpec
+}
+
+// Create makes a job owned by owner. A job with a pipeline is handed to the
+// Runner; one without waits for reports.
+func (s *Service) Create(ctx context.Context, owner string, req CreateRequest) (progress.Snapshot, error) {
+	stages := req.Stages
+	if req.Pipeline != "" {
+		if s.cfg.Runner == nil {
+			return progress.Snapshot{}, s.reject(&progress.Error{Code: CodeUnknownPipeline,
+				Message: fmt.Sprintf("pipeline %q: this server has no pipelines; start it with --pipelines FILE", req.Pipeline)})
+		}
+		if len(req.Stages) > 0 {
+			return progress.Snapshot{}, s.reject(&progress.Error{Code: progress.CodeInvalidJob,
+				Message: "a pipeline job takes its stages from the pipeline: send \"pipeline\" or \"stages\", not both"})
+		}
+		var err error
+		if stages, err = s.cfg.Runner.Stages(req.Pipeline, req.Params); err != nil {
+			return progress.Snapshot{}, s.reject(err)
+		}
+	} else if len(req.Params) > 0 {
+		return progress.Snapshot{}, s.reject(&progress.Error{Code: CodeInvalidParam,
+			Message: "params are for pipeline jobs: name a \"pipeline\" or drop \"params\""})
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return progress.Snapshot{}, fmt.Errorf("jobs: new id: %w", err)
+	}
+	snap, err := progress.New(progress.NewJob{
+		ID: id.String(), Project: req.Project, Owner: owner,
+		Pipeline: req.Pipeline, Params: req.Params, Stages: stages,
+	}, s.cfg.Now())
+	if err != nil {
+		return progress.Snapshot{}, s.reject(err)
+	}
+	if err := s.cfg.DB.Create(ctx, snap); err != nil {
+		return progress.Snapshot{}, fmt.Errorf("jobs: record new job: %w", err)
+	}
+	if err := s.cfg.Snapshots.Put(ctx, snap); err != nil {
+		return progress.Snapshot{}, fmt.Errorf("jobs: store new job: %w", err)
+	}
+	s.cfg.Metrics.created.Inc()
+	s.publish(ctx, snap)
+	if req.Pipeline != "" {
+		if err := s.cfg.Runner.Start(ctx, snap); err != nil {
+			msg := "could not queue the job: " + err.Error()
+			failed, ferr := s.Report(ctx, snap.JobID, progress.Report{State: ptr(progress.Failed), Error: &msg})
+			if ferr == nil {
+				return failed, nil
+			}
+			return progress.Snapshot{}, fmt.Errorf("jobs: queue job: %w", err)
+		}
+	}
+	return snap, nil
+}
+
+// Report applies r to job id and returns the snapshot it produced.
+func (s *Service) Report(ctx context.Context, id string, r progress.Report) (progress.Snapshot, error) {
+	var prevState progress.State
+	apply := func(prev progress.Snapshot) (progress.Snapshot, error) {
+		prevState = prev.State
+		return progress.Apply(prev, r, s.cfg.Now())
+	}
+	next, err := s.cfg.Snapshots.Update(ctx, id, apply)
+	if errors.Is(err, snapshot.ErrNotFound) {
+		// Evicted or from before a restart: the durable store has it.
+		if err = s.load(ctx, id); err == nil {
+			next, err = s.cfg.Snapshots.Update(ctx, id, apply)
+		}
+	}
+	if err != nil {
+		if errors.Is(err, snapshot.ErrNotFound) || errors.Is(err, store.ErrNotFound) {
+			err = ErrNotFound
+		}
+		return progress.Snapshot{}, s.reject(err)
+	}
+	s.cfg.Metrics.accepted.Inc()
+	// State changes are durable before the reply; progress within a state
+	// is written behind, at most about once a second per job.
+	durable := next.State != prevState
+	if err := s.cfg.DB.Save(ctx, next, durable); err != nil {
+		return progress.Snapshot{}, fmt.Errorf("jobs: record report: %w", err)
+	}
+	if durable {
+		s.cfg.Metrics.stateChanged(prevState, next.State)
+	}
+	s.publish(ctx, next)
+	return next, nil
+}
+
+// Cancel cancels job id, stopping its command if one runs.
+func (s *Service) Cancel(ctx context.Context, id, reason string) (progress.Snapshot, error) {
+	if reason == "" {
+		reason = "canceled"
+	}
+	snap, err := s.Report(ctx, id, progress.Report{State: ptr(progress.Canceled), Error: &reason})
+	if err != nil {
+		return snap, err
+	}
+	if s.cfg.Runner != nil {
+		s.cfg.Runner.Cancel(ctx, id)
+	}
+	return snap, nil
+}
+
+// Get returns the latest snapshot of job id.
+func (s *Service) Get(ctx context.Context, id string) (progress.Snapshot, error) {
+	snap, err := s.cfg.Snapshots.Get(ctx, id)
+	if err == nil {
+		return snap, nil
+	}
+	if !errors.Is(err, snapshot.ErrNotFound) {
+		return progress.Snapshot{}, fmt.Errorf("jobs: read snapshot: %w", err)
+	}
+	snap, err = s.cfg.DB.Get(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return progress.Snapshot{}, ErrNotFound
+	}
+	return snap, err
+}
+
+// List returns a page of jobs newest first, each at its latest snapshot.
+func (s *Service) List(ctx context.Context, q store.Query) ([]progress.Snapshot, string, error) {
+	page, next, err := s.cfg.DB.List(ctx, q)
+	if err != nil {
+		return nil, "", fmt.Errorf("jobs: list: %w", err)
+	}
+	for i, j := range page {
+		// The durable copy may lag by the write-behind interval.
+		if live, err := s.cfg.Snapshots.Get(ctx, j.JobID); err == nil && live.Seq > j.Seq {
+			page[i] = live
+		}
+	}
+	return page, next, nil
+}
+
+// Recent returns the active and recently finished jobs of a project or
+// owner, for a subscriber's first view.
+func (s *Service) Recent(ctx context.Context, f snapshot.Filter, limit int) ([]progress.Snapshot, error) {
+	return s.cfg.Snapshots.Recent(ctx, f, limit)
+}
+
+// Warm loads every unfinished job from the durable store into the snapshot
+// store, so subscribers to a project see its running jobs after a restart.
+func (s *Service) Warm(ctx context.Context) error {
+	q := store.Query{States: []progress.State{progress.Queued, progress.Running}, Limit: 500}
+	n := 0
+	for {
+		page, next, err := s.cfg.DB.List(ctx, q)
+		if err != nil {
+			return fmt.Errorf("jobs: load unfinished jobs: %w", err)
+		}
+		for _, j := range page {
+			if err := s.cfg.Snapshots.Put(ctx, j); err != nil {
+				return fmt.Errorf("jobs: load unfinished jobs: %w", err)
+			}
+			n++
+		}
+		if next == "" {
+			break
+		}
+		q.Cursor = next
+	}
+	s.cfg.Log.Info("loaded unfinished jobs", "count", n)
+	return nil
+}
+
+func (s *Service) load(ctx context.Context, id string) error {
+	snap, err := s.cfg.DB.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	return s.cfg.Snapshots.Put(ctx, snap)
+}
+
+// publish encodes snap once and hands it to the broker. A broker failure
+// does not fail the report — the snapshot is stored, and subscribers get
+// the whole state with the next update or on resubscribe — but it is logged.
+func (s *Service) publish(ctx context.Context, snap progress.Snapshot) {
+	data, err := json.Marshal(snap)
+	if err == nil {
+		err = s.cfg.Broker.Publish(ctx, broker.Update{Snapshot: snap, Data: data})
+	}
+	if err != nil {
+		s.cfg.Log.Warn("publish update", "job", snap.JobID, "seq", snap.Seq, "err", err)
+	}
+}
+
+// reject counts a rejected request by reason and returns err.
+func (s *Service) reject(err error) error {
+	code := "internal"
+	var pe *progress.Error
+	switch {
+	case errors.As(err, &pe):
+		code = pe.Code
+	case errors.Is(err, ErrNotFound):
+		code = "not_found"
+	}
+	s.cfg.Metrics.rejected.WithLabelValues(code).Inc()
+	return err
+}
+
+func ptr[T any](v T) *T { return &v }

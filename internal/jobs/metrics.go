@@ -1,0 +1,51 @@
+package jobs
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/progressd/progressd/internal/progress"
+)
+
+// Metrics are the Service's Prometheus series.
+type Metrics struct {
+	created     prometheus.Counter
+	accepted    prometheus.Counter
+	rejected    *prometheus.CounterVec
+	transitions *prometheus.CounterVec
+	jobs        *prometheus.GaugeVec
+}
+
+// NewMetrics makes the series and registers them with reg (nil: none).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		created: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "progressd_jobs_created_total", Help: "Jobs created on this node.",
+		}),
+		accepted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "progressd_reports_accepted_total", Help: "Progress reports applied.",
+		}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "progressd_reports_rejected_total", Help: "Reports and job requests rejected, by error code.",
+		}, []string{"reason"}),
+		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "progressd_job_transitions_total", Help: "Job state changes on this node, by new state.",
+		}, []string{"state"}),
+		jobs: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "progressd_jobs", Help: "Jobs by state, as changed on this node since it started (active states only are meaningful across nodes).",
+		}, []string{"state"}),
+	}
+	for _, st := range progress.States {
+		m.transitions.WithLabelValues(string(st))
+		m.jobs.WithLabelValues(string(st))
+	}
+	if reg != nil {
+		reg.MustRegister(m.created, m.accepted, m.rejected, m.transitions, m.jobs)
+	}
+	return m
+}
+
+func (m *Metrics) stateChanged(from, to progress.State) {
+	m.transitions.WithLabelValues(string(to)).Inc()
+	m.jobs.WithLabelValues(string(from)).Dec()
+	m.jobs.WithLabelValues(string(to)).Inc()
+}

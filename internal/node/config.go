@@ -1,0 +1,104 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Config is everything `progressd serve` can be told. Its zero value is not
+// usable; start from Defaults.
+type Config struct {
+	Addr           string        // listen address, host:port
+	DataDir        string        // where the SQLite file lives
+	DB             string        // "" (SQLite in DataDir), a file path, or postgres://…
+	Redis          string        // "" (in memory) or redis://…
+	AuthSecret     string        // "" is single-user mode (loopback only)
+	AllowedOrigins []string      // origins allowed to open WebSockets; empty: the server's own
+	Pipelines      string        // YAML pipelines file; "" gives the built-in demo
+	LogLevel       string        // debug, info, warn, error
+	FlushInterval  time.Duration // write-behind interval for intermediate progress
+	ShutdownGrace  time.Duration // how long SIGTERM may take in all
+
+	MaxFrameBytes    int // WebSocket frame limit
+	MaxSubscriptions int // per connection
+	MaxConnsPerUser  int // per user (not admins, not single-user mode)
+	Workers          int // pipeline jobs run at once on this node
+}
+
+// Defaults returns the configuration `progressd serve` starts from.
+func Defaults() Config {
+	return Config{
+		Addr:             "127.0.0.1:8000",
+		DataDir:          "./progressd-data",
+		LogLevel:         "info",
+		FlushInterval:    time.Second,
+		ShutdownGrace:    14 * time.Second,
+		MaxFrameBytes:    64 << 10,
+		MaxSubscriptions: 1000,
+		MaxConnsPerUser:  1000,
+		Workers:          4,
+	}
+}
+
+// Validate says exactly which setting is wrong.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Addr == "" {
+		errs = append(errs, errors.New("--addr is empty; use host:port such as 127.0.0.1:8000"))
+	}
+	if c.DB == "" && c.DataDir == "" {
+		errs = append(errs, errors.New("--data-dir is empty and no --db is set: one of them must say where jobs are kept"))
+	}
+	if strings.HasPrefix(c.DB, "postgres://") || strings.HasPrefix(c.DB, "postgresql://") {
+		errs = append(errs, errors.New("--db postgres://… is not supported by this build yet; leave --db empty for SQLite"))
+	}
+	if c.Redis != "" {
+		if u, err := url.Parse(c.Redis); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
+			errs = append(errs, fmt.Errorf("--redis %q must be a redis://host:port URL", c.Redis))
+		} else {
+			errs = append(errs, errors.New("--redis is not supported by this build yet; leave it empty for in-memory snapshots"))
+		}
+	}
+	if _, err := ParseLevel(c.LogLevel); err != nil {
+		errs = append(errs, err)
+	}
+	for _, o := range c.AllowedOrigins {
+		if u, err := url.Parse(o); err != nil || u.Scheme == "" || u.Host == "" {
+			errs = append(errs, fmt.Errorf("--allowed-origins: %q is not an origin such as https://app.example.com", o))
+		}
+	}
+	if c.FlushInterval <= 0 {
+		errs = append(errs, errors.New("--flush-interval must be positive"))
+	}
+	for _, l := range []struct {
+		name string
+		v    int
+	}{{"--max-frame-bytes", c.MaxFrameBytes}, {"--max-subscriptions", c.MaxSubscriptions}, {"--max-conns-per-user", c.MaxConnsPerUser}, {"--workers", c.Workers}} {
+		if l.v <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be positive, got %d", l.name, l.v))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// DBPath is the SQLite file the node uses.
+func (c *Config) DBPath() string {
+	if c.DB != "" {
+		return strings.TrimPrefix(c.DB, "sqlite://")
+	}
+	return filepath.Join(c.DataDir, "progressd.db")
+}
+
+// ParseLevel reads a --log-level value.
+func ParseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return l, fmt.Errorf("--log-level %q must be debug, info, warn or error", s)
+	}
+	return l, nil
+}

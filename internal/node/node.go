@@ -1,0 +1,168 @@
+// Package node turns a Config into one running progressd node: it opens the
+// stores, wires the one path every update takes (jobs → snapshot store →
+// durable store → broker → gateway), serves HTTP, and on shutdown stops
+// everything in the reverse order, flushing what is pending.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/progressd/progressd/internal/api"
+	"github.com/progressd/progressd/internal/auth"
+	"github.com/progressd/progressd/internal/broker"
+	"github.com/progressd/progressd/internal/jobs"
+	"github.com/progressd/progressd/internal/snapshot"
+	"github.com/progressd/progressd/internal/store"
+	"github.com/progressd/progressd/internal/store/sqlite"
+	"github.com/progressd/progressd/web"
+)
+
+// Version is set at build time with -ldflags "-X …/node.Version=…".
+var Version = "dev"
+
+// Node is one running progressd process.
+type Node struct {
+	cfg    Config
+	log    *slog.Logger
+	db     store.Store
+	wb     *store.WriteBehind
+	snaps  snapshot.Store
+	broker broker.Broker
+	Jobs   *jobs.Service
+	reg    *prometheus.Registry
+	ln     net.Listener
+	srv    *http.Server
+
+	serveErr chan error
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// Start opens the stores, listens on cfg.Addr and serves in the background.
+// Call Shutdown to stop.
+func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Node, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	authn := auth.New(cfg.AuthSecret)
+	if err := auth.CheckListen(cfg.Addr, authn); err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, log: log, reg: prometheus.NewRegistry(), serveErr: make(chan error, 1)}
+	defer func() {
+		if err != nil {
+			n.closeStores(context.Background())
+		}
+	}()
+	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	db, err := sqlite.Open(ctx, cfg.DBPath())
+	if err != nil {
+		return nil, err
+	}
+	n.db = db
+	n.wb = store.NewWriteBehind(db, cfg.FlushInterval, log)
+	n.snaps = snapshot.NewMemory(snapshot.MemoryOptions{})
+	n.broker = broker.NewLocal()
+	n.Jobs = jobs.New(jobs.Config{
+		Snapshots: n.snaps, DB: n.wb, Broker: n.broker,
+		Metrics: jobs.NewMetrics(n.reg), Log: log,
+	})
+	if err := n.Jobs.Warm(ctx); err != nil {
+		return nil, err
+	}
+
+	mux := http.NewServeMux()
+	api.New(mux, api.Config{
+		Jobs: n.Jobs, Auth: authn, Version: Version, Log: log,
+		Ready: []api.Checker{{Name: "database", Ping: n.db.Ping}, {Name: "snapshots", Ping: n.snaps.Ping}},
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{Registry: n.reg}))
+	mux.Handle("GET /", http.FileServerFS(web.Dist()))
+
+	n.ln, err = net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w (is another progressd running? pick another --addr)", cfg.Addr, err)
+	}
+	n.srv = &http.Server{
+		Handler:           instrument(n.reg, mux),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	go func() { n.serveErr <- n.srv.Serve(n.ln) }()
+	log.Info("progressd serving", "addr", n.Addr(), "db", cfg.DBPath(), "auth", authn.Enabled(), "version", Version)
+	return n, nil
+}
+
+// Addr is the address the node listens on (useful with port 0).
+func (n *Node) Addr() string { return n.ln.Addr().String() }
+
+// URL is the node's base URL.
+func (n *Node) URL() string { return "http://" + n.Addr() }
+
+// Done is closed... it returns the error that stopped serving, if the
+// server stops by itself.
+func (n *Node) Done() <-chan error { return n.serveErr }
+
+// Shutdown stops accepting, ends every connection, flushes pending writes
+// and closes the stores. It is safe to call more than once.
+func (n *Node) Shutdown(ctx context.Context) error {
+	n.stopOnce.Do(func() {
+		n.log.Info("shutting down")
+		err := n.srv.Shutdown(ctx)
+		if errors.Is(err, context.DeadlineExceeded) {
+			n.log.Warn("open requests did not finish in time; closing them")
+			err = n.srv.Close()
+		}
+		n.stopErr = errors.Join(err, n.closeStores(ctx))
+	})
+	return n.stopErr
+}
+
+func (n *Node) closeStores(ctx context.Context) error {
+	var errs []error
+	if n.broker != nil {
+		errs = append(errs, n.broker.Close())
+	}
+	if n.wb != nil {
+		errs = append(errs, n.wb.Close(ctx)) // flushes pending progress
+	}
+	if n.db != nil {
+		errs = append(errs, n.db.Close())
+	}
+	if n.snaps != nil {
+		errs = append(errs, n.snaps.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// instrument records request latency by route pattern.
+func instrument(reg prometheus.Registerer, next http.Handler) http.Handler {
+	hist := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "progressd_http_request_duration_seconds",
+		Help:    "HTTP request latency by route and status class (streams excluded).",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+	}, []string{"route", "method", "code"})
+	reg.MustRegister(hist)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		next.ServeHTTP(rw, r)
+		if rw.hijacked || r.Pattern == "" {
+			return
+		}
+		hist.WithLabelValues(r.Pattern, r.Method, fmt.Sprintf("%dxx", rw.code/100)).Observe(time.Since(start).Seconds())
+	})
+}

@@ -1,0 +1,5 @@
+package snapshot_test
+
+import "time"
+
+var snapshottestNow = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)

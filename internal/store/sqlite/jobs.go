@@ -1,0 +1,209 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+
+	"github.com/progressd/progressd/internal/progress"
+	"github.com/progressd/progressd/internal/store"
+)
+
+// row is a snapshot ready to be written: its columns, encoded outside any
+// transaction so the write lock is held only for the statements.
+type row struct {
+	id, project, owner, state string
+	seq                       int64
+	createdAt, updatedAt      int64
+	finishedAt                sql.NullInt64
+	snapshot                  string
+}
+
+func encode(s progress.Snapshot) (row, error) {
+	if s.JobID == "" {
+		return row{}, errors.New("snapshot has no job_id")
+	}
+	if s.Seq > math.MaxInt64 {
+		return row{}, fmt.Errorf("job %s: seq %d does not fit in a SQLite integer", s.JobID, s.Seq)
+	}
+	b, err := json.Marshal(s)
+	if err != nil {
+		return row{}, fmt.Errorf("job %s: encode snapshot: %w", s.JobID, err)
+	}
+	r := row{
+		id:        s.JobID,
+		project:   s.Project,
+		owner:     s.Owner,
+		state:     string(s.State),
+		seq:       int64(s.Seq),
+		createdAt: s.CreatedAt.UnixMilli(),
+		updatedAt: s.UpdatedAt.UnixMilli(),
+		snapshot:  string(b),
+	}
+	if s.FinishedAt != nil {
+		r.finishedAt = sql.NullInt64{Int64: s.FinishedAt.UnixMilli(), Valid: true}
+	}
+	return r, nil
+}
+
+func decode(id, text string) (progress.Snapshot, error) {
+	var s progress.Snapshot
+	if err := json.Unmarshal([]byte(text), &s); err != nil {
+		return progress.Snapshot{}, fmt.Errorf("sqlite: job %s: stored snapshot is not valid JSON: %w (the row was changed outside progressd)", id, err)
+	}
+	if s.Stages == nil {
+		s.Stages = []progress.Stage{} // the wire shape has "stages": [], never null
+	}
+	return s, nil
+}
+
+// Create inserts a new job; ErrExists if the id is taken.
+func (s *Store) Create(ctx context.Context, snap progress.Snapshot) error {
+	r, err := encode(snap)
+	if err != nil {
+		return fmt.Errorf("sqlite: create: %w", err)
+	}
+	res, err := s.db.ExecContext(ctx, `
+		INSERT INTO jobs (id, project, owner, state, seq, created_at, updated_at, finished_at, snapshot)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (id) DO NOTHING`,
+		r.id, r.project, r.owner, r.state, r.seq, r.createdAt, r.updatedAt, r.finishedAt, r.snapshot)
+	if err != nil {
+		return fmt.Errorf("sqlite: create job %s: %w", r.id, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("sqlite: create job %s: %w", r.id, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("sqlite: create job %s: %w", r.id, store.ErrExists)
+	}
+	return nil
+}
+
+// Save updates every job in snaps whose stored seq is lower, in one
+// transaction: one commit (one WAL append) however many jobs the batch holds.
+// The seq condition is in the UPDATE itself, so a stale snapshot is skipped
+// by the database even when two writers race.
+func (s *Store) Save(ctx context.Context, snaps []progress.Snapshot) error {
+	if len(snaps) == 0 {
+		return nil
+	}
+	rows := make([]row, len(snaps))
+	for i, snap := range snaps {
+		r, err := encode(snap)
+		if err != nil {
+			return fmt.Errorf("sqlite: save: %w", err)
+		}
+		rows[i] = r
+	}
+
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqlite: save %d snapshots: begin: %w", len(rows), err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	stmt, err := tx.PrepareContext(ctx, `
+		UPDATE jobs SET state = ?, seq = ?, updated_at = ?, finished_at = ?, snapshot = ?
+		WHERE id = ? AND seq < ?`)
+	if err != nil {
+		return fmt.Errorf("sqlite: save %d snapshots: prepare: %w", len(rows), err)
+	}
+	defer stmt.Close()
+	for _, r := range rows {
+		if _, err := stmt.ExecContext(ctx, r.state, r.seq, r.updatedAt, r.finishedAt, r.snapshot, r.id, r.seq); err != nil {
+			return fmt.Errorf("sqlite: save job %s: %w", r.id, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("sqlite: save %d snapshots: commit: %w", len(rows), err)
+	}
+	return nil
+}
+
+// Get returns the stored snapshot of job id, or ErrNotFound.
+func (s *Store) Get(ctx context.Context, id string) (progress.Snapshot, error) {
+	var text string
+	err := s.db.QueryRowContext(ctx, `SELECT snapshot FROM jobs WHERE id = ?`, id).Scan(&text)
+	if errors.Is(err, sql.ErrNoRows) {
+		return progress.Snapshot{}, fmt.Errorf("sqlite: job %s: %w", id, store.ErrNotFound)
+	}
+	if err != nil {
+		return progress.Snapshot{}, fmt.Errorf("sqlite: get job %s: %w", id, err)
+	}
+	return decode(id, text)
+}
+
+// List returns one page of jobs, newest first. It reads one row more than
+// the page holds to learn whether a next page exists, so the last page has
+// no cursor even when it is full.
+func (s *Store) List(ctx context.Context, q store.Query) ([]progress.Snapshot, string, error) {
+	query, args := listQuery(q)
+	rows, err := s.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, "", fmt.Errorf("sqlite: list jobs: %w", err)
+	}
+	defer rows.Close()
+
+	size := q.PageSize()
+	jobs := make([]progress.Snapshot, 0, min(size, 64))
+	more := false
+	for rows.Next() {
+		if len(jobs) == size {
+			more = true
+			break
+		}
+		var id, text string
+		if err := rows.Scan(&id, &text); err != nil {
+			return nil, "", fmt.Errorf("sqlite: list jobs: %w", err)
+		}
+		snap, err := decode(id, text)
+		if err != nil {
+			return nil, "", err
+		}
+		jobs = append(jobs, snap)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", fmt.Errorf("sqlite: list jobs: %w", err)
+	}
+	next := ""
+	if more {
+		next = jobs[len(jobs)-1].JobID
+	}
+	return jobs, next, nil
+}
+
+// listQuery builds the SELECT for q. Only placeholders carry values.
+func listQuery(q store.Query) (string, []any) {
+	var where []string
+	var args []any
+	if q.Project != "" {
+		where = append(where, "project = ?")
+		args = append(args, q.Project)
+	}
+	if q.Owner != "" {
+		where = append(where, "owner = ?")
+		args = append(args, q.Owner)
+	}
+	if len(q.States) > 0 {
+		where = append(where, "state IN (?"+strings.Repeat(", ?", len(q.States)-1)+")")
+		for _, st := range q.States {
+			args = append(args, string(st))
+		}
+	}
+	if q.Cursor != "" {
+		where = append(where, "id < ?")
+		args = append(args, q.Cursor)
+	}
+	query := "SELECT id, snapshot FROM jobs"
+	if len(where) > 0 {
+		query += " WHERE " + strings.Join(where, " AND ")
+	}
+	query += " ORDER BY id DESC LIMIT ?"
+	args = append(args, q.PageSize()+1)
+	return query, args
+}

@@ -1,0 +1,54 @@
+// Package store is the durable record of every job: its latest snapshot and
+// timestamps, kept across restarts. Implementations live in subpackages
+// (sqlite, and postgres when scaling out) and all pass the one suite in
+// storetest.
+//
+// The durable store is not on the hot path of progress: WriteBehind sits in
+// front of it so that state changes and terminal snapshots are written before
+// the reply while intermediate progress is written at most about once a
+// second per job. All methods are safe for concurrent use.
+package store
+
+import (
+	"context"
+	"errors"
+
+	"github.com/progressd/progressd/internal/progress"
+)
+
+// ErrNotFound is returned when no job has the given id.
+var ErrNotFound = errors.New("store: job not found")
+
+// ErrExists is returned by Create when a job with the same id exists.
+var ErrExists = errors.New("store: job already exists")
+
+// Store is a durable job store.
+type Store interface {
+	// Create records a new job. It returns ErrExists if the id is taken.
+	Create(ctx context.Context, s progress.Snapshot) error
+	// Save writes each snapshot over the stored one of the same job, but
+	// only where its Seq is higher than the stored Seq: a late write never
+	// replaces a newer snapshot. Jobs that do not exist are skipped.
+	Save(ctx context.Context, snaps []progress.Snapshot) error
+	// Get returns the stored snapshot of one job, or ErrNotFound.
+	Get(ctx context.Context, id string) (progress.Snapshot, error)
+	// List returns jobs newest first (by job id, which is time-ordered),
+	// filtered by q, and the cursor of the next page ("" on the last page).
+	List(ctx context.Context, q Query) (jobs []progress.Snapshot, next string, err error)
+	// Ping reports whether the database answers, for /readyz.
+	Ping(ctx context.Context) error
+	// Close releases the database. The store is unusable afterwards.
+	Close() error
+}
+
+// Query filters List. Zero fields match everything.
+type Query struct {
+	Project string
+	Owner   string
+	// States, when non-empty, matches jobs in any of these states.
+	States []progress.State
+	// Limit is the page size; List treats ≤ 0 as 50 and caps it at 500.
+	Limit int
+	// Cursor is the next value of a previous page; "" starts at the newest.
+	Cursor string
+}

@@ -1,0 +1,348 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/progressd/progressd/internal/progress"
+)
+
+const (
+	// DefaultFlushInterval is how often WriteBehind writes pending
+	// snapshots when NewWriteBehind is given an interval ≤ 0.
+	DefaultFlushInterval = time.Second
+	// flushChunk bounds one Save: a flush of many jobs becomes several
+	// short transactions, so readers queued behind a single-connection
+	// database wait for one chunk, not for the whole backlog.
+	flushChunk = 256
+	// minFlushTimeout is the least time one background flush may take
+	// before it is abandoned and retried at the next tick.
+	minFlushTimeout = 10 * time.Second
+)
+
+// WriteBehind sits between the progress path and a durable Store. A job
+// reports progress many times a second; writing each report would make the
+// database the bottleneck of every reply. WriteBehind writes state changes
+// and terminal snapshots before Save returns (durable) and keeps only the
+// newest intermediate snapshot of each job, writing all of them in one batch
+// every interval. A crash loses at most one interval of intermediate
+// progress, never a state change.
+//
+// Readers never see older data than was reported: Get and List overlay the
+// snapshots still waiting to be written. Since the Store applies a snapshot
+// only over a lower seq, writes racing each other cannot make a job go back.
+//
+// All methods are safe for concurrent use. WriteBehind starts one goroutine,
+// which Close stops. It does not close the Store it wraps: the owner does,
+// after Close.
+type WriteBehind struct {
+	db       Store
+	interval time.Duration
+	log      *slog.Logger
+
+	// flushMu makes flushes one at a time, so a snapshot is in at most one
+	// write and Flush, once it returns, has seen every earlier flush end.
+	// Lock order: flushMu, then mu; mu is never held during a database call.
+	flushMu sync.Mutex
+
+	mu       sync.Mutex
+	pending  map[string]progress.Snapshot // newest unwritten snapshot per job
+	inflight map[string]progress.Snapshot // the batch being written now
+	closed   bool
+
+	stop      chan struct{}
+	done      chan struct{}
+	cancel    context.CancelFunc // aborts a background flush when Close runs out of time
+	closeOnce sync.Once
+
+	batches, written, durable, coalesced, failures atomic.Uint64
+	failing                                        bool // the last background flush failed; guarded by flushMu
+}
+
+// WriteBehindStats are WriteBehind's counters since it was made, for metrics.
+type WriteBehindStats struct {
+	Batches   uint64 // Save calls that wrote pending snapshots (background, Flush, Close)
+	Written   uint64 // snapshots passed to a successful Save, durable ones included
+	Durable   uint64 // durable saves that succeeded
+	Coalesced uint64 // snapshots replaced by a newer one of the same job before being written
+	Failures  uint64 // failed Saves, batches and durable saves alike
+	Pending   int    // jobs whose newest snapshot is not yet written (waiting or being written)
+}
+
+// NewWriteBehind returns a WriteBehind in front of db that writes pending
+// snapshots every interval (DefaultFlushInterval if ≤ 0), and starts its
+// flushing goroutine. log may be nil.
+func NewWriteBehind(db Store, interval time.Duration, log *slog.Logger) *WriteBehind {
+	if interval <= 0 {
+		interval = DefaultFlushInterval
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &WriteBehind{
+		db:       db,
+		interval: interval,
+		log:      log,
+		pending:  map[string]progress.Snapshot{},
+		inflight: map[string]progress.Snapshot{},
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+		cancel:   cancel,
+	}
+	go w.loop(ctx)
+	return w
+}
+
+// Save records s. With durable set, s is written before Save returns, and
+// any older pending snapshot of the job is dropped; callers set it for
+// creation-adjacent state changes and terminal snapshots. Otherwise s waits
+// for the next flush, replacing any older pending snapshot of its job.
+//
+// If a durable write fails, s is kept as pending, so later flushes retry
+// it, and the error is returned. After Close every Save is durable, so
+// nothing reported during shutdown is lost.
+func (w *WriteBehind) Save(ctx context.Context, s progress.Snapshot, durable bool) error {
+	w.mu.Lock()
+	if !durable && !w.closed {
+		w.addPending(s)
+		w.mu.Unlock()
+		return nil
+	}
+	w.mu.Unlock()
+
+	if err := w.db.Save(ctx, []progress.Snapshot{s}); err != nil {
+		w.failures.Add(1)
+		w.mu.Lock()
+		w.addPending(s)
+		w.mu.Unlock()
+		return fmt.Errorf("store: durable save of job %s seq %d (kept for retry): %w", s.JobID, s.Seq, err)
+	}
+	w.durable.Add(1)
+	w.written.Add(1)
+	w.mu.Lock()
+	if p, ok := w.pending[s.JobID]; ok && p.Seq <= s.Seq {
+		delete(w.pending, s.JobID)
+		w.coalesced.Add(1)
+	}
+	w.mu.Unlock()
+	return nil
+}
+
+// addPending keeps s if it is the newest snapshot of its job not yet
+// written or being written. w.mu must be held.
+func (w *WriteBehind) addPending(s progress.Snapshot) {
+	if f, ok := w.inflight[s.JobID]; ok && f.Seq >= s.Seq {
+		w.coalesced.Add(1)
+		return
+	}
+	if p, ok := w.pending[s.JobID]; ok {
+		w.coalesced.Add(1)
+		if p.Seq >= s.Seq {
+			return
+		}
+	}
+	// A copy: the caller's snapshot may be shared with the live snapshot
+	// store and the broker while it waits here.
+	w.pending[s.JobID] = s.Clone()
+}
+
+// Flush writes every pending snapshot now. When it returns nil, every
+// snapshot given to Save before Flush was called is in the database.
+func (w *WriteBehind) Flush(ctx context.Context) error {
+	w.flushMu.Lock()
+	defer w.flushMu.Unlock()
+	return w.flushLocked(ctx)
+}
+
+// flushLocked moves pending to inflight, writes it in chunks, and puts back
+// whatever was not written, unless Save has since recorded a newer
+// snapshot of that job. w.flushMu must be held.
+func (w *WriteBehind) flushLocked(ctx context.Context) error {
+	w.mu.Lock()
+	if len(w.pending) == 0 {
+		w.mu.Unlock()
+		return nil
+	}
+	w.inflight, w.pending = w.pending, w.inflight
+	batch := slices.Collect(maps.Values(w.inflight))
+	w.mu.Unlock()
+
+	var err error
+	written := 0
+	for written < len(batch) {
+		chunk := batch[written:min(written+flushChunk, len(batch))]
+		if err = w.db.Save(ctx, chunk); err != nil {
+			w.failures.Add(1)
+			break
+		}
+		w.batches.Add(1)
+		w.written.Add(uint64(len(chunk)))
+		written += len(chunk)
+	}
+
+	w.mu.Lock()
+	for _, s := range batch[written:] {
+		if p, ok := w.pending[s.JobID]; !ok || p.Seq < s.Seq {
+			w.pending[s.JobID] = s
+		} else {
+			w.coalesced.Add(1)
+		}
+	}
+	clear(w.inflight)
+	w.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("store: flush %d of %d pending snapshots (kept for retry): %w", len(batch)-written, len(batch), err)
+	}
+	return nil
+}
+
+// loop flushes every interval until Close. A failed flush keeps its
+// snapshots pending and is retried at the next tick.
+func (w *WriteBehind) loop(ctx context.Context) {
+	defer close(w.done)
+	t := time.NewTicker(w.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-w.stop:
+			return
+		case <-t.C:
+			w.backgroundFlush(ctx)
+		}
+	}
+}
+
+func (w *WriteBehind) backgroundFlush(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, max(w.interval, minFlushTimeout))
+	defer cancel()
+	w.flushMu.Lock()
+	defer w.flushMu.Unlock()
+	if err := w.flushLocked(ctx); err != nil {
+		// One line per interval while the database is down; the metric
+		// carries the count.
+		w.log.Warn("write-behind flush failed; will retry",
+			"err", err, "pending", w.Stats().Pending, "retry_in", w.interval)
+		w.failing = true
+		return
+	}
+	if w.failing {
+		w.failing = false
+		w.log.Info("write-behind flush recovered")
+	}
+}
+
+// Close stops the flushing goroutine, waits for it, and writes what is
+// pending. If ctx ends first, the write in progress is abandoned and Close
+// returns an error saying how much was not written. Calling Close again,
+// from any goroutine, flushes again and is otherwise harmless.
+func (w *WriteBehind) Close(ctx context.Context) error {
+	w.closeOnce.Do(func() {
+		w.mu.Lock()
+		w.closed = true
+		w.mu.Unlock()
+		close(w.stop)
+	})
+	select {
+	case <-w.done:
+	case <-ctx.Done():
+		w.cancel()
+		<-w.done // the flush in progress now returns promptly
+	}
+	w.cancel()
+	if err := w.Flush(ctx); err != nil {
+		return fmt.Errorf("store: close write-behind: %w", err)
+	}
+	return nil
+}
+
+// Stats returns the counters.
+func (w *WriteBehind) Stats() WriteBehindStats {
+	w.mu.Lock()
+	pending := len(w.pending)
+	for id := range w.inflight {
+		if _, ok := w.pending[id]; !ok {
+			pending++
+		}
+	}
+	w.mu.Unlock()
+	return WriteBehindStats{
+		Batches:   w.batches.Load(),
+		Written:   w.written.Load(),
+		Durable:   w.durable.Load(),
+		Coalesced: w.coalesced.Load(),
+		Failures:  w.failures.Load(),
+		Pending:   pending,
+	}
+}
+
+// Create creates the job in the database; creation is always durable.
+func (w *WriteBehind) Create(ctx context.Context, s progress.Snapshot) error {
+	return w.db.Create(ctx, s)
+}
+
+// Get returns the newest snapshot of job id: the stored one, or the one
+// waiting to be written if its seq is higher. Memory is read before the
+// database: a snapshot that leaves memory is written before it does, so one
+// of the two reads sees it.
+func (w *WriteBehind) Get(ctx context.Context, id string) (progress.Snapshot, error) {
+	w.mu.Lock()
+	mem, ok := w.newest(id)
+	w.mu.Unlock()
+	s, err := w.db.Get(ctx, id)
+	if err != nil {
+		return progress.Snapshot{}, err
+	}
+	if ok && mem.Seq > s.Seq {
+		return mem.Clone(), nil
+	}
+	return s, nil
+}
+
+// List returns a page from the database with each job replaced by its
+// pending snapshot where that is newer. Filters apply to what is stored;
+// state changes are written durably, so pending snapshots rarely differ in
+// what List filters on.
+func (w *WriteBehind) List(ctx context.Context, q Query) ([]progress.Snapshot, string, error) {
+	w.mu.Lock()
+	mem := make(map[string]progress.Snapshot, len(w.pending)+len(w.inflight))
+	for _, m := range []map[string]progress.Snapshot{w.pending, w.inflight} {
+		for id := range m {
+			mem[id], _ = w.newest(id)
+		}
+	}
+	w.mu.Unlock()
+	jobs, next, err := w.db.List(ctx, q)
+	if err != nil {
+		return nil, "", err
+	}
+	for i, s := range jobs {
+		if m, ok := mem[s.JobID]; ok && m.Seq > s.Seq {
+			jobs[i] = m.Clone()
+		}
+	}
+	return jobs, next, nil
+}
+
+// newest returns the highest-seq snapshot of id held in memory. w.mu must
+// be held.
+func (w *WriteBehind) newest(id string) (progress.Snapshot, bool) {
+	p, okp := w.pending[id]
+	f, okf := w.inflight[id]
+	switch {
+	case okp && (!okf || p.Seq >= f.Seq):
+		return p, true
+	case okf:
+		return f, true
+	}
+	return progress.Snapshot{}, false
+}
+
+// Ping reports whether the database answers.
+func (w *WriteBehind) Ping(ctx context.Context) error { return w.db.Ping(ctx) }
