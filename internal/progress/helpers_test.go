@@ -159,7 +159,5 @@ func checkCode(tb testing.TB, err error, code string) {
 	}
 }
 
-func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
-
 func nan() float64         { return math.NaN() }
 func inf(sign int) float64 { return math.Inf(sign) }
