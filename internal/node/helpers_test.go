@@ -25,7 +25,7 @@ func startNode(t *testing.T, dir string, mod func(*Config)) *Node {
 	if mod != nil {
 		mod(&cfg)
 	}
-	n, err := Start(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	n, err := Start(context.Background(), cfg, discardLog())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,3 +104,5 @@ func (c client) do(method, path string, body any) response {
 	}
 	return response{status: resp.StatusCode, body: data}
 }
+
+func discardLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

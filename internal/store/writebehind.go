@@ -62,7 +62,8 @@ type WriteBehind struct {
 	closeOnce sync.Once
 
 	batches, written, durable, coalesced, failures atomic.Uint64
-	failing                                        bool // the last background flush failed; guarded by flushMu
+
+	failing bool // the last background flush failed; guarded by flushMu
 }
 
 // WriteBehindStats are WriteBehind's counters since it was made, for metrics.

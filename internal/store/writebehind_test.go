@@ -33,6 +33,25 @@ type faultyStore struct {
 	failNext  atomic.Int64 // fail this many Saves
 	hang      atomic.Bool  // Saves wait for their context to end
 	hung      chan struct{}
+	// afterRead, if set, runs once a Get or List has read the database and
+	// before it returns, to stage a race with a flush.
+	afterRead func()
+}
+
+func (f *faultyStore) Get(ctx context.Context, id string) (progress.Snapshot, error) {
+	s, err := f.Store.Get(ctx, id)
+	if f.afterRead != nil {
+		f.afterRead()
+	}
+	return s, err
+}
+
+func (f *faultyStore) List(ctx context.Context, q store.Query) ([]progress.Snapshot, string, error) {
+	jobs, next, err := f.Store.List(ctx, q)
+	if f.afterRead != nil {
+		f.afterRead()
+	}
+	return jobs, next, err
 }
 
 var errInjected = errors.New("injected failure")
@@ -365,6 +384,44 @@ func TestWriteBehindListShowsPending(t *testing.T) {
 	}
 	if seqs[b.job.JobID] != 5 || seqs[other.JobID] != 1 || len(jobs) != 2 {
 		t.Errorf("List seqs = %v, want %s at 5 and %s at 1", seqs, b.job.JobID, other.JobID)
+	}
+}
+
+// TestWriteBehindReadRacingFlush stages the race a reader loses if it reads
+// the database before the memory: the pending snapshot is flushed (and
+// leaves memory) just after the database was read.
+func TestWriteBehindReadRacingFlush(t *testing.T) {
+	b := setup(t, time.Hour, nil)
+	read := map[string]func() (uint64, error){
+		"Get": func() (uint64, error) {
+			s, err := b.wb.Get(t.Context(), b.job.JobID)
+			return s.Seq, err
+		},
+		"List": func() (uint64, error) {
+			jobs, _, err := b.wb.List(t.Context(), store.Query{})
+			if err != nil || len(jobs) != 1 {
+				return 0, fmt.Errorf("List = %d jobs, %v; want 1 job", len(jobs), err)
+			}
+			return jobs[0].Seq, nil
+		},
+	}
+	seq := uint64(1)
+	for name, fn := range read {
+		seq++
+		b.save(t, at(b.job, seq), false)
+		b.db.afterRead = func() {
+			if err := b.wb.Flush(t.Context()); err != nil {
+				t.Error(err)
+			}
+		}
+		got, err := fn()
+		b.db.afterRead = nil
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if got != seq {
+			t.Errorf("%s racing a flush = seq %d, want %d", name, got, seq)
+		}
 	}
 }
 

@@ -30,7 +30,7 @@ func encode(s progress.Snapshot) (row, error) {
 	if s.Seq > math.MaxInt64 {
 		return row{}, fmt.Errorf("job %s: seq %d does not fit in a SQLite integer", s.JobID, s.Seq)
 	}
-	b, err := json.Marshal(s)
+	b, err := s.AppendJSON(make([]byte, 0, 512)) // the wire form, without encoding/json's reflection
 	if err != nil {
 		return row{}, fmt.Errorf("job %s: encode snapshot: %w", s.JobID, err)
 	}

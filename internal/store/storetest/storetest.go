@@ -120,7 +120,8 @@ func (g *idGen) next() string {
 }
 
 // job returns a realistic new snapshot (the one progress.New makes) with
-// the next id, created i milliseconds after the bundle's base time.
+// the next id. Its creation time is scrambled so that a store sorting by
+// anything but the id fails the List tests.
 func (b *bundle) job(t *testing.T, project, owner string, stages ...string) progress.Snapshot {
 	t.Helper()
 	specs := make([]progress.StageSpec, len(stages))
@@ -128,8 +129,8 @@ func (b *bundle) job(t *testing.T, project, owner string, stages ...string) prog
 		specs[i] = progress.StageSpec{Name: name}
 	}
 	id := b.ids.next()
-	s, err := progress.New(progress.NewJob{ID: id, Project: project, Owner: owner, Stages: specs},
-		b.base.Add(time.Duration(b.ids.n.Load())*time.Millisecond))
+	created := b.base.Add(time.Duration(rand.IntN(1_000_000)) * time.Millisecond)
+	s, err := progress.New(progress.NewJob{ID: id, Project: project, Owner: owner, Stages: specs}, created)
 	if err != nil {
 		t.Fatalf("progress.New: %v", err)
 	}
@@ -414,7 +415,7 @@ func expect(jobs []progress.Snapshot, q store.Query) []string {
 	return ids
 }
 
-func ids(jobs []progress.Snapshot) []string {
+func jobIDs(jobs []progress.Snapshot) []string {
 	out := make([]string, len(jobs))
 	for i, s := range jobs {
 		out[i] = s.JobID
@@ -448,8 +449,8 @@ func testListFilters(t *testing.T, b *bundle) {
 			if err != nil {
 				t.Fatalf("List: %v", err)
 			}
-			if want := expect(jobs, tc.q); !slices.Equal(ids(got), want) {
-				t.Fatalf("List %+v\n got %v\nwant %v", tc.q, ids(got), want)
+			if want := expect(jobs, tc.q); !slices.Equal(jobIDs(got), want) {
+				t.Fatalf("List %+v\n got %v\nwant %v", tc.q, jobIDs(got), want)
 			}
 			if next != "" {
 				t.Errorf("List of one partial page returned next %q, want \"\"", next)
@@ -474,7 +475,7 @@ func pages(t *testing.T, s store.Store, q store.Query) (all []string, n int) {
 		if len(got) > q.PageSize() {
 			t.Fatalf("page %d has %d jobs, limit %d", n, len(got), q.PageSize())
 		}
-		all = append(all, ids(got)...)
+		all = append(all, jobIDs(got)...)
 		if next == "" {
 			return all, n
 		}
@@ -609,8 +610,8 @@ func testReopen(t *testing.T, b *bundle) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := expect(jobs, store.Query{}); !slices.Equal(ids(got), want) {
-		t.Fatalf("List after reopen\n got %v\nwant %v", ids(got), want)
+	if want := expect(jobs, store.Query{}); !slices.Equal(jobIDs(got), want) {
+		t.Fatalf("List after reopen\n got %v\nwant %v", jobIDs(got), want)
 	}
 	b.save(t, withSeq(saved, 51))
 	Equal(t, b.get(t, saved.JobID), withSeq(saved, 51))
