@@ -10,7 +10,6 @@ package jobs
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -265,7 +264,7 @@ func (s *Service) load(ctx context.Context, id string) error {
 // does not fail the report — the snapshot is stored, and subscribers get
 // the whole state with the next update or on resubscribe — but it is logged.
 func (s *Service) publish(ctx context.Context, snap progress.Snapshot) {
-	data, err := json.Marshal(snap)
+	data, err := snap.AppendJSON(make([]byte, 0, 512))
 	if err == nil {
 		err = s.cfg.Broker.Publish(ctx, broker.Update{Snapshot: snap, Data: data})
 	}
