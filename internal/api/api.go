@@ -88,6 +88,7 @@ func New(mux *http.ServeMux, cfg Config) *API {
 
 	a.registerJobs()
 	a.registerHealth()
+	a.documentStreams()
 	return a
 }
 

@@ -1,0 +1,53 @@
+package api
+
+import (
+	"net/http"
+
+	"github.com/danielgtaylor/huma/v2"
+)
+
+// documentStreams adds the gateway's streaming endpoints to the OpenAPI
+// document. They are served by package gateway, not by huma, because they
+// hold the connection open; listing them here keeps /docs complete.
+func (a *API) documentStreams() {
+	oapi := a.huma.OpenAPI()
+	text := func(desc string) map[string]*huma.Response {
+		return map[string]*huma.Response{
+			"200": {Description: desc, Content: map[string]*huma.MediaType{"text/event-stream": {}}},
+			"401": {Description: "No, bad or expired token."},
+			"404": {Description: "Unknown job, or not yours to see."},
+		}
+	}
+	channel := &huma.Param{Name: "channel", In: "query", Required: true, Explode: ptr(true),
+		Description: "job:<id>, project:<name> or user:<id>; repeat for several.",
+		Schema:      &huma.Schema{Type: "array", Items: &huma.Schema{Type: "string"}}}
+	token := &huma.Param{Name: "token", In: "query",
+		Description: "The token, for clients that cannot set headers (EventSource).", Schema: &huma.Schema{Type: "string"}}
+	id := &huma.Param{Name: "id", In: "path", Required: true, Schema: &huma.Schema{Type: "string"}}
+
+	oapi.AddOperation(&huma.Operation{
+		OperationID: "job-events", Method: http.MethodGet, Path: "/api/v1/jobs/{id}/events",
+		Summary:     "Follow one job (Server-Sent Events)",
+		Description: "The snapshot now, then every change: `event: update`, `id: <seq>`, `data:` the snapshot. Comments (`: ping`) keep the stream alive.",
+		Tags:        []string{"streams"}, Security: secured,
+		Parameters: []*huma.Param{id, token}, Responses: text("A stream of snapshots."),
+	})
+	oapi.AddOperation(&huma.Operation{
+		OperationID: "events", Method: http.MethodGet, Path: "/api/v1/events",
+		Summary:     "Follow channels (Server-Sent Events)",
+		Description: "For each channel, the current snapshots of the jobs it covers, then every change: `event: update`, `id: <seq>`, `data:` `{\"channel\", \"job\"}`.",
+		Tags:        []string{"streams"}, Security: secured,
+		Parameters: []*huma.Param{channel, token}, Responses: text("A stream of updates."),
+	})
+	oapi.AddOperation(&huma.Operation{
+		OperationID: "websocket", Method: http.MethodGet, Path: "/ws",
+		Summary: "WebSocket: subscribe to job, project and user channels",
+		Description: "Text frames, one JSON object each. Client: `{\"op\": \"auth\"|\"subscribe\"|\"unsubscribe\"|\"ping\", \"id\": N, ...}`. " +
+			"Server: `{\"type\": \"reply\", \"id\": N, \"error\"?: {...}}` and `{\"type\": \"update\", \"channel\", \"job\"}`. " +
+			"Close codes: 4001 unauthorized, 4008 too slow, 4029 too many connections, 1009 frame too large, 1001 going away.",
+		Tags: []string{"streams"}, Parameters: []*huma.Param{token},
+		Responses: map[string]*huma.Response{"101": {Description: "Switching protocols."}, "403": {Description: "Origin not allowed."}},
+	})
+}
+
+func ptr[T any](v T) *T { return &v }
