@@ -77,6 +77,11 @@ func New(mux *http.ServeMux, cfg Config) *API {
 	hc.DocsPath = ""            // huma's page loads from a CDN; ours is embedded in package web
 	hc.SchemasPath = ""
 	hc.CreateHooks = nil // no $schema links in bodies: snapshots keep the contract's shape
+	hc.Tags = []*huma.Tag{
+		{Name: "jobs", Description: "Create jobs, report progress, read snapshots."},
+		{Name: "streams", Description: "Live updates: WebSocket and Server-Sent Events."},
+		{Name: "operations", Description: "Health and readiness."},
+	}
 	hc.Components.SecuritySchemes = map[string]*huma.SecurityScheme{
 		"bearer": {Type: "http", Scheme: "bearer", BearerFormat: "JWT"},
 	}
@@ -151,3 +156,19 @@ func principal(ctx context.Context) auth.Principal {
 }
 
 var secured = []map[string][]string{{"bearer": {}}}
+
+// JSONByDefault treats request bodies sent without a JSON content type
+// (curl -d sends application/x-www-form-urlencoded; many scripts send none)
+// as JSON. The API has no other body format, so this only saves callers a
+// confusing "unknown content type" error.
+func JSONByDefault(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength != 0 && strings.HasPrefix(r.URL.Path, "/api/") {
+			switch ct := r.Header.Get("Content-Type"); {
+			case ct == "", strings.HasPrefix(ct, "application/x-www-form-urlencoded"), strings.HasPrefix(ct, "text/plain"):
+				r.Header.Set("Content-Type", "application/json")
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}

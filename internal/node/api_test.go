@@ -51,13 +51,15 @@ func near(a, b float64) bool { return math.Abs(a-b) < 1e-9 }
 func TestJobLifecycleOverHTTP(t *testing.T) {
 	t.Parallel()
 	n := startNode(t, "", nil)
-	c := client{t: t, base: n.URL()}
+	c := client{t: t, base: n.URL(), contentType: "application/json"}
 
 	s := create(t, c, `{"project":"p1","stages":[{"name":"fetch"},{"name":"encode","weight":8}]}`)
 	if s.State != progress.Queued || s.Seq != 1 || s.Owner != auth.LocalUser || len(s.Stages) != 2 || s.Stages[1].Weight != 8 || s.StartedAt != nil {
 		t.Fatalf("created: %+v", s)
 	}
-	s = report(t, c, s.JobID, `{"stage":"encode","progress":0.5,"message":"half"}`)
+	// curl -d sends a form content type; the body is JSON all the same.
+	curl := client{t: t, base: n.URL(), contentType: "application/x-www-form-urlencoded"}
+	s = report(t, curl, s.JobID, `{"stage":"encode","progress":0.5,"message":"half"}`)
 	if s.State != progress.Running || s.StartedAt == nil || !near(s.Progress, 5.0/9) || s.Stages[0].State != progress.Succeeded || s.Stage != "encode" || s.Message != "half" || s.Seq != 2 {
 		t.Fatalf("after encode 0.5: %+v", s)
 	}

@@ -43,9 +43,10 @@ func stopNode(t *testing.T, n *Node) {
 }
 
 type client struct {
-	t     *testing.T
-	base  string
-	token string
+	t           *testing.T
+	base        string
+	token       string
+	contentType string // "" sends none, like many scripts
 }
 
 type response struct {
@@ -87,8 +88,8 @@ func (c client) do(method, path string, body any) response {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	if rd != nil {
-		req.Header.Set("Content-Type", "application/json")
+	if rd != nil && c.contentType != "" {
+		req.Header.Set("Content-Type", c.contentType)
 	}
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)

@@ -96,7 +96,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Node, err erro
 		return nil, fmt.Errorf("listen on %s: %w (is another progressd running? pick another --addr)", cfg.Addr, err)
 	}
 	n.srv = &http.Server{
-		Handler:           instrument(n.reg, mux),
+		Handler:           instrument(n.reg, api.JSONByDefault(mux)),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
