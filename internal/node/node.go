@@ -21,6 +21,7 @@ import (
 	"github.com/progressd/progressd/internal/api"
 	"github.com/progressd/progressd/internal/auth"
 	"github.com/progressd/progressd/internal/broker"
+	"github.com/progressd/progressd/internal/gateway"
 	"github.com/progressd/progressd/internal/jobs"
 	"github.com/progressd/progressd/internal/snapshot"
 	"github.com/progressd/progressd/internal/store"
@@ -40,6 +41,7 @@ type Node struct {
 	snaps  snapshot.Store
 	broker broker.Broker
 	Jobs   *jobs.Service
+	gw     *gateway.Gateway
 	reg    *prometheus.Registry
 	ln     net.Listener
 	srv    *http.Server
@@ -83,7 +85,22 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Node, err erro
 		return nil, err
 	}
 
+	n.gw, err = gateway.New(gateway.Config{
+		Broker: n.broker, Jobs: n.Jobs, Auth: authn,
+		AllowedOrigins:   cfg.AllowedOrigins,
+		MaxFrameBytes:    int64(cfg.MaxFrameBytes),
+		MaxSubscriptions: cfg.MaxSubscriptions,
+		MaxConnsPerUser:  cfg.MaxConnsPerUser,
+		Registerer:       n.reg, Log: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+
 	mux := http.NewServeMux()
+	mux.HandleFunc("GET /ws", n.gw.ServeWS)
+	mux.HandleFunc("GET /api/v1/events", n.gw.ServeEvents)
+	mux.HandleFunc("GET /api/v1/jobs/{id}/events", n.gw.ServeJobEvents)
 	api.New(mux, api.Config{
 		Jobs: n.Jobs, Auth: authn, Version: Version, Log: log,
 		Ready: []api.Checker{{Name: "database", Ping: n.db.Ping}, {Name: "snapshots", Ping: n.snaps.Ping}},
@@ -121,12 +138,16 @@ func (n *Node) Done() <-chan error { return n.serveErr }
 func (n *Node) Shutdown(ctx context.Context) error {
 	n.stopOnce.Do(func() {
 		n.log.Info("shutting down")
+		// WebSocket clients get 1001 and SSE streams end first: they are
+		// hijacked or long-lived, so http.Server.Shutdown would not end
+		// them, only wait for them.
+		gwErr := n.gw.Shutdown(ctx)
 		err := n.srv.Shutdown(ctx)
 		if errors.Is(err, context.DeadlineExceeded) {
 			n.log.Warn("open requests did not finish in time; closing them")
 			err = n.srv.Close()
 		}
-		n.stopErr = errors.Join(err, n.closeStores(ctx))
+		n.stopErr = errors.Join(gwErr, err, n.closeStores(ctx))
 	})
 	return n.stopErr
 }
