@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of progressd: vet, the Go tests with the race detector,
-# and a check that the committed web assets match a fresh build.
+# a check that the committed web assets match a fresh build, the web
+# client's tests (vitest, against a real server) and the browser tests
+# (playwright-core driving Chromium at /usr/bin/chromium).
 # Usage: scripts/test.sh   (from anywhere in the repo)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,3 +25,15 @@ fi
 
 echo "== go test -race"
 go test -race -count=1 -timeout 20m ./...
+
+if command -v npm >/dev/null 2>&1; then
+  echo "== web: vitest"
+  (cd web && npm test)
+  if [ -x /usr/bin/chromium ]; then
+    echo "== web: browser tests (Chromium)"
+    (cd web && npm run e2e)
+  else
+    echo "== web: /usr/bin/chromium not found; skipping browser tests (apt-get install -y chromium)" >&2
+    [ "${CI:-}" = "true" ] && { echo "CI needs Chromium" >&2; exit 1; }
+  fi
+fi

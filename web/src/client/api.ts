@@ -1,0 +1,110 @@
+// The HTTP API of SPEC.md, for what a page needs: list, get, create,
+// cancel, report. Errors are ApiError with the server's code.
+
+import type { FetchLike } from "./env";
+import type { JobSnapshot, JobState } from "./types";
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = "ApiError";
+  }
+}
+
+export interface JobList {
+  jobs: JobSnapshot[];
+  next_cursor?: string | null;
+}
+
+export interface CreateJob {
+  project: string;
+  pipeline?: string;
+  params?: Record<string, string>;
+  stages?: { name: string; weight?: number }[];
+}
+
+export interface ProgressReport {
+  progress?: number;
+  stage?: string;
+  current?: number;
+  total?: number;
+  message?: string;
+  state?: JobState;
+  error?: string;
+}
+
+export interface ListQuery {
+  project?: string;
+  state?: JobState;
+  limit?: number;
+  cursor?: string;
+}
+
+export class Api {
+  constructor(
+    private readonly server: string,
+    private readonly token: () => string | null,
+    private readonly fetchFn: FetchLike = (...a) => globalThis.fetch(...a),
+  ) {}
+
+  async request<T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
+    const headers: Record<string, string> = { Accept: "application/json" };
+    const token = this.token();
+    if (token) headers.Authorization = "Bearer " + token;
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    let res: Response;
+    try {
+      res = await this.fetchFn(this.server + path, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal,
+      });
+    } catch (err) {
+      if ((err as Error)?.name === "AbortError") throw err;
+      throw new ApiError(0, "network", "the server cannot be reached");
+    }
+    const text = await res.text();
+    let data: unknown = undefined;
+    try {
+      data = text ? JSON.parse(text) : undefined;
+    } catch {
+      /* not JSON */
+    }
+    if (!res.ok) {
+      const e = (data as { error?: { code?: string; message?: string } } | undefined)?.error;
+      throw new ApiError(res.status, e?.code ?? "http_" + res.status, e?.message ?? (text.trim() || res.statusText));
+    }
+    return data as T;
+  }
+
+  listJobs(q: ListQuery = {}, signal?: AbortSignal): Promise<JobList> {
+    const p = new URLSearchParams();
+    if (q.project !== undefined) p.set("project", q.project);
+    if (q.state) p.set("state", q.state);
+    if (q.limit) p.set("limit", String(q.limit));
+    if (q.cursor) p.set("cursor", q.cursor);
+    const qs = p.toString();
+    return this.request<JobList>("GET", "/api/v1/jobs" + (qs ? "?" + qs : ""), undefined, signal);
+  }
+
+  getJob(id: string, signal?: AbortSignal): Promise<JobSnapshot> {
+    return this.request("GET", "/api/v1/jobs/" + encodeURIComponent(id), undefined, signal);
+  }
+
+  createJob(body: CreateJob): Promise<JobSnapshot> {
+    return this.request("POST", "/api/v1/jobs", body);
+  }
+
+  cancelJob(id: string): Promise<JobSnapshot> {
+    return this.request("POST", "/api/v1/jobs/" + encodeURIComponent(id) + "/cancel", {});
+  }
+
+  report(id: string, report: ProgressReport): Promise<JobSnapshot> {
+    return this.request("POST", "/api/v1/jobs/" + encodeURIComponent(id) + "/progress", report);
+  }
+}

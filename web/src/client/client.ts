@@ -1,0 +1,512 @@
+// ProgressClient is what a page uses: one per server, shared by every
+// component. It counts references per channel (ten bars on one job are one
+// server subscription), keeps the newest snapshot of every job (JobStore),
+// and either owns the page's one Connection or, when another tab of the
+// same origin already has one for the same server and user, borrows that
+// tab's (cross-tab sharing, see crosstab.ts).
+
+import { Api } from "./api";
+import { Connection, type ConnectionOptions } from "./connection";
+import {
+  browserCrossTab,
+  holdLock,
+  whenReleased,
+  type BroadcastChannelCtor,
+  type BroadcastChannelLike,
+  type HeldLock,
+  type LockManagerLike,
+  type TabMessage,
+} from "./crosstab";
+import { randomId, realTimers, resolveServer, type FetchLike, type Timers } from "./env";
+import { decodeToken, fnv1a, identityKey, tokenUser } from "./jwt";
+import { JobStore } from "./store";
+import type { ChannelError, ConnectionStatus, JobSnapshot, Listener, ProtocolError } from "./types";
+
+export interface ProgressClientOptions extends Omit<ConnectionOptions, "server" | "token" | "clientId"> {
+  /** The server's base URL; default this page's origin. */
+  server?: string;
+  token?: string | null;
+  /** This page's id, sent as client_id. Default: random. */
+  clientId?: string;
+  /**
+   * Share one connection between the tabs of this origin (Web Locks +
+   * BroadcastChannel). "auto" (default): when the browser has both.
+   */
+  crossTab?: boolean | "auto";
+  /** Web Locks to use instead of navigator.locks (tests). */
+  locks?: LockManagerLike;
+  /** BroadcastChannel to use instead of the browser's (tests). */
+  BroadcastChannel?: BroadcastChannelCtor;
+  /** How long a channel nobody wants stays subscribed (absorbs unmount/remount). Default 250 ms. */
+  releaseDelayMs?: number;
+}
+
+type Role = "solo" | "leader" | "follower";
+
+interface Group {
+  key: string;
+  bc: BroadcastChannelLike;
+  tabLock: HeldLock | null;
+  leaderLock: HeldLock | null;
+  /** Other tabs' channels, while this tab leads. */
+  remote: Map<string, Set<string>>;
+  /** Cancels watching a follower tab's lock. */
+  watchers: Map<string, () => void>;
+  ready: boolean;
+  left: boolean;
+}
+
+export class ProgressClient {
+  readonly server: string;
+  readonly clientId: string;
+  readonly store = new JobStore();
+  readonly api: Api;
+
+  private token: string | null;
+  private readonly opts: ProgressClientOptions;
+  private readonly timers: Timers;
+  private readonly refs = new Map<string, number>();
+  private readonly releaseTimers = new Map<string, unknown>();
+  private readonly releaseDelayMs: number;
+  private readonly channelErrors = new Map<string, ProtocolError>();
+  private readonly statusListeners = new Set<Listener>();
+  private readonly errorListeners = new Set<(e: ChannelError) => void>();
+  private readonly crossTab: { locks: LockManagerLike; BroadcastChannel: BroadcastChannelCtor } | null;
+  private readonly tabId: string;
+
+  private role: Role = "solo";
+  private conn: Connection | null = null;
+  private group: Group | null = null;
+  private status: ConnectionStatus = { state: "closed", transport: null, reason: "idle", attempt: 0, role: "solo" };
+  private subsQueued = false;
+  private disposed = false;
+  /** Serializes group changes: a new group is joined after the old one is left. */
+  private switching: Promise<void> = Promise.resolve();
+  private listed = new Map<string, Promise<void>>();
+
+  constructor(opts: ProgressClientOptions = {}) {
+    this.opts = opts;
+    this.server = resolveServer(opts.server);
+    this.token = opts.token || null;
+    this.timers = opts.timers ?? realTimers;
+    this.clientId = opts.clientId ?? randomId();
+    this.tabId = this.clientId + "." + fnv1a(String(Math.random()));
+    this.releaseDelayMs = opts.releaseDelayMs ?? 250;
+    const fetchFn: FetchLike | undefined = opts.fetch ?? undefined;
+    this.api = new Api(this.server, () => this.token, fetchFn ?? ((...a) => globalThis.fetch(...a)));
+    const mode = opts.crossTab ?? "auto";
+    if (mode === false) this.crossTab = null;
+    else if (opts.locks && opts.BroadcastChannel) this.crossTab = { locks: opts.locks, BroadcastChannel: opts.BroadcastChannel };
+    else this.crossTab = browserCrossTab();
+    if (mode === true && !this.crossTab) {
+      // Asked for but not available: one connection per tab, as documented.
+    }
+  }
+
+  // ---- public API -------------------------------------------------------
+
+  /**
+   * Keeps the server subscribed to channel ("job:ID", "project:P",
+   * "user:U") until the returned function is called. Calls are counted:
+   * the server is asked once, however many components want the channel.
+   */
+  subscribe(channel: string): () => void {
+    if (this.disposed) return () => undefined;
+    const pendingRelease = this.releaseTimers.get(channel);
+    if (pendingRelease !== undefined) {
+      this.timers.clearTimeout(pendingRelease);
+      this.releaseTimers.delete(channel);
+    }
+    const n = (this.refs.get(channel) ?? 0) + 1;
+    this.refs.set(channel, n);
+    if (n === 1 && pendingRelease === undefined) this.channelsChanged();
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      this.release(channel);
+    };
+  }
+
+  watchJob(jobId: string): () => void {
+    return this.subscribe("job:" + jobId);
+  }
+
+  watchProject(project: string): () => void {
+    return this.subscribe("project:" + project);
+  }
+
+  watchUser(user: string): () => void {
+    return this.subscribe("user:" + user);
+  }
+
+  /** How many components want a channel (0 if none). */
+  refCount(channel: string): number {
+    return this.refs.get(channel) ?? 0;
+  }
+
+  /** The job's newest snapshot, if the page has one. */
+  getJob(jobId: string): JobSnapshot | undefined {
+    return this.store.get(jobId);
+  }
+
+  getStatus(): ConnectionStatus {
+    return this.status;
+  }
+
+  onStatus(l: Listener): () => void {
+    this.statusListeners.add(l);
+    return () => this.statusListeners.delete(l);
+  }
+
+  /** Subscriptions the server refused, by channel. */
+  channelError(channel: string): ProtocolError | undefined {
+    return this.channelErrors.get(channel);
+  }
+
+  onChannelError(l: (e: ChannelError) => void): () => void {
+    this.errorListeners.add(l);
+    return () => this.errorListeners.delete(l);
+  }
+
+  getToken(): string | null {
+    return this.token;
+  }
+
+  /** The user this page acts as: the token's sub, "local" without a token, null if unreadable. */
+  user(): string | null {
+    return tokenUser(this.token);
+  }
+
+  /**
+   * Switches the token. The same user with a fresh token keeps the
+   * connection (an auth frame refreshes it); another user (or admin-ness)
+   * forgets every snapshot, closes the connection, waits until it has
+   * closed, and opens a new one.
+   */
+  setToken(token: string | null | undefined): void {
+    token = token || null;
+    if (token === this.token || this.disposed) return;
+    const sameIdentity = identityKey(token) === identityKey(this.token);
+    this.token = token;
+    this.listed.clear();
+    for (const l of [...this.statusListeners]) l(); // the token is part of what listeners read
+    if (!sameIdentity) {
+      this.store.clear();
+      this.channelErrors.clear();
+    }
+    if (this.group) {
+      if (sameIdentity) {
+        if (this.role === "leader") this.conn?.setToken(token);
+        else if (token) this.post({ k: "token", from: this.tabId, token });
+        return;
+      }
+      this.switchGroup();
+      return;
+    }
+    this.conn?.setToken(token);
+  }
+
+  /**
+   * Fetches a project's newest jobs over HTTP into the store (once per
+   * project and token; force: again). Live changes come from the project
+   * channel; this fills in history the channel does not replay.
+   */
+  listProject(project: string, opts: { limit?: number; force?: boolean } = {}): Promise<void> {
+    const key = project + "\0" + (opts.limit ?? 50);
+    let p = opts.force ? undefined : this.listed.get(key);
+    if (!p) {
+      p = this.api.listJobs({ project, limit: opts.limit ?? 50 }).then((res) => {
+        this.store.acceptAll(res.jobs ?? []);
+      });
+      p.catch(() => this.listed.delete(key));
+      this.listed.set(key, p);
+    }
+    return p;
+  }
+
+  /** Closes everything; resolves once the connection has closed. */
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
+    for (const t of this.releaseTimers.values()) this.timers.clearTimeout(t);
+    this.releaseTimers.clear();
+    await this.switching;
+    await this.leave();
+    const c = this.conn;
+    this.conn = null;
+    await c?.dispose();
+    this.setStatus({ state: "closed", transport: null, reason: "disposed", attempt: 0, role: this.role });
+  }
+
+  /** Resolves when this page holds no open or closing connection. */
+  async whenClosed(): Promise<void> {
+    await this.switching;
+    await this.conn?.whenClosed();
+  }
+
+  // ---- channels ---------------------------------------------------------
+
+  private release(channel: string): void {
+    const n = (this.refs.get(channel) ?? 0) - 1;
+    if (n > 0) {
+      this.refs.set(channel, n);
+      return;
+    }
+    this.refs.delete(channel);
+    if (this.releaseDelayMs <= 0) {
+      this.channelsChanged();
+      return;
+    }
+    const t = this.timers.setTimeout(() => {
+      this.releaseTimers.delete(channel);
+      if (!this.refs.has(channel)) this.channelsChanged();
+    }, this.releaseDelayMs);
+    this.releaseTimers.set(channel, t);
+  }
+
+  /** The channels this tab wants: referenced now, or released but still lingering. */
+  private localChannels(): Set<string> {
+    const s = new Set(this.refs.keys());
+    for (const ch of this.releaseTimers.keys()) s.add(ch);
+    return s;
+  }
+
+  private channelsChanged(): void {
+    if (this.disposed) return;
+    if (this.crossTab && !this.group) this.join();
+    if (this.role === "follower") this.queueSubs();
+    else this.syncConnection();
+  }
+
+  /** Makes the connection's channel set the union of this tab's and (as leader) other tabs'. */
+  private syncConnection(): void {
+    const want = this.localChannels();
+    if (this.group && this.role === "leader") for (const set of this.group.remote.values()) for (const ch of set) want.add(ch);
+    if (want.size === 0 && !this.conn) return;
+    const conn = this.ensureConnection();
+    for (const ch of conn.channels()) if (!want.has(ch)) conn.remove(ch);
+    for (const ch of want) {
+      if (!conn.channels().has(ch)) {
+        this.channelErrors.delete(ch);
+        conn.add(ch);
+      }
+    }
+  }
+
+  private ensureConnection(): Connection {
+    if (this.conn) return this.conn;
+    this.conn = new Connection(
+      { ...this.opts, server: this.server, token: this.token, clientId: this.clientId },
+      {
+        onUpdate: (_ch, job) => this.onJob(job),
+        onStatus: (s) => {
+          this.setStatus({ ...s, role: this.role });
+          if (this.role === "leader") this.post({ k: "status", from: this.tabId, status: this.status });
+        },
+        onChannelError: (e) => {
+          this.onChannelErr(e);
+          if (this.role === "leader") this.post({ k: "chanerr", from: this.tabId, channel: e.channel, error: e.error });
+        },
+      },
+    );
+    return this.conn;
+  }
+
+  private onJob(job: JobSnapshot): void {
+    if (!this.store.accept(job)) return;
+    if (this.role === "leader") this.post({ k: "jobs", from: this.tabId, jobs: [job] });
+  }
+
+  private onChannelErr(e: ChannelError): void {
+    if (!this.localChannels().has(e.channel)) return;
+    this.channelErrors.set(e.channel, e.error);
+    for (const l of [...this.errorListeners]) l(e);
+  }
+
+  private setStatus(s: ConnectionStatus): void {
+    this.status = s;
+    for (const l of [...this.statusListeners]) l();
+  }
+
+  // ---- cross-tab --------------------------------------------------------
+
+  private groupKey(): string {
+    return "progressd:v1:" + fnv1a(this.server) + ":" + fnv1a(identityKey(this.token));
+  }
+
+  /** Joins the group of this server and identity: follower until the leader lock is granted. */
+  private join(): void {
+    if (!this.crossTab || this.disposed) return;
+    const { locks, BroadcastChannel } = this.crossTab;
+    const key = this.groupKey();
+    let bc: BroadcastChannelLike;
+    try {
+      bc = new BroadcastChannel(key);
+    } catch {
+      return; // no sharing: this tab connects on its own
+    }
+    const g: Group = {
+      key,
+      bc,
+      tabLock: null,
+      leaderLock: null,
+      remote: new Map(),
+      watchers: new Map(),
+      ready: false,
+      left: false,
+    };
+    this.group = g;
+    this.role = "follower";
+    this.setStatus({ state: "connecting", transport: null, attempt: 0, role: "follower" });
+    bc.onmessage = (ev) => {
+      if (!g.left) this.onTabMessage(g, ev.data as TabMessage);
+    };
+    // The tab lock says "this tab lives": the leader waits on it to notice a
+    // closed or crashed tab. It is held before the leader hears of us.
+    g.tabLock = holdLock(locks, key + ":tab:" + this.tabId, () => {
+      if (g.left) return;
+      g.ready = true;
+      this.post({ k: "hello", from: this.tabId });
+      this.queueSubs();
+      g.leaderLock = holdLock(locks, key + ":leader", () => {
+        if (!g.left) this.becomeLeader(g);
+      });
+    });
+  }
+
+  private becomeLeader(g: Group): void {
+    this.role = "leader";
+    this.setStatus({ ...this.status, role: "leader" });
+    this.syncConnection();
+    if (this.conn) this.setStatus({ ...this.conn.getStatus(), role: "leader" });
+    else this.setStatus({ state: "closed", transport: null, reason: "idle", attempt: 0, role: "leader" });
+    this.post({ k: "leader", from: this.tabId });
+    this.post({ k: "status", from: this.tabId, status: this.status });
+  }
+
+  private onTabMessage(g: Group, m: TabMessage): void {
+    if (!m || typeof m !== "object" || m.from === this.tabId) return;
+    if (this.role === "leader") {
+      switch (m.k) {
+        case "hello":
+          this.post({ k: "leader", from: this.tabId });
+          this.post({ k: "status", from: this.tabId, status: this.status });
+          return;
+        case "subs": {
+          const before = g.remote.get(m.from) ?? new Set<string>();
+          const now = new Set(m.channels);
+          g.remote.set(m.from, now);
+          this.watchTab(g, m.from);
+          // Catch the tab up on channels it just added: if this tab was
+          // already subscribed, the server will not send them again.
+          const jobs: JobSnapshot[] = [];
+          for (const ch of now) if (!before.has(ch)) jobs.push(...this.store.jobsFor(ch));
+          if (jobs.length) this.post({ k: "jobs", from: this.tabId, to: m.from, jobs });
+          this.syncConnection();
+          return;
+        }
+        case "bye":
+          this.dropTab(g, m.from);
+          return;
+        case "token": {
+          // A fresher token of the same identity: keep the connection, refresh it.
+          const cur = decodeToken(this.conn?.getToken() ?? this.token)?.exp ?? 0;
+          const next = decodeToken(m.token)?.exp ?? 0;
+          if (identityKey(m.token) === identityKey(this.token) && next > cur) this.conn?.setToken(m.token);
+          return;
+        }
+        case "leader":
+          return; // cannot happen: one lock holder
+        default:
+          return;
+      }
+    }
+    // follower
+    switch (m.k) {
+      case "leader":
+        this.queueSubs(true);
+        return;
+      case "status":
+        this.setStatus({ ...m.status, role: "follower" });
+        return;
+      case "jobs":
+        if (m.to && m.to !== this.tabId) return;
+        this.store.acceptAll(m.jobs);
+        return;
+      case "chanerr":
+        this.onChannelErr({ channel: m.channel, error: m.error });
+        return;
+      default:
+        return;
+    }
+  }
+
+  private watchTab(g: Group, tab: string): void {
+    if (g.watchers.has(tab) || !this.crossTab) return;
+    g.watchers.set(
+      tab,
+      whenReleased(this.crossTab.locks, g.key + ":tab:" + tab, () => this.dropTab(g, tab)),
+    );
+  }
+
+  private dropTab(g: Group, tab: string): void {
+    g.watchers.get(tab)?.();
+    g.watchers.delete(tab);
+    if (g.remote.delete(tab) && this.role === "leader" && !g.left) this.syncConnection();
+  }
+
+  /** Tells the leader which channels this tab wants, once per task. */
+  private queueSubs(force = false): void {
+    if (this.subsQueued && !force) return;
+    this.subsQueued = true;
+    queueMicrotask(() => {
+      this.subsQueued = false;
+      const g = this.group;
+      if (!g || !g.ready || g.left || this.role !== "follower") return;
+      this.post({ k: "subs", from: this.tabId, channels: [...this.localChannels()] });
+    });
+  }
+
+  private post(m: TabMessage): void {
+    const g = this.group;
+    if (!g || g.left) return;
+    try {
+      g.bc.postMessage(m);
+    } catch {
+      /* closed */
+    }
+  }
+
+  /** Leaves the group: a leader closes its connection before letting the lock go. */
+  private async leave(): Promise<void> {
+    const g = this.group;
+    if (!g) return;
+    if (this.role === "follower" && g.ready) this.post({ k: "bye", from: this.tabId });
+    g.left = true;
+    this.group = null;
+    for (const cancel of g.watchers.values()) cancel();
+    g.watchers.clear();
+    g.remote.clear();
+    const conn = this.conn;
+    this.conn = null;
+    await conn?.dispose();
+    try {
+      g.bc.close();
+    } catch {
+      /* already closed */
+    }
+    await g.leaderLock?.release();
+    await g.tabLock?.release();
+    this.role = "solo";
+  }
+
+  private switchGroup(): void {
+    this.switching = this.switching.then(async () => {
+      await this.leave();
+      if (this.disposed) return;
+      if (this.localChannels().size > 0) this.channelsChanged();
+      else this.setStatus({ state: "closed", transport: null, reason: "idle", attempt: 0, role: "solo" });
+    });
+  }
+}

@@ -1,0 +1,100 @@
+// The wire shapes of SPEC.md ("Job snapshot", "WebSocket protocol").
+
+export type JobState = "queued" | "running" | "succeeded" | "failed" | "canceled";
+
+export const TERMINAL_STATES: ReadonlySet<JobState> = new Set(["succeeded", "failed", "canceled"]);
+
+export function isTerminal(state: JobState | string | undefined): boolean {
+  return state !== undefined && TERMINAL_STATES.has(state as JobState);
+}
+
+export interface StageSnapshot {
+  name: string;
+  weight: number;
+  state: JobState;
+  progress: number;
+}
+
+/** One job's whole state; every delivery carries all of it. */
+export interface JobSnapshot {
+  job_id: string;
+  project: string;
+  owner: string;
+  pipeline?: string | null;
+  state: JobState;
+  progress: number;
+  stage?: string | null;
+  stages?: StageSnapshot[] | null;
+  current?: number | null;
+  total?: number | null;
+  message?: string | null;
+  eta_seconds?: number | null;
+  /** Strictly increasing per job: keep the highest, ignore older ones. */
+  seq: number;
+  created_at: string;
+  started_at?: string | null;
+  updated_at?: string | null;
+  finished_at?: string | null;
+  error?: string | null;
+}
+
+export interface ProtocolError {
+  code: string;
+  message: string;
+}
+
+/** Frames the client sends on /ws. */
+export type ClientFrame =
+  | { op: "auth"; id: number; token: string; client_id?: string }
+  | { op: "subscribe"; id: number; channel: string }
+  | { op: "unsubscribe"; id: number; channel: string }
+  | { op: "ping"; id: number };
+
+/** Frames the server sends on /ws. */
+export type ServerFrame =
+  | { type: "reply"; id: number | null; error?: ProtocolError }
+  | { type: "update"; channel: string; job: JobSnapshot };
+
+/**
+ * connecting: the first attempt is under way. open: subscribed and live.
+ * reconnecting: the connection dropped; the next attempt is scheduled
+ * (retryAt) or under way. closed: not connected and not trying, see reason.
+ */
+export type ConnectionState = "connecting" | "open" | "reconnecting" | "closed";
+
+export type TransportKind = "websocket" | "sse";
+
+/** Why a connection is closed or reconnecting. */
+export type ConnectionReason =
+  | "idle" // nothing subscribed
+  | "unauthorized" // 4001 or an unauthorized reply: waiting for a new token
+  | "going_away" // 1001: the server is restarting
+  | "too_slow" // 4008
+  | "too_many_connections" // 4029
+  | "frame_too_large" // 1009
+  | "network" // the connection failed or dropped
+  | "offline" // the browser says it is offline
+  | "disposed"; // the client was shut down
+
+export interface ConnectionStatus {
+  state: ConnectionState;
+  /** The transport in use or being tried; null while closed. */
+  transport: TransportKind | null;
+  reason?: ConnectionReason;
+  /** The last close code seen (WebSocket), for diagnostics. */
+  closeCode?: number;
+  /** Failed attempts since the last healthy connection. */
+  attempt: number;
+  /** When the next attempt starts (epoch ms), while reconnecting. */
+  retryAt?: number;
+  /** solo: this tab owns its connection; leader: it also serves other tabs; follower: another tab's connection serves it. */
+  role: "solo" | "leader" | "follower";
+}
+
+/** A subscription the server refused (forbidden, not_found, limit_exceeded, …). */
+export interface ChannelError {
+  channel: string;
+  error: ProtocolError;
+}
+
+export type Listener = () => void;

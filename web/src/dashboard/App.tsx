@@ -1,0 +1,158 @@
+import { useCallback, useEffect, useMemo, useState } from "react";
+import { isTerminal, tokenUser, type JobSnapshot } from "../client";
+import { ProgressProvider, useAllJobs, useChannel, useConnectionState, useProgressClient } from "../react";
+import { ConnectionIndicator } from "./ConnectionIndicator";
+import { ProjectView } from "./ProjectView";
+import { TokenPanel } from "./TokenPanel";
+import { useHashProject, useSavedProjects, useToken } from "./settings";
+
+export function App() {
+  const [token, setToken] = useToken();
+  return (
+    <ProgressProvider token={token}>
+      <Dashboard token={token} setToken={setToken} />
+    </ProgressProvider>
+  );
+}
+
+interface ProjectSummary {
+  name: string;
+  active: number;
+  total: number;
+}
+
+function summarize(jobs: readonly JobSnapshot[], extra: string[]): ProjectSummary[] {
+  const m = new Map<string, ProjectSummary>();
+  for (const p of extra) m.set(p, { name: p, active: 0, total: 0 });
+  for (const j of jobs) {
+    let s = m.get(j.project);
+    if (!s) m.set(j.project, (s = { name: j.project, active: 0, total: 0 }));
+    s.total++;
+    if (!isTerminal(j.state)) s.active++;
+  }
+  return [...m.values()].sort((a, b) => a.name.localeCompare(b.name));
+}
+
+function Dashboard({ token, setToken }: { token: string | null; setToken: (t: string | null) => void }) {
+  const client = useProgressClient();
+  const status = useConnectionState();
+  const user = tokenUser(token);
+  // user:<self> brings every job of this user: that is how projects are found.
+  useChannel(user ? "user:" + user : null);
+  const jobs = useAllJobs();
+  const [saved, setSaved] = useSavedProjects();
+  const [selected, select] = useHashProject();
+  const [tokenOpen, setTokenOpen] = useState(false);
+  const [authNeeded, setAuthNeeded] = useState(false);
+
+  const projects = useMemo(() => summarize(jobs, selected ? [...saved, selected] : saved), [jobs, saved, selected]);
+  const current = selected ?? projects[0]?.name ?? "demo";
+
+  // Ask the server once whether it wants a token (single-user mode answers without one).
+  useEffect(() => {
+    let live = true;
+    client.api
+      .listJobs({ limit: 1 })
+      .then(() => live && setAuthNeeded(false))
+      .catch((e: { status?: number }) => live && setAuthNeeded(e?.status === 401));
+    return () => {
+      live = false;
+    };
+  }, [client, token]);
+
+  const onAuthError = useCallback(() => setAuthNeeded(true), []);
+  const unauthorized = authNeeded || (status.state === "closed" && status.reason === "unauthorized");
+
+  const addProject = (name: string) => {
+    const n = name.trim();
+    if (!n) return;
+    if (!saved.includes(n)) setSaved([...saved, n]);
+    select(n);
+  };
+
+  return (
+    <div className="app">
+      <header className="topbar">
+        <div className="brand">
+          <svg viewBox="0 0 24 24" width="22" height="22" aria-hidden="true">
+            <rect x="2" y="9" width="20" height="6" rx="3" fill="var(--track)" />
+            <rect x="2" y="9" width="13" height="6" rx="3" fill="var(--accent)" />
+          </svg>
+          <span>progressd</span>
+        </div>
+        <div className="topbar__right">
+          <ConnectionIndicator status={status} />
+          <button type="button" className="chip" onClick={() => setTokenOpen((o) => !o)} aria-expanded={tokenOpen}>
+            <span className="chip__label">user</span> {user ?? "unknown"}
+          </button>
+          <a className="link" href="/docs">
+            API docs
+          </a>
+        </div>
+      </header>
+
+      {(tokenOpen || unauthorized) && (
+        <TokenPanel
+          token={token}
+          needed={unauthorized}
+          onSave={(t) => {
+            setToken(t);
+            setTokenOpen(false);
+          }}
+          onClose={unauthorized ? undefined : () => setTokenOpen(false)}
+        />
+      )}
+
+      <div className="layout">
+        <nav className="sidebar" aria-label="Projects">
+          <h2 className="sidebar__title">Projects</h2>
+          <ul className="projects">
+            {projects.map((p) => (
+              <li key={p.name}>
+                <a
+                  href={"#/p/" + encodeURIComponent(p.name)}
+                  className={"project" + (p.name === current ? " project--current" : "")}
+                  aria-current={p.name === current ? "page" : undefined}
+                >
+                  <span className="project__name">{p.name}</span>
+                  <span className="project__count" title={`${p.active} active of ${p.total}`}>
+                    {p.active > 0 ? <span className="pulse" aria-hidden="true" /> : null}
+                    {p.active > 0 ? `${p.active} / ${p.total}` : p.total}
+                  </span>
+                </a>
+              </li>
+            ))}
+            {projects.length === 0 && <li className="muted small">No projects yet.</li>}
+          </ul>
+          <AddProject onAdd={addProject} />
+        </nav>
+
+        <main className="main">
+          <ProjectView key={current} project={current} onAuthError={onAuthError} />
+        </main>
+      </div>
+    </div>
+  );
+}
+
+function AddProject({ onAdd }: { onAdd: (name: string) => void }) {
+  const [name, setName] = useState("");
+  return (
+    <form
+      className="add-project"
+      onSubmit={(e) => {
+        e.preventDefault();
+        onAdd(name);
+        setName("");
+      }}
+    >
+      <label className="sr-only" htmlFor="add-project">
+        Open a project
+      </label>
+      <input id="add-project" value={name} onChange={(e) => setName(e.target.value)} placeholder="Open a project…" maxLength={200} />
+      <button type="submit" className="btn btn--small" disabled={!name.trim()}>
+        Open
+      </button>
+    </form>
+  );
+}

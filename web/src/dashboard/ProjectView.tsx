@@ -1,0 +1,173 @@
+import { memo, useState } from "react";
+import { ApiError, isTerminal, type JobSnapshot, type StageSnapshot } from "../client";
+import { InlineProgressBar, formatDuration, percent, useProgressClient, useProjectJobs } from "../react";
+
+export const ProjectView = memo(function ProjectView({ project, onAuthError }: { project: string; onAuthError: () => void }) {
+  const client = useProgressClient();
+  const jobs = useProjectJobs(project);
+  const [pipeline, setPipeline] = useState("demo");
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+
+  const start = async () => {
+    setBusy(true);
+    setError(null);
+    try {
+      const job = await client.api.createJob({ project, pipeline: pipeline.trim() || "demo" });
+      client.store.accept(job);
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 401) onAuthError();
+      setError(e instanceof Error ? e.message : String(e));
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  const active = jobs.filter((j) => !isTerminal(j.state)).length;
+  return (
+    <section className="project-view" aria-labelledby="project-title">
+      <div className="project-view__head">
+        <div>
+          <h1 id="project-title">{project}</h1>
+          <p className="muted small">
+            {jobs.length === 0 ? "No jobs yet" : `${jobs.length} job${jobs.length === 1 ? "" : "s"}, ${active} active`}
+          </p>
+        </div>
+        <form
+          className="start"
+          onSubmit={(e) => {
+            e.preventDefault();
+            void start();
+          }}
+        >
+          <label htmlFor="pipeline" className="small muted">
+            Pipeline
+          </label>
+          <input id="pipeline" value={pipeline} onChange={(e) => setPipeline(e.target.value)} size={10} />
+          <button type="submit" className="btn btn--primary" disabled={busy}>
+            {busy ? "Starting…" : "Start job"}
+          </button>
+        </form>
+      </div>
+      {error && (
+        <p className="alert" role="alert">
+          Could not start the job: {error}
+          <button type="button" className="btn btn--ghost btn--small" onClick={() => setError(null)}>
+            Dismiss
+          </button>
+        </p>
+      )}
+      {jobs.length === 0 ? (
+        <div className="empty">
+          <p>
+            Nothing has run in <strong>{project}</strong> yet.
+          </p>
+          <p className="muted small">
+            Start a <code>demo</code> job above to watch it move, or report from any language:{" "}
+            <code>POST /api/v1/jobs/&#123;id&#125;/progress</code>.
+          </p>
+        </div>
+      ) : (
+        <ol className="jobs">
+          {jobs.map((j) => (
+            <li key={j.job_id}>
+              <JobCard job={j} />
+            </li>
+          ))}
+        </ol>
+      )}
+    </section>
+  );
+});
+
+function time(iso: string | null | undefined): string {
+  if (!iso) return "";
+  const d = new Date(iso);
+  return Number.isNaN(d.getTime()) ? "" : d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+}
+
+function took(job: JobSnapshot): string | null {
+  if (!job.finished_at) return null;
+  const from = job.started_at ?? job.created_at;
+  const ms = Date.parse(job.finished_at) - Date.parse(from);
+  return Number.isFinite(ms) && ms >= 0 ? formatDuration(ms / 1000) : null;
+}
+
+const JobCard = memo(function JobCard({ job }: { job: JobSnapshot }) {
+  const client = useProgressClient();
+  const [canceling, setCanceling] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+  const terminal = isTerminal(job.state);
+  const cancel = async () => {
+    setCanceling(true);
+    setError(null);
+    try {
+      client.store.accept(await client.api.cancelJob(job.job_id));
+    } catch (e) {
+      setError(e instanceof Error ? e.message : String(e));
+    } finally {
+      setCanceling(false);
+    }
+  };
+  const duration = took(job);
+  return (
+    <article className="job" data-state={job.state} data-job-id={job.job_id} aria-label={`${job.pipeline || "job"} ${job.job_id}`}>
+      <header className="job__head">
+        <div className="job__title">
+          <span className="job__pipeline">{job.pipeline || "reported job"}</span>
+          <code className="job__id" title={job.job_id}>
+            {job.job_id.slice(-8)}
+          </code>
+          <span className={"badge badge--" + job.state}>{job.state}</span>
+        </div>
+        <div className="job__meta small muted">
+          <span title={job.created_at}>started {time(job.started_at ?? job.created_at)}</span>
+          {duration && <span>took {duration}</span>}
+          {!terminal && (
+            <button type="button" className="btn btn--small" onClick={() => void cancel()} disabled={canceling}>
+              {canceling ? "Canceling…" : "Cancel"}
+            </button>
+          )}
+        </div>
+      </header>
+      <InlineProgressBar jobId={job.job_id} watch={false} label={`${job.pipeline || "Job"} ${job.job_id.slice(-8)}`} />
+      {job.stages && job.stages.length > 0 && <Stages stages={job.stages} current={job.stage} />}
+      {(job.message || job.error || error) && (
+        <p className={"job__message small" + ((job.error && job.state === "failed") || error ? " job__message--error" : "")}>
+          {job.error ?? error ?? job.message}
+          {job.total && !(job.message ?? "").includes(`${job.current ?? 0}/${job.total}`) ? (
+            <span className="muted">
+              {" "}
+              ({job.current ?? 0}/{job.total})
+            </span>
+          ) : null}
+        </p>
+      )}
+    </article>
+  );
+});
+
+function Stages({ stages, current }: { stages: StageSnapshot[]; current?: string | null }) {
+  return (
+    <ol className="stages" aria-label="Stages">
+      {stages.map((s) => {
+        const pct = percent(s);
+        return (
+          <li
+            key={s.name}
+            className={"stage stage--" + s.state + (s.name === current ? " stage--current" : "")}
+            style={{ flex: `${s.weight > 0 ? s.weight : 1} 1 0%` }}
+            title={`${s.name}: ${s.state}, ${pct}% (weight ${s.weight})`}
+          >
+            <span className="stage__bar" aria-hidden="true">
+              <span className="stage__fill" style={{ transform: `scaleX(${pct / 100})` }} />
+            </span>
+            <span className="stage__name">
+              {s.name} <span className="muted">{s.state === "running" ? pct + "%" : s.state === "succeeded" ? "✓" : s.state === "queued" ? "" : s.state}</span>
+            </span>
+          </li>
+        );
+      })}
+    </ol>
+  );
+}

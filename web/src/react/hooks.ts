@@ -1,0 +1,116 @@
+import { useCallback, useEffect, useSyncExternalStore } from "react";
+import type { ConnectionStatus, JobSnapshot, Listener, ProtocolError } from "../client";
+import { useProgressContext } from "./context";
+
+const noop = () => undefined;
+
+/**
+ * Subscribes a component to store changes, re-rendering at most once per
+ * animation frame however often the store changes.
+ */
+function useBatchedStore<T>(subscribeStore: (l: Listener) => () => void, getSnapshot: () => T): T {
+  const { batcher } = useProgressContext();
+  const subscribe = useCallback(
+    (onChange: Listener) => {
+      const unsub = subscribeStore(() => batcher.schedule(onChange));
+      return () => {
+        unsub();
+        batcher.cancel(onChange);
+      };
+    },
+    [subscribeStore, batcher],
+  );
+  return useSyncExternalStore(subscribe, getSnapshot, getSnapshot);
+}
+
+export interface UseJobOptions {
+  /** Subscribe to job:<id> (default true). False: only read what other subscriptions bring (a project list). */
+  watch?: boolean;
+}
+
+/** The newest snapshot of a job, live; undefined until the first arrives. */
+export function useJob(jobId: string | null | undefined, opts: UseJobOptions = {}): JobSnapshot | undefined {
+  const { client } = useProgressContext();
+  const watch = opts.watch ?? true;
+  useEffect(() => {
+    if (!jobId || !watch) return;
+    return client.watchJob(jobId);
+  }, [client, jobId, watch]);
+  const sub = useCallback((l: Listener) => (jobId ? client.store.subscribeJob(jobId, l) : noop), [client, jobId]);
+  const get = useCallback(() => (jobId ? client.store.get(jobId) : undefined), [client, jobId]);
+  return useBatchedStore(sub, get);
+}
+
+export interface UseProjectJobsOptions {
+  /** Also load the newest jobs over HTTP (history the channel does not replay). Default true. */
+  list?: boolean;
+  /** How many to load. Default 50. */
+  limit?: number;
+}
+
+/** A project's jobs, newest first, live. */
+export function useProjectJobs(project: string | null | undefined, opts: UseProjectJobsOptions = {}): readonly JobSnapshot[] {
+  const { client } = useProgressContext();
+  const list = opts.list ?? true;
+  const limit = opts.limit ?? 50;
+  const subToken = useCallback((l: Listener) => client.onStatus(l), [client]);
+  const token = useSyncExternalStore(subToken, () => client.getToken());
+  useEffect(() => {
+    if (!project) return;
+    return client.watchProject(project);
+  }, [client, project]);
+  useEffect(() => {
+    if (!project || !list) return;
+    client.listProject(project, { limit }).catch(noop);
+  }, [client, project, list, limit, token]);
+  const sub = useCallback((l: Listener) => (project ? client.store.subscribeProject(project, l) : noop), [client, project]);
+  const get = useCallback(() => (project ? client.store.projectJobs(project) : EMPTY), [client, project]);
+  return useBatchedStore(sub, get);
+}
+
+const EMPTY: readonly JobSnapshot[] = Object.freeze([]);
+
+/** Every job the page knows, newest first, live. */
+export function useAllJobs(): readonly JobSnapshot[] {
+  const { client } = useProgressContext();
+  const sub = useCallback((l: Listener) => client.store.subscribeAll(l), [client]);
+  const get = useCallback(() => client.store.all(), [client]);
+  return useBatchedStore(sub, get);
+}
+
+/** Keeps a channel subscribed while the component is mounted ("user:alice", "project:p1"). */
+export function useChannel(channel: string | null | undefined): ProtocolError | undefined {
+  const { client } = useProgressContext();
+  useEffect(() => {
+    if (!channel) return;
+    return client.subscribe(channel);
+  }, [client, channel]);
+  return useChannelError(channel);
+}
+
+/** The server's refusal of a channel (forbidden, not_found, …), if any. */
+export function useChannelError(channel: string | null | undefined): ProtocolError | undefined {
+  const { client } = useProgressContext();
+  const sub = useCallback((l: Listener) => client.onChannelError(l), [client]);
+  // onChannelError and onStatus both mean "look again"; a status change clears errors on resubscribe.
+  const subAll = useCallback(
+    (l: Listener) => {
+      const a = sub(l);
+      const b = client.onStatus(l);
+      return () => {
+        a();
+        b();
+      };
+    },
+    [client, sub],
+  );
+  return useSyncExternalStore(subAll, () => (channel ? client.channelError(channel) : undefined));
+}
+
+/** The connection's state: connecting, open, reconnecting or closed (with why). */
+export function useConnectionState(): ConnectionStatus {
+  const { client } = useProgressContext();
+  const sub = useCallback((l: Listener) => client.onStatus(l), [client]);
+  const get = useCallback(() => client.getStatus(), [client]);
+  return useSyncExternalStore(sub, get, get);
+}

@@ -1,0 +1,14 @@
+// progressd React bindings.
+export { ProgressProvider, useProgressClient, type ProgressProviderProps } from "./context";
+export {
+  useJob,
+  useProjectJobs,
+  useAllJobs,
+  useChannel,
+  useChannelError,
+  useConnectionState,
+  type UseJobOptions,
+  type UseProjectJobsOptions,
+} from "./hooks";
+export { InlineProgressBar, INLINE_PROGRESS_BAR_CSS, type InlineProgressBarProps } from "./InlineProgressBar";
+export { percent, progressText, progressSpoken, formatDuration } from "./format";
