@@ -1,0 +1,204 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/progressd/progressd/internal/auth"
+	"github.com/progressd/progressd/internal/broker"
+	"github.com/progressd/progressd/internal/progress"
+	"github.com/progressd/progressd/internal/snapshot"
+)
+
+// Jobs is what the gateway reads to send a new subscriber the current
+// state. *jobs.Service implements it; Get returns an error matching
+// jobs.ErrNotFound for an unknown job.
+type Jobs interface {
+	Get(ctx context.Context, id string) (progress.Snapshot, error)
+	Recent(ctx context.Context, f snapshot.Filter, limit int) ([]progress.Snapshot, error)
+}
+
+// Defaults of Config; SPEC.md fixes the limits.
+const (
+	DefaultMaxFrameBytes     = 64 << 10
+	DefaultMaxSubscriptions  = 1000
+	DefaultMaxConnsPerUser   = 1000
+	DefaultMaxQueuedFrames   = 10_000
+	DefaultMaxQueuedBytes    = 16 << 20
+	DefaultRecentLimit       = 50
+	DefaultAuthTimeout       = 10 * time.Second
+	DefaultWriteTimeout      = 10 * time.Second
+	DefaultPingInterval      = 30 * time.Second
+	DefaultPongTimeout       = 15 * time.Second
+	DefaultHeartbeatInterval = 15 * time.Second
+	DefaultRequestTimeout    = 10 * time.Second
+)
+
+// Config wires a Gateway. Broker, Jobs and Auth are required; every other
+// zero value means its default.
+type Config struct {
+	Broker broker.Broker
+	Jobs   Jobs
+	Auth   *auth.Authenticator
+
+	// AllowedOrigins lists the browser origins that may open a WebSocket:
+	// full origins ("https://app.example.com") or host patterns
+	// ("app.example.com", "*.example.com", "localhost:*", path.Match
+	// syntax), or "*" for any. The server's own origin (Origin host equal
+	// to the Host header) is always allowed, and so is a request with no
+	// Origin header (not a browser).
+	AllowedOrigins []string
+
+	// MaxFrameBytes is the largest client frame; a larger one closes the
+	// connection with 1009.
+	MaxFrameBytes int64
+	// MaxSubscriptions is the channels one connection or stream may hold.
+	MaxSubscriptions int
+	// MaxConnsPerUser is the open connections and streams one user may
+	// hold; it applies neither to admin tokens nor in single-user mode.
+	MaxConnsPerUser int
+	// MaxQueuedFrames and MaxQueuedBytes bound one connection's unsent
+	// frames after coalescing; over either, the client is too slow (4008).
+	MaxQueuedFrames int
+	MaxQueuedBytes  int
+	// RecentLimit is how many finished jobs a project: or user: subscriber
+	// is sent first, besides every active one.
+	RecentLimit int
+
+	// AuthTimeout is how long a connection without a token may take to
+	// send its auth frame.
+	AuthTimeout time.Duration
+	// WriteTimeout bounds every write to a client.
+	WriteTimeout time.Duration
+	// PingInterval is how often an idle WebSocket is pinged; a peer that
+	// does not answer within PongTimeout is dropped.
+	PingInterval time.Duration
+	PongTimeout  time.Duration
+	// HeartbeatInterval is how often an SSE stream gets a ": ping" comment.
+	HeartbeatInterval time.Duration
+	// RequestTimeout bounds each read of the job store on subscribe.
+	RequestTimeout time.Duration
+
+	// Registerer receives the gateway's metrics; nil registers none.
+	Registerer prometheus.Registerer
+	Log        *slog.Logger
+}
+
+// withDefaults returns c with every zero setting at its default.
+func (c Config) withDefaults() Config {
+	def := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	if c.MaxFrameBytes == 0 {
+		c.MaxFrameBytes = DefaultMaxFrameBytes
+	}
+	if c.MaxSubscriptions == 0 {
+		c.MaxSubscriptions = DefaultMaxSubscriptions
+	}
+	if c.MaxConnsPerUser == 0 {
+		c.MaxConnsPerUser = DefaultMaxConnsPerUser
+	}
+	if c.MaxQueuedFrames == 0 {
+		c.MaxQueuedFrames = DefaultMaxQueuedFrames
+	}
+	if c.MaxQueuedBytes == 0 {
+		c.MaxQueuedBytes = DefaultMaxQueuedBytes
+	}
+	if c.RecentLimit == 0 {
+		c.RecentLimit = DefaultRecentLimit
+	}
+	def(&c.AuthTimeout, DefaultAuthTimeout)
+	def(&c.WriteTimeout, DefaultWriteTimeout)
+	def(&c.PingInterval, DefaultPingInterval)
+	def(&c.PongTimeout, DefaultPongTimeout)
+	def(&c.HeartbeatInterval, DefaultHeartbeatInterval)
+	def(&c.RequestTimeout, DefaultRequestTimeout)
+	if c.Log == nil {
+		c.Log = slog.Default()
+	}
+	return c
+}
+
+// Validate says which setting is wrong, if any.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Broker == nil {
+		errs = append(errs, errors.New("gateway: Config.Broker is required"))
+	}
+	if c.Jobs == nil {
+		errs = append(errs, errors.New("gateway: Config.Jobs is required"))
+	}
+	if c.Auth == nil {
+		errs = append(errs, errors.New("gateway: Config.Auth is required"))
+	}
+	for name, v := range map[string]int64{
+		"MaxFrameBytes": c.MaxFrameBytes, "MaxSubscriptions": int64(c.MaxSubscriptions),
+		"MaxConnsPerUser": int64(c.MaxConnsPerUser), "MaxQueuedFrames": int64(c.MaxQueuedFrames),
+		"MaxQueuedBytes": int64(c.MaxQueuedBytes), "RecentLimit": int64(c.RecentLimit),
+	} {
+		if v < 0 {
+			errs = append(errs, fmt.Errorf("gateway: Config.%s is %d; it must be positive (0 means the default)", name, v))
+		}
+	}
+	for name, v := range map[string]time.Duration{
+		"AuthTimeout": c.AuthTimeout, "WriteTimeout": c.WriteTimeout, "PingInterval": c.PingInterval,
+		"PongTimeout": c.PongTimeout, "HeartbeatInterval": c.HeartbeatInterval, "RequestTimeout": c.RequestTimeout,
+	} {
+		if v < 0 {
+			errs = append(errs, fmt.Errorf("gateway: Config.%s is %v; it must be positive (0 means the default)", name, v))
+		}
+	}
+	if _, err := parseOrigins(c.AllowedOrigins); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// originPattern is one parsed AllowedOrigins entry.
+type originPattern struct {
+	scheme string // "" matches any scheme
+	host   string // lower case, path.Match pattern
+}
+
+// parseOrigins checks and parses AllowedOrigins.
+func parseOrigins(list []string) ([]originPattern, error) {
+	var out []originPattern
+	for _, o := range list {
+		o = strings.ToLower(strings.TrimSpace(o))
+		if o == "" {
+			continue
+		}
+		p := originPattern{host: o}
+		if strings.Contains(o, "://") {
+			u, err := url.Parse(o)
+			if err != nil || u.Host == "" || (u.Path != "" && u.Path != "/") {
+				return nil, fmt.Errorf("gateway: allowed origin %q must be scheme://host[:port] or a host pattern", o)
+			}
+			p = originPattern{scheme: u.Scheme, host: u.Host}
+		}
+		if _, err := path.Match(p.host, ""); err != nil {
+			return nil, fmt.Errorf("gateway: allowed origin %q is not a valid pattern: %w", o, err)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// match reports whether origin u is allowed by p.
+func (p originPattern) match(u *url.URL) bool {
+	if p.scheme != "" && p.scheme != strings.ToLower(u.Scheme) {
+		return false
+	}
+	ok, _ := path.Match(p.host, strings.ToLower(u.Host))
+	return ok
+}

@@ -1,0 +1,169 @@
+package gateway
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"unicode/utf8"
+)
+
+// The operations a client may send (SPEC.md, "WebSocket protocol").
+const (
+	opAuth        = "auth"
+	opSubscribe   = "subscribe"
+	opUnsubscribe = "unsubscribe"
+	opPing        = "ping"
+)
+
+// Error codes of replies and HTTP errors. They are part of the contract:
+// clients match on them, so never rename one.
+const (
+	CodeBadRequest    = "bad_request"
+	CodeUnauthorized  = "unauthorized"
+	CodeForbidden     = "forbidden"
+	CodeNotFound      = "not_found"
+	CodeLimitExceeded = "limit_exceeded"
+	CodeInternal      = "internal"
+	// CodeUnavailable is only sent over HTTP, while the gateway shuts down.
+	CodeUnavailable = "unavailable"
+)
+
+// protoError is a refusal sent to the client: a reply error on WebSocket,
+// an HTTP error body on SSE.
+type protoError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e *protoError) Error() string { return e.Code + ": " + e.Message }
+
+func errorf(code, format string, args ...any) *protoError {
+	return &protoError{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// clientFrame is one decoded client frame. Unknown fields are ignored so
+// newer clients can talk to older servers.
+type clientFrame struct {
+	Op      string
+	ID      json.RawMessage // echoed verbatim in the reply; a JSON number or null
+	Token   string
+	Channel string
+	// ClientID names the page or tab, to spot duplicate connections.
+	ClientID string
+}
+
+// wireFrame is the JSON shape of clientFrame.
+type wireFrame struct {
+	Op       string          `json:"op"`
+	ID       json.RawMessage `json:"id"`
+	Token    string          `json:"token"`
+	Channel  string          `json:"channel"`
+	ClientID string          `json:"client_id"`
+}
+
+// nullID is the id of a reply to a frame whose id could not be read.
+var nullID = json.RawMessage("null")
+
+// decodeFrame parses a client frame. On error it still returns the id it
+// could read (or null), so the error reply can name the request.
+func decodeFrame(data []byte) (clientFrame, *protoError) {
+	var w wireFrame
+	if err := json.Unmarshal(data, &w); err != nil {
+		return clientFrame{ID: nullID}, errorf(CodeBadRequest, "a frame must be one JSON object {\"op\", \"id\", ...}: %v", err)
+	}
+	f := clientFrame{Op: w.Op, ID: w.ID, Token: w.Token, Channel: w.Channel, ClientID: w.ClientID}
+	if len(f.ID) == 0 || bytes.Equal(f.ID, nullID) {
+		f.ID = nullID
+	} else if !isJSONNumber(f.ID) {
+		f.ID = nullID
+		return f, errorf(CodeBadRequest, "\"id\" must be a number")
+	}
+	switch f.Op {
+	case opAuth, opSubscribe, opUnsubscribe, opPing:
+	case "":
+		return f, errorf(CodeBadRequest, "the frame has no \"op\"; use auth, subscribe, unsubscribe or ping")
+	default:
+		return f, errorf(CodeBadRequest, "unknown op %q; use auth, subscribe, unsubscribe or ping", truncate(f.Op, 64))
+	}
+	if len(f.ClientID) > 128 {
+		return f, errorf(CodeBadRequest, "\"client_id\" is longer than 128 bytes")
+	}
+	return f, nil
+}
+
+// isJSONNumber reports whether b is a JSON number literal, so it can be
+// echoed into a reply as is.
+func isJSONNumber(b []byte) bool {
+	if len(b) == 0 || len(b) > 32 {
+		return false
+	}
+	_, err := strconv.ParseFloat(string(b), 64)
+	return err == nil && (b[0] == '-' || b[0] >= '0' && b[0] <= '9')
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}
+
+// encodeReply returns the reply frame to request id; perr nil is success.
+func encodeReply(id json.RawMessage, perr *protoError) []byte {
+	if len(id) == 0 {
+		id = nullID
+	}
+	b := make([]byte, 0, 32+len(id))
+	b = append(b, `{"type":"reply","id":`...)
+	b = append(b, id...)
+	if perr != nil {
+		e, _ := json.Marshal(perr) // two strings: cannot fail
+		b = append(b, `,"error":`...)
+		b = append(b, e...)
+	}
+	return append(b, '}')
+}
+
+// updatePrefix starts every update frame. The SSE multi-channel stream
+// sends the same frame without it: {"channel":…,"job":…}.
+const updatePrefix = `{"type":"update",`
+
+// message is one frame ready to send, shared read-only by every
+// subscriber it is queued for: an update is encoded once per channel, not
+// once per connection.
+type message struct {
+	// frame is the whole WebSocket text frame.
+	frame []byte
+	// jobAt is where the snapshot JSON starts in frame (it ends before the
+	// final '}'); 0 for a reply.
+	jobAt int
+	// seq is the snapshot's seq; 0 for a reply.
+	seq uint64
+}
+
+// newUpdate encodes {"type":"update","channel":ch,"job":data} once.
+func newUpdate(ch string, data []byte, seq uint64) *message {
+	chJSON, _ := json.Marshal(ch) // a string: cannot fail
+	b := make([]byte, 0, len(updatePrefix)+len(`"channel":,"job":}`)+len(chJSON)+len(data))
+	b = append(b, updatePrefix...)
+	b = append(b, `"channel":`...)
+	b = append(b, chJSON...)
+	b = append(b, `,"job":`...)
+	at := len(b)
+	b = append(b, data...)
+	b = append(b, '}')
+	return &message{frame: b, jobAt: at, seq: seq}
+}
+
+// job returns the snapshot JSON of an update.
+func (m *message) job() []byte { return m.frame[m.jobAt : len(m.frame)-1] }
+
+// channelFrame returns {"channel":…,"job":…}: the update without its type,
+// what the SSE multi-channel stream sends as data.
+func (m *message) channelFrame() []byte {
+	return append([]byte{'{'}, m.frame[len(updatePrefix):]...)
+}

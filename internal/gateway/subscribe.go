@@ -1,0 +1,131 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+
+	"github.com/progressd/progressd/internal/auth"
+	"github.com/progressd/progressd/internal/jobs"
+	"github.com/progressd/progressd/internal/progress"
+	"github.com/progressd/progressd/internal/snapshot"
+)
+
+// The real job service is what New is given in production.
+var _ Jobs = (*jobs.Service)(nil)
+
+// target is a channel a principal was allowed to subscribe to.
+type target struct {
+	name string
+	kind auth.ChannelKind
+	key  string
+}
+
+// authorize checks that p may subscribe to channel ch (SPEC.md,
+// "Visibility"): job: of a job p can see (not_found if unknown, forbidden
+// if another user's), user: of p itself, project: always.
+func (g *Gateway) authorize(p auth.Principal, ch string) (target, *protoError) {
+	kind, key, err := auth.ParseChannel(ch)
+	if err != nil {
+		return target{}, &protoError{Code: CodeBadRequest, Message: err.Error()}
+	}
+	t := target{name: ch, kind: kind, key: key}
+	switch kind {
+	case auth.UserChannel:
+		if !p.MaySubscribeUser(key) {
+			return t, errorf(CodeForbidden, "%s: a user may only subscribe to its own user channel, user:%s", ch, p.Subject)
+		}
+	case auth.JobChannel:
+		snap, perr := g.getJob(key)
+		if perr != nil {
+			return t, perr
+		}
+		if !p.CanSee(snap) {
+			return t, errorf(CodeForbidden, "%s: the job belongs to another user", ch)
+		}
+	}
+	return t, nil
+}
+
+// getJob reads one job for authorize and maps the failure to a reply.
+func (g *Gateway) getJob(id string) (progress.Snapshot, *protoError) {
+	ctx, cancel := context.WithTimeout(g.ctx, g.cfg.RequestTimeout)
+	defer cancel()
+	snap, err := g.cfg.Jobs.Get(ctx, id)
+	switch {
+	case errors.Is(err, jobs.ErrNotFound):
+		return snap, errorf(CodeNotFound, "job:%s: no such job", id)
+	case err != nil:
+		g.warnf("read job for a subscriber", "job", id, "err", err)
+		return snap, errorf(CodeInternal, "job:%s: the job store did not answer; retry later", id)
+	}
+	return snap, nil
+}
+
+// current reads the snapshots a new subscriber of t is sent first: the
+// job itself, or the active and recently finished jobs of a project or
+// user that p may see.
+func (g *Gateway) current(p auth.Principal, t target) ([]progress.Snapshot, *protoError) {
+	if t.kind == auth.JobChannel {
+		snap, perr := g.getJob(t.key)
+		if perr != nil {
+			return nil, perr
+		}
+		return []progress.Snapshot{snap}, nil
+	}
+	f := snapshot.Filter{Project: t.key}
+	if t.kind == auth.UserChannel {
+		f = snapshot.Filter{Owner: t.key}
+	}
+	ctx, cancel := context.WithTimeout(g.ctx, g.cfg.RequestTimeout)
+	defer cancel()
+	snaps, err := g.cfg.Jobs.Recent(ctx, f, g.cfg.RecentLimit)
+	if err != nil {
+		g.warnf("read recent jobs for a subscriber", "channel", t.name, "err", err)
+		return nil, errorf(CodeInternal, "%s: the job store did not answer; retry later", t.name)
+	}
+	visible := snaps[:0]
+	for _, s := range snaps {
+		if p.CanSee(s) {
+			visible = append(visible, s)
+		}
+	}
+	// Recent returns every active job. More than half the queue's bound
+	// would close the new subscriber as too slow (4008) before it could
+	// read anything, and a reconnecting client would loop; send the newest
+	// (Recent's order) and say so in the log instead.
+	if limit := max(1, g.cfg.MaxQueuedFrames/2); len(visible) > limit {
+		g.warnf("channel covers more active jobs than a subscriber is sent at once; sending the newest",
+			"channel", t.name, "jobs", len(visible), "sent", limit)
+		visible = visible[:limit]
+	}
+	return visible, nil
+}
+
+// join subscribes s to the authorized channel t without a gap (mercure
+// #178): it registers s in the hub first, with t held, then reads the
+// current snapshots and queues them; every update published from the
+// moment of registration is queued too, and seq order makes the overlap
+// harmless. release then queues reply (nil: none) and, after it, all of
+// t's updates. On a read error s is left as it was and the error returned.
+func (g *Gateway) join(s *subscriber, p auth.Principal, t target, reply func(*protoError) []byte) *protoError {
+	s.hold(t.name)
+	added := g.hub.subscribe(t.name, s)
+	snaps, perr := g.current(p, t)
+	if perr != nil {
+		if added {
+			g.hub.unsubscribe(t.name, s)
+		}
+		s.release(t.name, reply(perr))
+		return perr
+	}
+	for i := range snaps {
+		data, err := json.Marshal(snaps[i])
+		if err != nil {
+			continue // cannot happen: snapshots encode
+		}
+		s.deliver(t.name, snaps[i].JobID, newUpdate(t.name, data, snaps[i].Seq))
+	}
+	s.release(t.name, reply(nil))
+	return nil
+}

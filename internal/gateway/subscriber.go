@@ -1,0 +1,157 @@
+package gateway
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/progressd/progressd/internal/auth"
+	"github.com/progressd/progressd/internal/progress"
+)
+
+// subscriber is what the hub delivers to: one WebSocket connection or SSE
+// stream, its channels and its queue. The transport around it decides how
+// the queue is drained (wake) and what a client too slow to keep up gets
+// (overflow).
+//
+// Locks: chMu guards channels and is held while the hub's index changes,
+// so both directions of the index change together; mu guards the queue and
+// closed. Order: chMu, then a hub shard's mu, then mu. The hub calls
+// deliver holding a shard's read lock, so nothing here may call the hub
+// while holding mu.
+type subscriber struct {
+	transport string
+	// principal is who the subscriber acts for; nil until authenticated.
+	// It is read by publishers (project: visibility) without a lock.
+	principal atomic.Pointer[auth.Principal]
+
+	chMu     sync.Mutex
+	channels map[string]struct{}
+
+	mu         sync.Mutex
+	q          queue
+	closed     bool // no more deliveries
+	overflowed bool
+	// wake is called with mu held when the queue goes from empty to
+	// non-empty. It must not block.
+	wake func()
+	// overflow is called once, with mu held, when the queue goes over its
+	// bound. It must not block.
+	overflow func()
+	m        *metrics
+}
+
+func newSubscriber(transport string, q queue, m *metrics) *subscriber {
+	return &subscriber{transport: transport, q: q, m: m, channels: make(map[string]struct{})}
+}
+
+// canSee reports whether the subscriber's principal may see job s.
+func (s *subscriber) canSee(snap *progress.Snapshot) bool {
+	p := s.principal.Load()
+	return p != nil && p.CanSee(*snap)
+}
+
+// deliver queues update m of job on channel ch. It never blocks on the
+// client: it only takes mu for a map update.
+func (s *subscriber) deliver(ch, job string, m *message) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.overflowed {
+		return
+	}
+	wasIdle := s.q.idle()
+	switch s.q.push(ch, job, m) {
+	case pushCoalesced:
+		s.m.coalesced.Inc()
+		return
+	case pushStale:
+		s.m.stale.Inc()
+		return
+	case pushOverflow:
+		s.overflowLocked()
+		return
+	}
+	if wasIdle && !s.q.idle() {
+		s.wake()
+	}
+}
+
+// reply queues a reply frame.
+func (s *subscriber) reply(frame []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.overflowed {
+		return
+	}
+	wasIdle := s.q.idle()
+	if s.q.pushReply(frame) == pushOverflow {
+		s.overflowLocked()
+		return
+	}
+	if wasIdle {
+		s.wake()
+	}
+}
+
+// hold keeps updates of ch unsent until release (see queue).
+func (s *subscriber) hold(ch string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.closed {
+		s.q.hold(ch)
+	}
+}
+
+// release queues reply (nil: none), then the held updates of ch.
+func (s *subscriber) release(ch string, reply []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.overflowed {
+		return
+	}
+	wasIdle := s.q.idle()
+	if s.q.release(ch, reply) == pushOverflow {
+		s.overflowLocked()
+		return
+	}
+	if wasIdle && !s.q.idle() {
+		s.wake()
+	}
+}
+
+func (s *subscriber) overflowLocked() {
+	s.overflowed = true
+	s.m.slowCloses.WithLabelValues(s.transport, "queue_full").Inc()
+	s.overflow()
+}
+
+// take empties what is ready to send into buf[:0]. It returns nothing
+// once the subscriber is closed or overflowed: there is no point in
+// writing more.
+func (s *subscriber) take(buf []*message) []*message {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.takeLocked(buf)
+}
+
+func (s *subscriber) takeLocked(buf []*message) []*message {
+	clear(buf)
+	if s.closed || s.overflowed {
+		return buf[:0]
+	}
+	return s.q.take(buf[:0])
+}
+
+// channelCount returns how many channels the subscriber is in.
+func (s *subscriber) channelCount() int {
+	s.chMu.Lock()
+	defer s.chMu.Unlock()
+	return len(s.channels)
+}
+
+// isSubscribed reports whether the subscriber is in channel ch.
+func (s *subscriber) isSubscribed(ch string) bool {
+	s.chMu.Lock()
+	defer s.chMu.Unlock()
+	_, ok := s.channels[ch]
+	return ok
+}
