@@ -33,6 +33,7 @@ type metrics struct {
 	connections   *prometheus.GaugeVec
 	subscriptions prometheus.Gauge
 	sent          *prometheus.CounterVec
+	sentWS        prometheus.Counter // sent{transport="ws"}, resolved once: it is hit per batch
 	coalesced     prometheus.Counter
 	stale         prometheus.Counter
 	slowCloses    *prometheus.CounterVec
@@ -72,6 +73,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "progressd_gateway_token_expired_closes_total", Help: "Connections closed because their token expired.",
 		}),
 	}
+	m.sentWS = m.sent.WithLabelValues(transportWS)
 	for _, t := range []string{transportWS, transportSSE} {
 		m.connections.WithLabelValues(t)
 		m.sent.WithLabelValues(t)
