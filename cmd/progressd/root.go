@@ -33,7 +33,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServe(), newToken(), newBench())
+	root.AddCommand(newServe(), newToken(), newBench(), newSubmit(), newWatch(), newReport())
 	return root
 }
 

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -23,6 +24,7 @@ import (
 	"github.com/progressd/progressd/internal/broker"
 	"github.com/progressd/progressd/internal/gateway"
 	"github.com/progressd/progressd/internal/jobs"
+	"github.com/progressd/progressd/internal/orchestrator"
 	"github.com/progressd/progressd/internal/snapshot"
 	"github.com/progressd/progressd/internal/store"
 	"github.com/progressd/progressd/internal/store/sqlite"
@@ -42,6 +44,7 @@ type Node struct {
 	broker broker.Broker
 	Jobs   *jobs.Service
 	gw     *gateway.Gateway
+	orch   *orchestrator.Orchestrator
 	reg    *prometheus.Registry
 	ln     net.Listener
 	srv    *http.Server
@@ -84,6 +87,21 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Node, err erro
 	if err := n.Jobs.Warm(ctx); err != nil {
 		return nil, err
 	}
+	queueDir := cfg.DataDir
+	if queueDir == "" {
+		queueDir = filepath.Dir(cfg.DBPath())
+	}
+	n.orch, err = orchestrator.New(orchestrator.Config{
+		Jobs: n.Jobs, PipelinesFile: cfg.Pipelines, DataDir: queueDir, Workers: cfg.Workers,
+		ServerURL: "http://" + cfg.Addr, Registerer: n.reg, Log: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	n.Jobs.SetRunner(n.orch.Runner())
+	if err := n.orch.Start(ctx); err != nil {
+		return nil, err
+	}
 
 	n.gw, err = gateway.New(gateway.Config{
 		Broker: n.broker, Jobs: n.Jobs, Auth: authn,
@@ -103,7 +121,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Node, err erro
 	mux.HandleFunc("GET /api/v1/jobs/{id}/events", n.gw.ServeJobEvents)
 	api.New(mux, api.Config{
 		Jobs: n.Jobs, Auth: authn, Version: Version, Log: log,
-		Ready: []api.Checker{{Name: "database", Ping: n.db.Ping}, {Name: "snapshots", Ping: n.snaps.Ping}},
+		Ready: []api.Checker{{Name: "database", Ping: n.db.Ping}, {Name: "snapshots", Ping: n.snaps.Ping}, {Name: "queue", Ping: n.orch.Ping}},
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{Registry: n.reg}))
 	mux.Handle("GET /", http.FileServerFS(web.Dist()))
@@ -154,6 +172,9 @@ func (n *Node) Shutdown(ctx context.Context) error {
 
 func (n *Node) closeStores(ctx context.Context) error {
 	var errs []error
+	if n.orch != nil {
+		errs = append(errs, n.orch.Stop(ctx)) // hands running jobs back; before the stores they report to
+	}
 	if n.broker != nil {
 		errs = append(errs, n.broker.Close())
 	}

@@ -1,0 +1,235 @@
+// Package client is a Go client for a progressd server: the HTTP API
+// (create, get, list, report, cancel) and following a job live over the
+// WebSocket endpoint (Watch). It is what the progressd CLI uses, and what a
+// Go worker can use to report progress.
+//
+// A Client is safe for concurrent use. Every method takes a context; Watch
+// runs until the job finishes or its context ends, reconnecting by itself
+// when the connection drops.
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/progressd/progressd/internal/progress"
+)
+
+// The job model's types, so code outside this module can name them.
+type (
+	Snapshot  = progress.Snapshot
+	Report    = progress.Report
+	State     = progress.State
+	Stage     = progress.Stage
+	StageSpec = progress.StageSpec
+	Time      = progress.Time
+)
+
+// Job states.
+const (
+	Queued    = progress.Queued
+	Running   = progress.Running
+	Succeeded = progress.Succeeded
+	Failed    = progress.Failed
+	Canceled  = progress.Canceled
+)
+
+// DefaultServer is where a progressd server listens by default.
+const DefaultServer = "http://127.0.0.1:8000"
+
+// Error is an error the server answered with. Code is the API's stable
+// error code (not_found, invalid_progress, job_finished, unauthorized…).
+type Error struct {
+	Status  int // HTTP status; 0 for a WebSocket reply
+	Code    string
+	Message string
+}
+
+func (e *Error) Error() string {
+	if e.Message == "" {
+		return e.Code
+	}
+	return e.Code + ": " + e.Message
+}
+
+// Client talks to one progressd server.
+type Client struct {
+	base  *url.URL
+	token string
+	// HTTP is the client requests go through; New sets one with a 30 s
+	// timeout (Watch's WebSocket is not bound by it).
+	HTTP *http.Client
+}
+
+// New returns a client for the server at base URL server (DefaultServer if
+// empty) that authenticates with token (none if empty).
+func New(server, token string) (*Client, error) {
+	if server == "" {
+		server = DefaultServer
+	}
+	u, err := url.Parse(server)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("server %q must be a URL such as %s", server, DefaultServer)
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/")
+	return &Client{base: u, token: token, HTTP: &http.Client{Timeout: 30 * time.Second}}, nil
+}
+
+// Server returns the server's base URL.
+func (c *Client) Server() string { return c.base.String() }
+
+// CreateRequest is a new job: a pipeline the server runs (with its params),
+// or stages an external worker reports on.
+type CreateRequest struct {
+	Project  string            `json:"project"`
+	Pipeline string            `json:"pipeline,omitempty"`
+	Params   map[string]string `json:"params,omitempty"`
+	Stages   []StageSpec       `json:"stages,omitempty"`
+}
+
+// Create creates a job and returns its first snapshot.
+func (c *Client) Create(ctx context.Context, req CreateRequest) (Snapshot, error) {
+	var s Snapshot
+	err := c.do(ctx, http.MethodPost, "/api/v1/jobs", nil, req, &s)
+	return s, err
+}
+
+// Get returns a job's latest snapshot.
+func (c *Client) Get(ctx context.Context, id string) (Snapshot, error) {
+	var s Snapshot
+	err := c.do(ctx, http.MethodGet, "/api/v1/jobs/"+url.PathEscape(id), nil, nil, &s)
+	return s, err
+}
+
+// Report sends a progress report and returns the snapshot it produced.
+func (c *Client) Report(ctx context.Context, id string, r Report) (Snapshot, error) {
+	var s Snapshot
+	err := c.do(ctx, http.MethodPost, "/api/v1/jobs/"+url.PathEscape(id)+"/progress", nil, r, &s)
+	return s, err
+}
+
+// Cancel cancels a job; a command it runs gets SIGTERM.
+func (c *Client) Cancel(ctx context.Context, id string) (Snapshot, error) {
+	var s Snapshot
+	err := c.do(ctx, http.MethodPost, "/api/v1/jobs/"+url.PathEscape(id)+"/cancel", nil, nil, &s)
+	return s, err
+}
+
+// ListOptions filter List. Zero values match everything.
+type ListOptions struct {
+	Project string
+	States  []State
+	Limit   int    // page size; the server's default if 0
+	Cursor  string // NextCursor of the previous page
+}
+
+// Page is one page of List, newest job first.
+type Page struct {
+	Jobs       []Snapshot `json:"jobs"`
+	NextCursor *string    `json:"next_cursor"` // nil on the last page
+}
+
+// List returns a page of the jobs the caller may see.
+func (c *Client) List(ctx context.Context, o ListOptions) (Page, error) {
+	q := url.Values{}
+	if o.Project != "" {
+		q.Set("project", o.Project)
+	}
+	if len(o.States) > 0 {
+		states := make([]string, len(o.States))
+		for i, s := range o.States {
+			states[i] = string(s)
+		}
+		q.Set("state", strings.Join(states, ","))
+	}
+	if o.Limit > 0 {
+		q.Set("limit", strconv.Itoa(o.Limit))
+	}
+	if o.Cursor != "" {
+		q.Set("cursor", o.Cursor)
+	}
+	var p Page
+	err := c.do(ctx, http.MethodGet, "/api/v1/jobs", q, nil, &p)
+	return p, err
+}
+
+// maxResponseBytes bounds a response body; a page of 500 snapshots fits.
+const maxResponseBytes = 64 << 20
+
+func (c *Client) do(ctx context.Context, method, path string, q url.Values, body, out any) error {
+	u := *c.base
+	u.Path += path
+	u.RawQuery = q.Encode()
+	var rd io.Reader
+	if body != nil {
+		data, err := json.Marshal(body)
+		if err != nil {
+			return fmt.Errorf("encode request: %w", err)
+		}
+		rd = bytes.NewReader(data)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Accept", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w (is progressd running at %s?)", method, path, err, c.base)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
+	if err != nil {
+		return fmt.Errorf("%s %s: read response: %w", method, path, err)
+	}
+	if resp.StatusCode >= 400 {
+		return decodeError(resp.StatusCode, data)
+	}
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			return fmt.Errorf("%s %s: decode response: %w", method, path, err)
+		}
+	}
+	return nil
+}
+
+// decodeError reads the API's {"error": {"code", "message"}} body, or
+// makes one from the status for a body that is not one (a proxy's page).
+func decodeError(status int, body []byte) error {
+	var e struct {
+		Error struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(body, &e) == nil && e.Error.Code != "" {
+		return &Error{Status: status, Code: e.Error.Code, Message: e.Error.Message}
+	}
+	msg := strings.TrimSpace(string(body))
+	if len(msg) > 200 {
+		msg = msg[:200] + "…"
+	}
+	return &Error{Status: status, Code: strings.ToLower(strings.ReplaceAll(http.StatusText(status), " ", "_")), Message: msg}
+}
+
+// IsNotFound reports whether err is the server saying the job does not
+// exist (or is not the caller's to see).
+func IsNotFound(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Code == "not_found"
+}

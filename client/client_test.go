@@ -1,0 +1,318 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/progressd/progressd/client"
+	"github.com/progressd/progressd/internal/auth"
+	"github.com/progressd/progressd/internal/orchestrator/orchtest"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+const quickPipelines = `
+pipelines:
+  quick:
+    stages:
+      - name: one
+        run: ["sh", "-c", "echo 50%; sleep 0.1; echo 100%"]
+      - name: two
+        run: ["sh", "-c", "echo 1/2; sleep 0.1; echo 2/2"]
+  slow:
+    stages:
+      - name: wait
+        run: ["sh", "-c", "echo 10%; sleep 1.5; echo 100%"]
+  forever:
+    stages:
+      - name: wait
+        run: ["sleep", "300"]
+`
+
+func newClient(t *testing.T, url, token string) *client.Client {
+	t.Helper()
+	c, err := client.New(url, token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func apiCode(err error) string {
+	var e *client.Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return ""
+}
+
+func TestNewRejectsBadServers(t *testing.T) {
+	for _, s := range []string{"127.0.0.1:8000", "ftp://x", "http://", "::"} {
+		if _, err := client.New(s, ""); err == nil {
+			t.Errorf("%q accepted", s)
+		}
+	}
+	c, err := client.New("", "")
+	if err != nil || c.Server() != client.DefaultServer {
+		t.Fatalf("default server: %v %v", c, err)
+	}
+}
+
+func TestWorkerJobOverHTTP(t *testing.T) {
+	t.Parallel()
+	s := orchtest.Start(t, orchtest.Options{Pipelines: quickPipelines})
+	c := newClient(t, s.URL, "")
+	ctx := t.Context()
+
+	w := 3.0
+	job, err := c.Create(ctx, client.CreateRequest{Project: "p1", Stages: []client.StageSpec{{Name: "a"}, {Name: "b", Weight: &w}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if job.State != client.Queued || job.Owner != "local" || len(job.Stages) != 2 {
+		t.Fatalf("created %+v", job)
+	}
+	p := 0.5
+	got, err := c.Report(ctx, job.JobID, client.Report{Stage: ptr("b"), Progress: &p, Message: ptr("halfway")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.State != client.Running || got.Progress != 0.625 || got.Message != "halfway" {
+		t.Fatalf("after report: %+v", got)
+	}
+	if again, err := c.Get(ctx, job.JobID); err != nil || again.Seq != got.Seq {
+		t.Fatalf("get: %+v %v", again, err)
+	}
+	bad := 2.0
+	if _, err := c.Report(ctx, job.JobID, client.Report{Progress: &bad}); apiCode(err) != "invalid_progress" {
+		t.Fatalf("bad progress: %v", err)
+	}
+	if _, err := c.Cancel(ctx, job.JobID); err != nil {
+		t.Fatal(err)
+	}
+	var e *client.Error
+	if _, err := c.Report(ctx, job.JobID, client.Report{Progress: &p}); !errors.As(err, &e) || e.Status != 409 || e.Code != "job_finished" {
+		t.Fatalf("report after cancel: %v", err)
+	}
+	if _, err := c.Get(ctx, "no-such-job"); !client.IsNotFound(err) {
+		t.Fatalf("unknown job: %v", err)
+	}
+	if _, err := c.Create(ctx, client.CreateRequest{Project: "p1", Pipeline: "nope"}); apiCode(err) != "unknown_pipeline" {
+		t.Fatalf("unknown pipeline: %v", err)
+	}
+
+	page, err := c.List(ctx, client.ListOptions{Project: "p1", States: []client.State{client.Canceled}, Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Jobs) != 1 || page.Jobs[0].JobID != job.JobID || page.NextCursor != nil {
+		t.Fatalf("list: %+v", page)
+	}
+}
+
+func TestWatchFollowsAPipelineToTheEnd(t *testing.T) {
+	t.Parallel()
+	s := orchtest.Start(t, orchtest.Options{Pipelines: quickPipelines})
+	c := newClient(t, s.URL, "")
+	job, err := c.Create(t.Context(), client.CreateRequest{Project: "p", Pipeline: "quick"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen []client.Snapshot
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	final, err := c.Watch(ctx, job.JobID, func(s client.Snapshot) { seen = append(seen, s) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if final.State != client.Succeeded || final.Progress != 1 {
+		t.Fatalf("final %s at %v", final.State, final.Progress)
+	}
+	if len(seen) < 3 || seen[len(seen)-1].Seq != final.Seq {
+		t.Fatalf("saw %d snapshots", len(seen))
+	}
+	for i := 1; i < len(seen); i++ {
+		if seen[i].Seq <= seen[i-1].Seq || seen[i].Progress < seen[i-1].Progress {
+			t.Fatalf("snapshot %d: seq %d after %d, progress %v after %v", i, seen[i].Seq, seen[i-1].Seq, seen[i].Progress, seen[i-1].Progress)
+		}
+	}
+
+	// A finished job: Watch returns at once with it.
+	again, err := c.Watch(ctx, job.JobID, nil)
+	if err != nil || again.Seq != final.Seq {
+		t.Fatalf("watch finished job: %v %v", again.Seq, err)
+	}
+}
+
+func TestWatchErrors(t *testing.T) {
+	t.Parallel()
+	const secret = "test-secret-test-secret-test-secret"
+	s := orchtest.Start(t, orchtest.Options{Pipelines: quickPipelines, AuthSecret: secret})
+	alice, err := auth.Mint(secret, "alice", false, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob, _ := auth.Mint(secret, "bob", false, time.Hour, time.Now())
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+
+	job, err := newClient(t, s.URL, alice).Create(ctx, client.CreateRequest{Project: "p", Pipeline: "quick"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := newClient(t, s.URL, "").Watch(ctx, job.JobID, nil); apiCode(err) != "unauthorized" {
+		t.Errorf("no token: %v", err)
+	}
+	if _, err := newClient(t, s.URL, bob).Watch(ctx, job.JobID, nil); apiCode(err) != "forbidden" && apiCode(err) != "not_found" {
+		t.Errorf("another user's job: %v", err)
+	}
+	if _, err := newClient(t, s.URL, alice).Watch(ctx, "no-such-job", nil); apiCode(err) != "not_found" {
+		t.Errorf("unknown job: %v", err)
+	}
+	final, err := newClient(t, s.URL, alice).Watch(ctx, job.JobID, nil)
+	if err != nil || final.State != client.Succeeded {
+		t.Fatalf("owner: %s %v", final.State, err)
+	}
+	// Nothing listening: an error at once, not endless reconnecting.
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close()
+	if _, err := newClient(t, "http://"+addr, "").Watch(ctx, job.JobID, nil); err == nil || ctx.Err() != nil {
+		t.Errorf("no server: %v", err)
+	}
+}
+
+func TestWatchEndsWithItsContext(t *testing.T) {
+	t.Parallel()
+	s := orchtest.Start(t, orchtest.Options{Pipelines: quickPipelines})
+	c := newClient(t, s.URL, "")
+	job, err := c.Create(t.Context(), client.CreateRequest{Project: "p", Pipeline: "forever"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	last, err := c.Watch(ctx, job.JobID, nil)
+	if !errors.Is(err, context.DeadlineExceeded) || last.JobID != job.JobID {
+		t.Fatalf("got %v, last %q", err, last.JobID)
+	}
+	if _, err := c.Cancel(t.Context(), job.JobID); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestWatchWithoutWebSocketPolls(t *testing.T) {
+	t.Parallel()
+	s := orchtest.Start(t, orchtest.Options{Pipelines: quickPipelines, NoWebSocket: true})
+	c := newClient(t, s.URL, "")
+	job, err := c.Create(t.Context(), client.CreateRequest{Project: "p", Pipeline: "quick"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	final, err := c.Watch(ctx, job.JobID, nil)
+	if err != nil || final.State != client.Succeeded {
+		t.Fatalf("got %s, %v", final.State, err)
+	}
+}
+
+func TestWatchReconnects(t *testing.T) {
+	t.Parallel()
+	s := orchtest.Start(t, orchtest.Options{Pipelines: quickPipelines})
+	p := newProxy(t, strings.TrimPrefix(s.URL, "http://"))
+	c := newClient(t, "http://"+p.addr(), "")
+	job, err := c.Create(t.Context(), client.CreateRequest{Project: "p", Pipeline: "slow"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	dropped := false
+	final, err := c.Watch(ctx, job.JobID, func(s client.Snapshot) {
+		if !dropped && s.Progress >= 0.1 {
+			dropped = true
+			p.dropAll() // the network fails under the open connection
+		}
+	})
+	if err != nil || final.State != client.Succeeded {
+		t.Fatalf("got %s, %v", final.State, err)
+	}
+	if !dropped || p.accepted() < 2 {
+		t.Fatalf("dropped %v, %d connections: Watch did not reconnect", dropped, p.accepted())
+	}
+}
+
+// proxy forwards TCP connections to a backend and can cut them all.
+type proxy struct {
+	ln      net.Listener
+	backend string
+	mu      sync.Mutex
+	conns   []net.Conn
+	n       int
+	wg      sync.WaitGroup
+}
+
+func newProxy(t *testing.T, backend string) *proxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{ln: ln, backend: backend}
+	p.wg.Go(p.serve)
+	t.Cleanup(func() {
+		ln.Close()
+		p.dropAll()
+		p.wg.Wait()
+	})
+	return p
+}
+
+func (p *proxy) addr() string { return p.ln.Addr().String() }
+
+func (p *proxy) accepted() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.n
+}
+
+func (p *proxy) serve() {
+	for {
+		in, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		out, err := net.Dial("tcp", p.backend)
+		if err != nil {
+			in.Close()
+			continue
+		}
+		p.mu.Lock()
+		p.n++
+		p.conns = append(p.conns, in, out)
+		p.mu.Unlock()
+		p.wg.Go(func() { _, _ = io.Copy(out, in); out.Close() })
+		p.wg.Go(func() { _, _ = io.Copy(in, out); in.Close() })
+	}
+}
+
+func (p *proxy) dropAll() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -1,0 +1,199 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+const (
+	// maxFrameBytes bounds one frame from the server: a snapshot with
+	// every limit reached is well under it.
+	maxFrameBytes = 1 << 20
+	// pollInterval is how often Watch asks over HTTP when the server has
+	// no WebSocket endpoint.
+	pollInterval = 500 * time.Millisecond
+	// maxReconnectDelay caps the wait between reconnects.
+	maxReconnectDelay = 5 * time.Second
+)
+
+// Close codes of the server that end Watch instead of reconnecting.
+const closeUnauthorized websocket.StatusCode = 4001
+
+// Watch follows job id live over the server's WebSocket endpoint, calling
+// fn (if not nil) with each newer snapshot, the current one first, and
+// returns the terminal snapshot once the job succeeds, fails or is
+// canceled. fn runs on Watch's goroutine. When the connection drops, Watch
+// reconnects (waiting up to 5 s between tries) and resubscribes; the
+// snapshot sent on resubscribe makes up for anything missed, and
+// snapshots at or below the last seq are skipped. A server without the
+// WebSocket endpoint is polled over HTTP instead.
+//
+// Watch returns an *Error for a job that does not exist or is not the
+// caller's, or for a token the server refuses; ctx.Err() when ctx ends.
+func (c *Client) Watch(ctx context.Context, id string, fn func(Snapshot)) (Snapshot, error) {
+	w := &watcher{c: c, id: id, fn: fn}
+	return w.run(ctx)
+}
+
+type watcher struct {
+	c    *Client
+	id   string
+	fn   func(Snapshot)
+	last Snapshot
+	seen bool
+}
+
+// deliver passes s on if it is newer, and reports whether it is terminal.
+func (w *watcher) deliver(s Snapshot) bool {
+	if w.seen && s.Seq <= w.last.Seq {
+		return false
+	}
+	w.last, w.seen = s, true
+	if w.fn != nil {
+		w.fn(s)
+	}
+	return s.State.Terminal()
+}
+
+func (w *watcher) run(ctx context.Context) (Snapshot, error) {
+	delay := 100 * time.Millisecond
+	connected := false
+	for {
+		err := w.session(ctx, &connected)
+		if err == nil {
+			return w.last, nil
+		}
+		if ctx.Err() != nil {
+			return w.last, ctx.Err()
+		}
+		var final *finalError
+		if errors.As(err, &final) {
+			return w.last, final.err
+		}
+		if !connected {
+			// Never reached the server: a wrong --server, not a blip.
+			return w.last, err
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return w.last, ctx.Err()
+		case <-t.C:
+		}
+		delay = min(2*delay, maxReconnectDelay)
+	}
+}
+
+// finalError ends Watch instead of reconnecting.
+type finalError struct{ err error }
+
+func (e *finalError) Error() string { return e.err.Error() }
+
+// session is one connection: dial, subscribe, read updates until the job
+// is terminal (nil) or the connection fails (an error to reconnect on).
+func (w *watcher) session(ctx context.Context, connected *bool) error {
+	u := *w.c.base
+	switch u.Scheme {
+	case "https":
+		u.Scheme = "wss"
+	default:
+		u.Scheme = "ws"
+	}
+	u.Path += "/ws"
+	h := http.Header{}
+	if w.c.token != "" {
+		h.Set("Authorization", "Bearer "+w.c.token)
+	}
+	conn, resp, err := websocket.Dial(ctx, u.String(), &websocket.DialOptions{HTTPHeader: h})
+	if resp != nil && resp.Body != nil {
+		resp.Body.Close()
+	}
+	if err != nil {
+		if resp != nil {
+			*connected = true
+			switch resp.StatusCode {
+			case http.StatusNotFound, http.StatusMethodNotAllowed:
+				return w.poll(ctx) // a server without /ws
+			case http.StatusUnauthorized, http.StatusForbidden:
+				return &finalError{&Error{Status: resp.StatusCode, Code: "unauthorized",
+					Message: fmt.Sprintf("the server refused the WebSocket connection (%s)", resp.Status)}}
+			}
+		}
+		return fmt.Errorf("connect to %s: %w", u.Redacted(), err)
+	}
+	*connected = true
+	defer conn.CloseNow()
+	conn.SetReadLimit(maxFrameBytes)
+
+	sub, _ := json.Marshal(map[string]any{"op": "subscribe", "id": 1, "channel": "job:" + w.id})
+	if err := conn.Write(ctx, websocket.MessageText, sub); err != nil {
+		return fmt.Errorf("subscribe: %w", err)
+	}
+	for {
+		_, data, err := conn.Read(ctx)
+		if err != nil {
+			if websocket.CloseStatus(err) == closeUnauthorized {
+				return &finalError{&Error{Code: "unauthorized", Message: "the server closed the connection: no valid token (set --token or PROGRESSD_TOKEN)"}}
+			}
+			return fmt.Errorf("read: %w", err)
+		}
+		var f struct {
+			Type    string          `json:"type"`
+			ID      json.RawMessage `json:"id"`
+			Channel string          `json:"channel"`
+			Job     json.RawMessage `json:"job"`
+			Error   *Error          `json:"error"`
+		}
+		if err := json.Unmarshal(data, &f); err != nil {
+			return fmt.Errorf("decode frame: %w", err)
+		}
+		switch f.Type {
+		case "reply":
+			if f.Error != nil && string(f.ID) == "1" {
+				return &finalError{f.Error}
+			}
+		case "update":
+			if f.Channel != "job:"+w.id {
+				continue
+			}
+			var s Snapshot
+			if err := json.Unmarshal(f.Job, &s); err != nil {
+				return fmt.Errorf("decode snapshot: %w", err)
+			}
+			if w.deliver(s) {
+				_ = conn.Close(websocket.StatusNormalClosure, "")
+				return nil
+			}
+		}
+	}
+}
+
+// poll follows the job over HTTP, for a server without /ws.
+func (w *watcher) poll(ctx context.Context) error {
+	t := time.NewTicker(pollInterval)
+	defer t.Stop()
+	for {
+		s, err := w.c.Get(ctx, w.id)
+		var apiErr *Error
+		switch {
+		case errors.As(err, &apiErr) && apiErr.Status < 500:
+			return &finalError{err}
+		case err != nil:
+			return err
+		case w.deliver(s):
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}

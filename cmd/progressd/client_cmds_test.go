@@ -1,0 +1,303 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/spf13/cobra"
+	"go.uber.org/goleak"
+
+	"github.com/progressd/progressd/client"
+	"github.com/progressd/progressd/internal/auth"
+	"github.com/progressd/progressd/internal/orchestrator/orchtest"
+)
+
+// asCLI makes the test binary act as the progressd command when a test
+// runs it as a subprocess (or a pipeline stage runs it): the commands
+// under test are then exercised as a real process, exit status included.
+const asCLI = "PROGRESSD_TEST_AS_CLI"
+
+func TestMain(m *testing.M) {
+	// A pipeline stage that runs this binary gets PROGRESSD_JOB_ID: it
+	// must be the CLI then too, never the tests again.
+	if os.Getenv(asCLI) == "1" || os.Getenv("PROGRESSD_JOB_ID") != "" {
+		if err := testRoot().Execute(); err != nil {
+			fmt.Fprintln(os.Stderr, "progressd:", err)
+			os.Exit(exitCode(err))
+		}
+		os.Exit(0)
+	}
+	goleak.VerifyTestMain(m)
+}
+
+// testRoot is the root command with the client commands, whether or not
+// root.go registers them yet.
+func testRoot() *cobra.Command {
+	root := newRoot()
+	if c, _, err := root.Find([]string{"watch"}); err != nil || c == root {
+		root.AddCommand(newSubmit(), newWatch(), newReport())
+	}
+	return root
+}
+
+// run runs the CLI in-process and returns stdout, stderr and exit status.
+func run(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	root := testRoot()
+	var out, errOut bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&errOut)
+	root.SetArgs(args)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := root.ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(&errOut, "progressd:", err)
+		return out.String(), errOut.String(), exitCode(err)
+	}
+	return out.String(), errOut.String(), 0
+}
+
+const cliPipelines = `
+pipelines:
+  quick:
+    params: [word]
+    stages:
+      - name: one
+        run: ["sh", "-c", "echo \"$1 50%\"; sleep 0.05; echo 100%", "sh", "{{word}}"]
+      - name: two
+        run: ["sh", "-c", "echo 1/2; sleep 0.05; echo 2/2"]
+  broken:
+    stages:
+      - name: encode
+        run: ["sh", "-c", "echo 30%; echo 'encoder: bad input' >&2; exit 4"]
+  forever:
+    stages:
+      - name: wait
+        run: ["sleep", "300"]
+`
+
+func TestSubmitPrintsTheJobIDAlone(t *testing.T) {
+	t.Parallel()
+	s := orchtest.Start(t, orchtest.Options{Pipelines: cliPipelines})
+	out, errOut, code := run(t, "submit", "--server", s.URL, "--project", "p", "--pipeline", "quick", "--param", "word=a=b; $(x)")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	id := strings.TrimSuffix(out, "\n")
+	if strings.Contains(id, "\n") || uuid.Validate(id) != nil {
+		t.Fatalf("stdout %q: want the job id alone", out)
+	}
+	snap := s.WaitTerminal(t, id, 20*time.Second)
+	if snap.State != client.Succeeded || snap.Params["word"] != "a=b; $(x)" {
+		t.Fatalf("job %s, params %v", snap.State, snap.Params)
+	}
+
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--pipeline", "quick"}, `"project" not set`},
+		{[]string{"--project", "p", "--pipeline", "nope"}, "unknown_pipeline"},
+		{[]string{"--project", "p", "--pipeline", "quick"}, "needs param word"},
+		{[]string{"--project", "p", "--pipeline", "quick", "--param", "word"}, "key=value"},
+		{[]string{"--project", "p", "--pipeline", "quick", "--param", "word=1", "--param", "word=2"}, "twice"},
+	} {
+		out, errOut, code := run(t, append([]string{"submit", "--server", s.URL}, tc.args...)...)
+		if code == 0 || out != "" || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want an error saying %q", tc.args, code, out, errOut, tc.want)
+		}
+	}
+}
+
+func TestSubmitWatchAndWatchExitStatus(t *testing.T) {
+	t.Parallel()
+	s := orchtest.Start(t, orchtest.Options{Pipelines: cliPipelines})
+
+	out, errOut, code := run(t, "submit", "--project", "p", "--pipeline", "quick", "--param", "word=hi", "--watch", "--server", s.URL)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code != 0 || uuid.Validate(lines[0]) != nil {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	last := lines[len(lines)-1]
+	if !strings.HasPrefix(last, "job "+lines[0]+" succeeded in ") {
+		t.Errorf("last line %q", last)
+	}
+	if !strings.Contains(out, "one (1/2)") || !strings.Contains(out, "two (2/2)") || !strings.Contains(out, "hi 50%") {
+		t.Errorf("lines do not show the stages and messages:\n%s", out)
+	}
+
+	failed := s.Create(t, "p", "broken", nil)
+	out, errOut, code = run(t, "watch", failed.JobID, "--server", s.URL) // flags after the argument
+	if code != 1 || !strings.Contains(errOut, "stage encode failed: exit status 4: encoder: bad input") {
+		t.Fatalf("failed job: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+
+	forever := s.Create(t, "p", "forever", nil)
+	go func() {
+		s.Wait(t, forever.JobID, 10*time.Second, "running", func(s client.Snapshot) bool { return s.State == client.Running })
+		_, _ = s.Jobs.Cancel(context.Background(), forever.JobID, "stopped by test")
+	}()
+	_, errOut, code = run(t, "watch", "--server", s.URL, forever.JobID)
+	if code != 1 || !strings.Contains(errOut, "canceled: stopped by test") {
+		t.Fatalf("canceled job: exit %d, stderr %q", code, errOut)
+	}
+
+	_, errOut, code = run(t, "watch", "--server", s.URL, "no-such-job")
+	if code != 2 || !strings.Contains(errOut, "not_found") {
+		t.Fatalf("unknown job: exit %d, stderr %q", code, errOut)
+	}
+}
+
+func TestReportFromAScript(t *testing.T) {
+	t.Parallel()
+	s := orchtest.Start(t, orchtest.Options{Pipelines: cliPipelines})
+	c, err := client.New(s.URL, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	job, err := c.Create(t.Context(), client.CreateRequest{Project: "p", Stages: []client.StageSpec{{Name: "a"}, {Name: "b"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := run(t, "report", job.JobID, "--server", s.URL, "--stage", "b", "--progress", "0.5", "--message", "half of b")
+	if code != 0 || out != "" {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	snap, _ := c.Get(t.Context(), job.JobID)
+	if snap.Progress != 0.75 || snap.Message != "half of b" || snap.Stage != "b" {
+		t.Fatalf("after report: progress %v, stage %q, message %q", snap.Progress, snap.Stage, snap.Message)
+	}
+	out, _, code = run(t, "report", job.JobID, "--server", s.URL, "--current", "3", "--total", "4", "--json")
+	if code != 0 || !strings.Contains(out, `"current":3`) {
+		t.Fatalf("exit %d, stdout %q", code, out)
+	}
+	if _, errOut, code = run(t, "report", job.JobID, "--server", s.URL, "--progress", "1.5"); code != 2 || !strings.Contains(errOut, "invalid_progress") {
+		t.Fatalf("bad progress: exit %d, %q", code, errOut)
+	}
+	if _, errOut, code = run(t, "report", job.JobID, "--server", s.URL); code != 2 || !strings.Contains(errOut, "nothing to report") {
+		t.Fatalf("empty report: exit %d, %q", code, errOut)
+	}
+	if _, _, code = run(t, "report", job.JobID, "--server", s.URL, "--state", "succeeded"); code != 0 {
+		t.Fatalf("succeeded: exit %d", code)
+	}
+	if _, errOut, code = run(t, "report", job.JobID, "--server", s.URL, "--progress", "0.1"); code != 2 || !strings.Contains(errOut, "job_finished") {
+		t.Fatalf("after the end: exit %d, %q", code, errOut)
+	}
+}
+
+// TestCLIAsAProcess runs the commands as real processes: a pipeline stage
+// calls `report` with the job id from its environment, `submit` prints the
+// id, and `watch` exits with the job's outcome.
+func TestCLIAsAProcess(t *testing.T) {
+	t.Parallel()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := orchtest.Start(t, orchtest.Options{Pipelines: fmt.Sprintf(`
+pipelines:
+  reporting:
+    params: [server]
+    stages:
+      - name: work
+        run: ["env", "PROGRESSD_TEST_AS_CLI=1", %q, "report", "--server", "{{server}}", "--progress", "0.5", "--message", "reported by progressd report"]
+      - name: fail
+        run: ["sh", "-c", "echo 'the end' >&2; exit 7"]
+`, self)})
+	cli := func(args ...string) (string, string, int) {
+		cmd := exec.Command(self, args...)
+		cmd.Env = append(os.Environ(), asCLI+"=1")
+		var out, errOut bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errOut
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if err != nil && !errors.As(err, &ee) {
+			t.Fatal(err)
+		}
+		return out.String(), errOut.String(), cmd.ProcessState.ExitCode()
+	}
+	out, errOut, code := cli("submit", "--server", s.URL, "--project", "p", "--pipeline", "reporting", "--param", "server="+s.URL)
+	id := strings.TrimSpace(out)
+	if code != 0 || uuid.Validate(id) != nil {
+		t.Fatalf("submit: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	rec := s.Record(t, id)
+	_, errOut, code = cli("watch", id, "--server", s.URL)
+	if code != 1 || !strings.Contains(errOut, "stage fail failed: exit status 7: the end") {
+		t.Fatalf("watch: exit %d, stderr %q", code, errOut)
+	}
+	if msgs := strings.Join(rec.Messages(), "\n"); !strings.Contains(msgs, "reported by progressd report") {
+		t.Fatalf("the stage's report did not arrive; messages:\n%s", msgs)
+	}
+}
+
+// TestServerAndTokenFromTheEnvironment is not parallel: it sets the
+// process environment.
+func TestServerAndTokenFromTheEnvironment(t *testing.T) {
+	const secret = "cli-test-secret-cli-test-secret"
+	s := orchtest.Start(t, orchtest.Options{Pipelines: cliPipelines, AuthSecret: secret})
+	token, err := auth.Mint(secret, "carol", false, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PROGRESSD_SERVER", s.URL)
+	if _, errOut, code := run(t, "submit", "--project", "p", "--pipeline", "quick", "--param", "word=x"); code == 0 || !strings.Contains(errOut, "unauthorized") {
+		t.Fatalf("no token: exit %d, %q", code, errOut)
+	}
+	t.Setenv("PROGRESSD_TOKEN", token)
+	out, errOut, code := run(t, "submit", "--project", "p", "--pipeline", "quick", "--param", "word=x", "--watch")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	id := strings.SplitN(out, "\n", 2)[0]
+	snap, err := s.Jobs.Get(context.Background(), id)
+	if err != nil || snap.Owner != "carol" {
+		t.Fatalf("job owner %q, %v", snap.Owner, err)
+	}
+	// A flag beats the environment.
+	if _, errOut, code := run(t, "watch", id, "--server", "http://127.0.0.1:1"); code != 2 || !strings.Contains(errOut, "127.0.0.1:1") {
+		t.Fatalf("--server over PROGRESSD_SERVER: exit %d, %q", code, errOut)
+	}
+}
+
+func TestViews(t *testing.T) {
+	eta, cur, tot := 75.0, 420.0, 1200.0
+	errText := "stage encode failed: exit status 1"
+	start, _ := time.Parse(time.RFC3339, "2025-01-01T00:00:00Z")
+	running := client.Snapshot{JobID: "j1", State: client.Running, Progress: 0.4267, Stage: "encode",
+		Stages: []client.Stage{{Name: "fetch"}, {Name: "encode"}}, ETASeconds: &eta, Current: &cur, Total: &tot,
+		Message: "frame 420/1200", StartedAt: client.Time{Time: start}.Ptr()}
+	failed := running
+	failed.State, failed.Error, failed.FinishedAt = client.Failed, &errText, client.Time{Time: start.Add(90 * time.Second)}.Ptr()
+
+	var b bytes.Buffer
+	l := &lineView{out: &b}
+	l.update(running)
+	l.update(running) // no change, no line
+	l.update(failed)
+	l.done(failed)
+	want := "running    42%  encode (2/2) · ETA 1m15s · frame 420/1200\n" +
+		"failed     42%  encode (2/2) · frame 420/1200\n" +
+		"job j1 failed at 42% in 1m30s: stage encode failed: exit status 1\n"
+	if b.String() != want {
+		t.Errorf("lines:\n%s\nwant:\n%s", b.String(), want)
+	}
+
+	b.Reset()
+	barView := newBarView(&b)
+	barView.update(running)
+	barView.done(failed)
+	for _, w := range []string{"42%", "encode (2/2) · ETA 1m15s", "job j1 failed at 42%"} {
+		if !strings.Contains(b.String(), w) {
+			t.Errorf("bar output %q lacks %q", b.String(), w)
+		}
+	}
+}

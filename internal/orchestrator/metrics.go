@@ -1,0 +1,35 @@
+package orchestrator
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the orchestrator's Prometheus series.
+type metrics struct {
+	attempts *prometheus.CounterVec
+}
+
+// outcomes label attempts.
+var outcomes = []string{"succeeded", "failed", "retried", "canceled", "handed_back"}
+
+func newMetrics(reg prometheus.Registerer, running func() int) (*metrics, error) {
+	m := &metrics{attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "progressd_pipeline_attempts_total",
+		Help: "Pipeline job attempts run on this node, by outcome (succeeded, failed, retried, canceled, handed_back).",
+	}, []string{"outcome"})}
+	for _, o := range outcomes {
+		m.attempts.WithLabelValues(o)
+	}
+	if reg == nil {
+		return m, nil
+	}
+	gauge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "progressd_pipeline_jobs_running",
+		Help: "Pipeline jobs running on this node now.",
+	}, func() float64 { return float64(running()) })
+	return m, errors.Join(reg.Register(m.attempts), reg.Register(gauge))
+}
+
+func (m *metrics) attempt(outcome string) { m.attempts.WithLabelValues(outcome).Inc() }

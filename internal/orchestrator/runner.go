@@ -1,0 +1,440 @@
+package orchestrator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/riverqueue/river"
+
+	"github.com/progressd/progressd/internal/jobs"
+	"github.com/progressd/progressd/internal/progress"
+)
+
+const (
+	// reportInterval spaces the reports of one stage: a command printing
+	// faster has its lines merged, newest values winning, so a chatty
+	// command costs at most about 100 reports a second.
+	reportInterval = 10 * time.Millisecond
+	// watchInterval is how often a running job checks that it was not
+	// canceled on another node (a cancel here stops it at once).
+	watchInterval = time.Second
+	// reportTimeout bounds one report to the jobs service.
+	reportTimeout = 10 * time.Second
+)
+
+// pipelineArgs are a River job's args: the progressd job id. Pipeline is
+// there only so River can ask the worker for the job's time bound without
+// reading the snapshot; the worker reads pipeline and params from the
+// snapshot.
+type pipelineArgs struct {
+	JobID    string `json:"job_id"`
+	Pipeline string `json:"pipeline"`
+}
+
+func (pipelineArgs) Kind() string { return "progressd_pipeline" }
+
+type worker struct {
+	river.WorkerDefaults[pipelineArgs]
+	o *Orchestrator
+}
+
+func (w *worker) Work(ctx context.Context, job *river.Job[pipelineArgs]) error {
+	return w.o.work(ctx, job)
+}
+
+// Timeout bounds one attempt for River: the sum of the stage timeouts and
+// their kill grace, plus a minute; no bound (-1) if a stage has none.
+func (w *worker) Timeout(job *river.Job[pipelineArgs]) time.Duration {
+	p, ok := w.o.pipelines.Get(job.Args.Pipeline)
+	if !ok {
+		return -1
+	}
+	var total time.Duration
+	for _, st := range p.Stages {
+		if st.Timeout <= 0 {
+			return -1
+		}
+		total += st.Timeout + w.o.cfg.KillGrace + time.Second
+	}
+	return total + time.Minute
+}
+
+// work runs one attempt of a job: its stages in order, each a process.
+func (o *Orchestrator) work(ctx context.Context, job *river.Job[pipelineArgs]) error {
+	id := job.Args.JobID
+	runCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	if !o.register(id, cancel) {
+		// A rescued job whose earlier attempt still runs here: let that
+		// one finish, then this one finds the job finished.
+		return river.JobSnooze(time.Minute)
+	}
+	defer o.unregister(id)
+
+	snap, err := o.cfg.Jobs.Get(ctx, id)
+	switch {
+	case errors.Is(err, jobs.ErrNotFound):
+		o.log.Warn("queued job no longer exists; dropping it", "job", id)
+		return river.JobCancel(err)
+	case err != nil:
+		return fmt.Errorf("read job %s: %w", id, err) // retried by River
+	case snap.State.Terminal():
+		return nil // canceled while queued
+	}
+	plan, err := o.plan(snap)
+	if err != nil {
+		o.fail(id, err.Error())
+		return river.JobCancel(err)
+	}
+
+	var wg sync.WaitGroup
+	wg.Go(func() { o.watch(runCtx, id, cancel) })
+	defer wg.Wait()
+	defer cancel(nil) // ends watch before wg.Wait
+
+	log := o.log.With("job", id, "pipeline", snap.Pipeline, "attempt", job.Attempt, "max_attempts", job.MaxAttempts)
+	log.Info("job started")
+	start := time.Now()
+	err = o.runStages(runCtx, job, plan, attemptNote(job))
+	return o.finish(ctx, runCtx, job, err, log.With("took", time.Since(start).Round(time.Millisecond)))
+}
+
+// finish reports how an attempt ended and tells River what to do next.
+// ctx is River's context for the attempt, runCtx the one its commands ran
+// under.
+func (o *Orchestrator) finish(ctx, runCtx context.Context, job *river.Job[pipelineArgs], err error, log *slog.Logger) error {
+	id := job.Args.JobID
+	if err == nil {
+		if o.report(id, progress.Report{State: ptr(progress.Succeeded)}) == errJobEnded {
+			log.Info("job was canceled as it finished")
+			o.metrics.attempt("canceled")
+			return nil
+		}
+		log.Info("job succeeded")
+		o.metrics.attempt("succeeded")
+		return nil
+	}
+	if errors.Is(err, errJobEnded) || errors.Is(context.Cause(runCtx), errJobEnded) || o.ended(id) {
+		log.Info("job canceled; its commands were stopped")
+		o.metrics.attempt("canceled")
+		return river.JobCancel(errJobEnded)
+	}
+	if ctx.Err() != nil {
+		if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			// River is stopping (a shutdown): hand the job back.
+			log.Info("job handed back at shutdown")
+			o.metrics.attempt("handed_back")
+			o.report(id, progress.Report{Message: ptr("the server stopped while this job ran; it will run again from its first stage when the server is back")})
+			return ctx.Err() // River makes it available again without using up an attempt
+		}
+		err = fmt.Errorf("the job ran past its overall time limit (%s)", (&worker{o: o}).Timeout(job))
+	}
+	if job.Attempt < job.MaxAttempts {
+		delay := (&retryPolicy{base: o.cfg.RetryBackoff}).delay(job.Attempt)
+		log.Warn("job attempt failed; retrying", "err", err, "in", delay)
+		o.metrics.attempt("retried")
+		o.report(id, progress.Report{Message: ptr(tidy(fmt.Sprintf("attempt %d of %d failed: %v; retrying in %s",
+			job.Attempt, job.MaxAttempts, err, delay), progress.MaxMessageBytes))})
+		return err
+	}
+	msg := err.Error()
+	if job.MaxAttempts > 1 {
+		msg = fmt.Sprintf("%s (attempt %d of %d; no attempts left)", msg, job.Attempt, job.MaxAttempts)
+	}
+	log.Warn("job failed", "err", msg)
+	o.metrics.attempt("failed")
+	o.fail(id, msg)
+	return err // River discards it: no attempts left
+}
+
+// ended reports whether job id is terminal (canceled, or finished by a
+// report from elsewhere).
+func (o *Orchestrator) ended(id string) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), reportTimeout)
+	defer cancel()
+	snap, err := o.cfg.Jobs.Get(ctx, id)
+	return err == nil && snap.State.Terminal()
+}
+
+// plan is what one attempt runs: the pipeline and every stage's argv.
+type plan struct {
+	p    *Pipeline
+	argv [][]string
+}
+
+// plan checks the job still fits its pipeline (the server may have been
+// restarted with another pipelines file since it was queued).
+func (o *Orchestrator) plan(snap progress.Snapshot) (plan, error) {
+	p, err := o.pipelines.lookup(snap.Pipeline)
+	if err != nil {
+		return plan{}, fmt.Errorf("pipeline %s is not defined in %s any more; submit the job again", snap.Pipeline, o.pipelines.Source())
+	}
+	names := make([]string, len(snap.Stages))
+	for i, st := range snap.Stages {
+		names[i] = st.Name
+	}
+	if !slices.EqualFunc(names, p.Stages, func(n string, st Stage) bool { return n == st.Name }) {
+		return plan{}, fmt.Errorf("pipeline %s changed its stages since the job was queued; submit the job again", p.Name)
+	}
+	pl := plan{p: p, argv: make([][]string, len(p.Stages))}
+	for i := range p.Stages {
+		if pl.argv[i], err = p.Argv(i, snap.Params); err != nil {
+			return plan{}, fmt.Errorf("pipeline %s changed its params since the job was queued: %v; submit the job again", p.Name, err)
+		}
+	}
+	return pl, nil
+}
+
+// attemptNote is the message a job shows when an attempt starts: which
+// attempt, and why there is another.
+func attemptNote(job *river.Job[pipelineArgs]) string {
+	why := ""
+	if n := len(job.Errors); n > 0 {
+		switch last := job.Errors[n-1].Error; {
+		case last == orphanError:
+			why = "the node running it stopped; "
+		case strings.Contains(last, "rescued by JobRescuer"):
+			why = "the node running it stopped responding; "
+		}
+	}
+	if job.Attempt <= 1 && why == "" {
+		return ""
+	}
+	return fmt.Sprintf("%sattempt %d of %d", why, job.Attempt, job.MaxAttempts)
+}
+
+// runStages runs the stages in order. It returns nil when all exited 0, the
+// stage's error when one failed, or the cause when ctx ended.
+func (o *Orchestrator) runStages(ctx context.Context, job *river.Job[pipelineArgs], pl plan, note string) error {
+	id := job.Args.JobID
+	for i := range pl.p.Stages {
+		st := &pl.p.Stages[i]
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
+		msg := ""
+		if i == 0 {
+			msg = note
+		}
+		if o.report(id, progress.Report{Stage: &st.Name, Message: &msg}) == errJobEnded {
+			return errJobEnded
+		}
+		s := newSink(o, id, st.Name)
+		record := filepath.Join(o.runDir, strconv.FormatInt(job.ID, 10)+".pgid")
+		c := &command{
+			argv:    pl.argv[i],
+			env:     o.stageEnv(id, st.Name, job.Attempt),
+			timeout: st.Timeout,
+			grace:   o.cfg.KillGrace,
+			onLine: func(line []byte) {
+				if r, ok := ParseLine(line); ok {
+					s.put(r)
+				}
+			},
+			onStart: func(pgid int) { o.recordGroup(record, pgid) },
+			onEnd:   func() { _ = os.Remove(record) },
+		}
+		res := c.run(ctx)
+		ended := s.close()
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
+		if ended {
+			return errJobEnded
+		}
+		if err := res.describe(st); err != nil {
+			return err
+		}
+		// The stage is done even if it printed nothing.
+		if o.report(id, progress.Report{Stage: &st.Name, Progress: ptr(1.0)}) == errJobEnded {
+			return errJobEnded
+		}
+	}
+	return nil
+}
+
+// stageEnv is what a stage's command finds in its environment beyond the
+// server's own: which job and stage it is, and where to report, for
+// commands that call `progressd report` instead of printing progress.
+func (o *Orchestrator) stageEnv(id, stage string, attempt int) []string {
+	env := []string{"PROGRESSD_JOB_ID=" + id, "PROGRESSD_STAGE=" + stage, "PROGRESSD_ATTEMPT=" + strconv.Itoa(attempt)}
+	if o.cfg.ServerURL != "" {
+		env = append(env, "PROGRESSD_SERVER="+o.cfg.ServerURL)
+	}
+	return env
+}
+
+// recordGroup writes down a running process group, so that if this
+// process dies, the next start can kill what it left running (recover.go).
+func (o *Orchestrator) recordGroup(path string, pgid int) {
+	start, _ := procStartTime(pgid)
+	if err := os.WriteFile(path, fmt.Appendf(nil, "%d %s\n", pgid, start), 0o640); err != nil {
+		o.log.Warn("record running command", "path", path, "err", err)
+	}
+}
+
+// watch cancels the attempt when the job becomes terminal elsewhere: a
+// cancel on another node, or an admin marking it done. A cancel on this
+// node cancels at once through Runner.Cancel.
+func (o *Orchestrator) watch(ctx context.Context, id string, cancel context.CancelCauseFunc) {
+	t := time.NewTicker(watchInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if snap, err := o.cfg.Jobs.Get(ctx, id); err == nil && snap.State.Terminal() {
+			cancel(errJobEnded)
+			return
+		}
+	}
+}
+
+// report applies r to the job through the same path as an HTTP report. It
+// returns errJobEnded if the job is terminal, and nil otherwise: a report
+// the model rejects (a value out of range) or a store hiccup costs one
+// update, not the job. A report of a final state is tried three times
+// over about a second and a half before it is given up, since without it
+// the job would look running until the next restart.
+func (o *Orchestrator) report(id string, r progress.Report) error {
+	tries := 1
+	if r.State != nil {
+		tries = 3
+	}
+	wait := 250 * time.Millisecond
+	for try := 1; ; try++ {
+		ctx, cancel := context.WithTimeout(context.Background(), reportTimeout)
+		_, err := o.cfg.Jobs.Report(ctx, id, r)
+		cancel()
+		var pe *progress.Error
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, progress.ErrJobFinished):
+			return errJobEnded
+		case errors.As(err, &pe):
+			o.log.Debug("report rejected", "job", id, "err", err)
+			return nil
+		case try >= tries:
+			o.log.Warn("report failed", "job", id, "err", err)
+			return nil
+		}
+		time.Sleep(wait) // backoff between tries of a store that failed
+		wait *= 4
+	}
+}
+
+// fail marks the job failed with msg.
+func (o *Orchestrator) fail(id, msg string) {
+	msg = tidy(msg, progress.MaxMessageBytes)
+	o.report(id, progress.Report{State: ptr(progress.Failed), Error: &msg})
+}
+
+// sink passes one stage's parsed lines to the jobs service, merging those
+// that come faster than reportInterval. Reports go out on the sink's own
+// goroutine, so a slow store never stalls reading the command's output.
+type sink struct {
+	o     *Orchestrator
+	id    string
+	stage string
+
+	mu      sync.Mutex
+	pending progress.Report
+	has     bool
+	ended   bool // the job was terminal: stop the stage
+
+	kick chan struct{}
+	done chan struct{}
+	wg   sync.WaitGroup
+}
+
+func newSink(o *Orchestrator, id, stage string) *sink {
+	s := &sink{o: o, id: id, stage: stage, kick: make(chan struct{}, 1), done: make(chan struct{})}
+	s.wg.Go(s.loop)
+	return s
+}
+
+// put merges r into the pending report: each field takes the newest value.
+func (s *sink) put(r progress.Report) {
+	s.mu.Lock()
+	p := &s.pending
+	if r.Progress != nil {
+		p.Progress = r.Progress
+	}
+	if r.Current != nil || r.Total != nil {
+		// current and total go together, or a merge could pair a new
+		// current with an old, smaller total.
+		p.Current, p.Total = r.Current, r.Total
+	}
+	if r.Message != nil {
+		p.Message = r.Message
+	}
+	s.has = true
+	s.mu.Unlock()
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (s *sink) loop() {
+	t := time.NewTimer(0)
+	<-t.C
+	for {
+		select {
+		case <-s.kick:
+		case <-s.done:
+			s.flush()
+			return
+		}
+		s.flush()
+		t.Reset(reportInterval)
+		select {
+		case <-t.C:
+		case <-s.done:
+			t.Stop()
+			s.flush()
+			return
+		}
+	}
+}
+
+func (s *sink) flush() {
+	s.mu.Lock()
+	r, has := s.pending, s.has
+	s.pending, s.has = progress.Report{}, false
+	s.mu.Unlock()
+	if !has {
+		return
+	}
+	r.Stage = &s.stage
+	if s.o.report(s.id, r) == errJobEnded {
+		s.mu.Lock()
+		s.ended = true
+		s.mu.Unlock()
+		s.o.cancel(context.Background(), s.id) // stop the command now
+	}
+}
+
+// close sends what is pending and stops the sink. It reports whether the
+// job turned out to be terminal.
+func (s *sink) close() bool {
+	close(s.done)
+	s.wg.Wait()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ended
+}
+
+func ptr[T any](v T) *T { return &v }

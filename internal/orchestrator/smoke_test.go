@@ -1,0 +1,20 @@
+package orchestrator_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/progressd/progressd/internal/orchestrator/orchtest"
+	"github.com/progressd/progressd/internal/progress"
+)
+
+func TestDemoPipelineSucceeds(t *testing.T) {
+	t.Parallel()
+	s := orchtest.Start(t, orchtest.Options{})
+	snap := s.Create(t, "p1", "demo", nil)
+	done := s.WaitTerminal(t, snap.JobID, 30*time.Second)
+	if done.State != progress.Succeeded {
+		t.Fatalf("state %s, error %v", done.State, done.Error)
+	}
+	t.Logf("took %s", done.FinishedAt.Sub(done.StartedAt.Time))
+}
