@@ -228,6 +228,9 @@ func (m *Memory) Recent(ctx context.Context, f Filter, limit int) ([]progress.Sn
 
 	// Ids are time-ordered: sorting them descending is newest first.
 	slices.SortFunc(active, func(a, b string) int { return strings.Compare(b, a) })
+	if len(active) > MaxRecentActive {
+		active = active[:MaxRecentActive]
+	}
 	slices.Reverse(finished)
 	if limit > 0 && len(finished) > limit {
 		finished = finished[:limit]

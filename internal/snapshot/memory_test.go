@@ -82,3 +82,20 @@ func BenchmarkMemoryUpdate(b *testing.B) {
 		}
 	})
 }
+
+func TestMemoryRecentBoundsActive(t *testing.T) {
+	ctx := context.Background()
+	m := snapshot.NewMemory(snapshot.MemoryOptions{})
+	for n := 0; n < snapshot.MaxRecentActive+10; n++ {
+		if err := m.Put(ctx, snapshottest.Job(t, n, "p", "alice")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := m.Recent(ctx, snapshot.Filter{Project: "p"}, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != snapshot.MaxRecentActive || got[0].JobID != fmt.Sprintf("job-%06d", snapshot.MaxRecentActive+9) {
+		t.Fatalf("Recent returned %d active jobs starting at %s; want the newest %d", len(got), got[0].JobID, snapshot.MaxRecentActive)
+	}
+}

@@ -35,14 +35,20 @@ type Store interface {
 	// Get returns the latest snapshot of job id, or ErrNotFound.
 	Get(ctx context.Context, id string) (progress.Snapshot, error)
 	// Recent returns the jobs of a project (Owner empty) or of an owner
-	// (Project empty): every active one, and the most recently finished up
-	// to limit, newest first.
+	// (Project empty): the active ones, newest first, at most
+	// MaxRecentActive of them, then the most recently finished up to limit,
+	// newest first.
 	Recent(ctx context.Context, f Filter, limit int) ([]progress.Snapshot, error)
 	// Ping reports whether the store answers, for /readyz.
 	Ping(ctx context.Context) error
 	// Close releases the store's resources.
 	Close() error
 }
+
+// MaxRecentActive bounds the active jobs Recent returns, so a subscriber to
+// a project with a runaway number of unfinished jobs gets a bounded first
+// view (the newest), not an unbounded burst.
+const MaxRecentActive = 1000
 
 // Filter selects the jobs of one project or one owner for Recent.
 type Filter struct {
