@@ -8,6 +8,9 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
 )
 
 // Config is everything `progressd serve` can be told. Its zero value is not
@@ -17,6 +20,7 @@ type Config struct {
 	DataDir        string        // where the SQLite file lives
 	DB             string        // "" (SQLite in DataDir), a file path, or postgres://…
 	Redis          string        // "" (in memory) or redis://…
+	RedisPrefix    string        // starts every Redis key and the pub/sub channel; nodes that work together share it
 	AuthSecret     string        // "" is single-user mode (loopback only)
 	AllowedOrigins []string      // origins allowed to open WebSockets; empty: the server's own
 	Pipelines      string        // YAML pipelines file; "" gives the built-in demo
@@ -36,6 +40,7 @@ func Defaults() Config {
 		Addr:             "127.0.0.1:8000",
 		DataDir:          "./progressd-data",
 		LogLevel:         "info",
+		RedisPrefix:      "progressd:",
 		FlushInterval:    time.Second,
 		ShutdownGrace:    14 * time.Second,
 		MaxFrameBytes:    64 << 10,
@@ -54,14 +59,17 @@ func (c *Config) Validate() error {
 	if c.DB == "" && c.DataDir == "" {
 		errs = append(errs, errors.New("--data-dir is empty and no --db is set: one of them must say where jobs are kept"))
 	}
-	if strings.HasPrefix(c.DB, "postgres://") || strings.HasPrefix(c.DB, "postgresql://") {
-		errs = append(errs, errors.New("--db postgres://… is not supported by this build yet; leave --db empty for SQLite"))
+	if c.Postgres() {
+		if _, err := pgxpool.ParseConfig(c.DB); err != nil {
+			errs = append(errs, fmt.Errorf("--db: %w (use postgres://user:password@host:5432/database)", err))
+		}
 	}
 	if c.Redis != "" {
-		if u, err := url.Parse(c.Redis); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
-			errs = append(errs, fmt.Errorf("--redis %q must be a redis://host:port URL", c.Redis))
-		} else {
-			errs = append(errs, errors.New("--redis is not supported by this build yet; leave it empty for in-memory snapshots"))
+		if _, err := redis.ParseURL(c.Redis); err != nil {
+			errs = append(errs, fmt.Errorf("--redis: %w (use redis://[user:password@]host:6379/0, or rediss:// for TLS)", err))
+		}
+		if c.RedisPrefix == "" {
+			errs = append(errs, errors.New("--redis-prefix is empty; nodes that work together need the same non-empty prefix, such as progressd:"))
 		}
 	}
 	if _, err := ParseLevel(c.LogLevel); err != nil {
@@ -84,6 +92,11 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Postgres reports whether DB selects PostgreSQL.
+func (c *Config) Postgres() bool {
+	return strings.HasPrefix(c.DB, "postgres://") || strings.HasPrefix(c.DB, "postgresql://")
 }
 
 // DBPath is the SQLite file the node uses.

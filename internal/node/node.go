@@ -18,15 +18,19 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/progressd/progressd/internal/api"
 	"github.com/progressd/progressd/internal/auth"
 	"github.com/progressd/progressd/internal/broker"
+	"github.com/progressd/progressd/internal/broker/redisbroker"
 	"github.com/progressd/progressd/internal/gateway"
 	"github.com/progressd/progressd/internal/jobs"
 	"github.com/progressd/progressd/internal/orchestrator"
 	"github.com/progressd/progressd/internal/snapshot"
+	"github.com/progressd/progressd/internal/snapshot/redissnap"
 	"github.com/progressd/progressd/internal/store"
+	"github.com/progressd/progressd/internal/store/postgres"
 	"github.com/progressd/progressd/internal/store/sqlite"
 	"github.com/progressd/progressd/web"
 )
@@ -42,6 +46,7 @@ type Node struct {
 	wb     *store.WriteBehind
 	snaps  snapshot.Store
 	broker broker.Broker
+	rdb    *redis.Client // shared by the Redis snapshot store and broker; nil without --redis
 	Jobs   *jobs.Service
 	gw     *gateway.Gateway
 	orch   *orchestrator.Orchestrator
@@ -72,14 +77,53 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Node, err erro
 	}()
 	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	db, err := sqlite.Open(ctx, cfg.DBPath())
+	var db store.Store
+	if cfg.Postgres() {
+		db, err = postgres.Open(ctx, cfg.DB)
+	} else {
+		db, err = sqlite.Open(ctx, cfg.DBPath())
+	}
 	if err != nil {
 		return nil, err
 	}
 	n.db = db
 	n.wb = store.NewWriteBehind(db, cfg.FlushInterval, log)
-	n.snaps = snapshot.NewMemory(snapshot.MemoryOptions{})
-	n.broker = broker.NewLocal()
+	ready := []api.Checker{{Name: "database", Ping: n.db.Ping}}
+	if cfg.Redis == "" {
+		n.snaps = snapshot.NewMemory(snapshot.MemoryOptions{})
+		n.broker = broker.NewLocal()
+		ready = append(ready, api.Checker{Name: "snapshots", Ping: n.snaps.Ping})
+	} else {
+		if !cfg.Postgres() {
+			log.Warn("--redis without a postgres:// --db: this node's jobs are recorded in its own SQLite file, " +
+				"so jobs created on other nodes are not kept durably here; point every node at one PostgreSQL to scale out")
+		}
+		redis.SetLogger(redisLogger{log})
+		opt, err := redis.ParseURL(cfg.Redis) // checked by Validate
+		if err != nil {
+			return nil, fmt.Errorf("--redis: %w", err)
+		}
+		n.rdb = redis.NewClient(opt)
+		if err := n.rdb.Ping(ctx).Err(); err != nil {
+			return nil, fmt.Errorf("redis at %s: %w (is Redis running there? check --redis)", opt.Addr, err)
+		}
+		n.snaps = redissnap.New(n.rdb, redissnap.Options{Prefix: cfg.RedisPrefix})
+		rb, err := redisbroker.New(ctx, n.rdb, redisbroker.Options{
+			Prefix: cfg.RedisPrefix,
+			Log:    log,
+			// TODO(gateway): resend the current snapshot of every
+			// subscribed job/project/user to each connection: updates
+			// from other nodes were lost while the subscription was down.
+			OnReconnect: func() {},
+		})
+		if err != nil {
+			return nil, err
+		}
+		n.broker = rb
+		ready = append(ready,
+			api.Checker{Name: "redis", Ping: n.snaps.Ping},
+			api.Checker{Name: "redis_pubsub", Ping: rb.Ping})
+	}
 	n.Jobs = jobs.New(jobs.Config{
 		Snapshots: n.snaps, DB: n.wb, Broker: n.broker,
 		Metrics: jobs.NewMetrics(n.reg), Log: log,
@@ -121,7 +165,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Node, err erro
 	mux.HandleFunc("GET /api/v1/jobs/{id}/events", n.gw.ServeJobEvents)
 	api.New(mux, api.Config{
 		Jobs: n.Jobs, Auth: authn, Version: Version, Log: log,
-		Ready: []api.Checker{{Name: "database", Ping: n.db.Ping}, {Name: "snapshots", Ping: n.snaps.Ping}, {Name: "queue", Ping: n.orch.Ping}},
+		Ready: append(ready, api.Checker{Name: "queue", Ping: n.orch.Ping}),
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{Registry: n.reg}))
 	mux.Handle("GET /", http.FileServerFS(web.Dist()))
@@ -137,7 +181,11 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Node, err erro
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	go func() { n.serveErr <- n.srv.Serve(n.ln) }()
-	log.Info("progressd serving", "addr", n.Addr(), "db", cfg.DBPath(), "auth", authn.Enabled(), "version", Version)
+	dbDesc := cfg.DBPath()
+	if cfg.Postgres() {
+		dbDesc = "postgres"
+	}
+	log.Info("progressd serving", "addr", n.Addr(), "db", dbDesc, "redis", cfg.Redis != "", "auth", authn.Enabled(), "version", Version)
 	return n, nil
 }
 
@@ -187,6 +235,9 @@ func (n *Node) closeStores(ctx context.Context) error {
 	if n.snaps != nil {
 		errs = append(errs, n.snaps.Close())
 	}
+	if n.rdb != nil {
+		errs = append(errs, n.rdb.Close()) // last: the broker and snapshot store use it
+	}
 	return errors.Join(errs...)
 }
 
@@ -207,4 +258,12 @@ func instrument(reg prometheus.Registerer, next http.Handler) http.Handler {
 		}
 		hist.WithLabelValues(r.Pattern, r.Method, fmt.Sprintf("%dxx", rw.code/100)).Observe(time.Since(start).Seconds())
 	})
+}
+
+// redisLogger sends go-redis's own messages (mostly failed dials while
+// Redis is away) to the node's log.
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(_ context.Context, format string, v ...any) {
+	l.log.Warn("redis client: " + fmt.Sprintf(format, v...))
 }

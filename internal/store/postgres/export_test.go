@@ -1,0 +1,4 @@
+package postgres
+
+// ListQuery exposes the SELECT List runs, for EXPLAIN in tests.
+var ListQuery = listQuery
