@@ -99,6 +99,10 @@ func (a *API) fromService(ctx context.Context, err error) error {
 		return apiError(http.StatusBadRequest, pe.Code, pe.Message)
 	case errors.Is(err, jobs.ErrNotFound):
 		return notFound()
+	case errors.Is(err, jobs.ErrUnavailable):
+		a.log.WarnContext(ctx, "request failed: a store is unavailable", "err", err)
+		return apiError(http.StatusServiceUnavailable, "unavailable",
+			"a store this server depends on is unavailable; nothing was changed: retry shortly (see /readyz)")
 	case errors.Is(err, auth.ErrNoToken), errors.Is(err, auth.ErrInvalidToken), errors.Is(err, auth.ErrExpiredToken):
 		return apiError(http.StatusUnauthorized, "unauthorized", err.Error())
 	case errors.Is(err, context.Canceled):

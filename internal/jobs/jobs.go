@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -25,6 +26,21 @@ import (
 
 // ErrNotFound is returned for a job id that no store knows.
 var ErrNotFound = errors.New("jobs: job not found")
+
+// ErrUnavailable wraps a failure of a store the change depends on (Redis
+// or the database down): nothing was changed, and the caller may retry.
+// The API answers it with 503 so a report never vanishes silently.
+var ErrUnavailable = errors.New("jobs: a store is unavailable; retry shortly")
+
+// unavailable wraps err as ErrUnavailable unless it is a verdict about the
+// request itself (a rejected report, an unknown job, a canceled request).
+func unavailable(what string, err error) error {
+	var pe *progress.Error
+	if err == nil || errors.As(err, &pe) || errors.Is(err, ErrNotFound) || errors.Is(err, context.Canceled) {
+		return err
+	}
+	return fmt.Errorf("%w: %s: %v", ErrUnavailable, what, err)
+}
 
 // Error codes for job creation beyond those of package progress.
 const (
@@ -61,6 +77,9 @@ type Config struct {
 // Service creates jobs and applies reports to them.
 type Service struct {
 	cfg Config
+
+	publishErrs   atomic.Int64 // failed publishes since the last log line
+	publishLogged atomic.Int64 // unix nanos of that line
 }
 
 // New returns a Service.
@@ -121,10 +140,10 @@ func (s *Service) Create(ctx context.Context, owner string, req CreateRequest) (
 		return progress.Snapshot{}, s.reject(err)
 	}
 	if err := s.cfg.DB.Create(ctx, snap); err != nil {
-		return progress.Snapshot{}, fmt.Errorf("jobs: record new job: %w", err)
+		return progress.Snapshot{}, s.reject(unavailable("record new job", err))
 	}
 	if err := s.cfg.Snapshots.Put(ctx, snap); err != nil {
-		return progress.Snapshot{}, fmt.Errorf("jobs: store new job: %w", err)
+		return progress.Snapshot{}, s.reject(unavailable("store new job", err))
 	}
 	s.cfg.Metrics.created.Inc()
 	s.publish(ctx, snap)
@@ -159,14 +178,14 @@ func (s *Service) Report(ctx context.Context, id string, r progress.Report) (pro
 		if errors.Is(err, snapshot.ErrNotFound) || errors.Is(err, store.ErrNotFound) {
 			err = ErrNotFound
 		}
-		return progress.Snapshot{}, s.reject(err)
+		return progress.Snapshot{}, s.reject(unavailable("apply report", err))
 	}
 	s.cfg.Metrics.accepted.Inc()
 	// State changes are durable before the reply; progress within a state
 	// is written behind, at most about once a second per job.
 	durable := next.State != prevState
 	if err := s.cfg.DB.Save(ctx, next, durable); err != nil {
-		return progress.Snapshot{}, fmt.Errorf("jobs: record report: %w", err)
+		return progress.Snapshot{}, s.reject(unavailable("record report", err))
 	}
 	if durable {
 		s.cfg.Metrics.stateChanged(prevState, next.State)
@@ -197,13 +216,15 @@ func (s *Service) Get(ctx context.Context, id string) (progress.Snapshot, error)
 		return snap, nil
 	}
 	if !errors.Is(err, snapshot.ErrNotFound) {
-		return progress.Snapshot{}, fmt.Errorf("jobs: read snapshot: %w", err)
+		// The snapshot store is down: the durable copy, at most one
+		// flush interval old, is better than no answer.
+		s.cfg.Log.Debug("snapshot store read failed; reading the database", "job", id, "err", err)
 	}
 	snap, err = s.cfg.DB.Get(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return progress.Snapshot{}, ErrNotFound
 	}
-	return snap, err
+	return snap, unavailable("read job", err)
 }
 
 // List returns a page of jobs newest first, each at its latest snapshot.
@@ -269,9 +290,25 @@ func (s *Service) publish(ctx context.Context, snap progress.Snapshot) {
 		err = s.cfg.Broker.Publish(ctx, broker.Update{Snapshot: snap, Data: data})
 	}
 	if err != nil {
-		s.cfg.Log.Warn("publish update", "job", snap.JobID, "seq", snap.Seq, "err", err)
+		s.publishFailed(snap, err)
 	}
 }
+
+// publishFailed logs a failed publish at most once per publishLogEvery,
+// with how many failed since: a broker outage fails every report, and one
+// line per report would bury everything else in the log.
+func (s *Service) publishFailed(snap progress.Snapshot, err error) {
+	s.publishErrs.Add(1)
+	now := s.cfg.Now().UnixNano()
+	last := s.publishLogged.Load()
+	if now-last < int64(publishLogEvery) || !s.publishLogged.CompareAndSwap(last, now) {
+		return
+	}
+	s.cfg.Log.Warn("publishing updates fails; subscribers get the whole state with the next update that goes through",
+		"job", snap.JobID, "seq", snap.Seq, "failed_since_last_log", s.publishErrs.Swap(0), "err", err)
+}
+
+const publishLogEvery = 10 * time.Second
 
 // reject counts a rejected request by reason and returns err.
 func (s *Service) reject(err error) error {
@@ -282,6 +319,8 @@ func (s *Service) reject(err error) error {
 		code = pe.Code
 	case errors.Is(err, ErrNotFound):
 		code = "not_found"
+	case errors.Is(err, ErrUnavailable):
+		code = "unavailable"
 	}
 	s.cfg.Metrics.rejected.WithLabelValues(code).Inc()
 	return err

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -91,5 +92,44 @@ func TestTwoNodesBehaveAsOne(t *testing.T) {
 		if !strings.Contains(string(r.body), name) {
 			t.Fatalf("readyz %d %s lacks %s", r.status, r.body, name)
 		}
+	}
+}
+
+// TestRedisDownReportsGet503: with Redis gone, a report gets a clear 503
+// (nothing changed, retry) instead of vanishing, /readyz names redis, and
+// when Redis is back reports go through again.
+func TestRedisDownReportsGet503(t *testing.T) {
+	rs := testsvc.StartRedis(t)
+	db := testsvc.PostgresSchema(t)
+	n := startNode(t, "", func(c *Config) { c.DB, c.Redis, c.RedisPrefix = db, rs.URL(), "t503:" })
+	c := client{t: t, base: n.URL()}
+	s := create(t, c, `{"project":"p1"}`)
+	report(t, c, s.JobID, `{"progress":0.2}`)
+
+	rs.Stop()
+	r := c.do("POST", "/api/v1/jobs/"+s.JobID+"/progress", `{"progress":0.5}`)
+	if r.status != http.StatusServiceUnavailable || r.errCode() != "unavailable" {
+		t.Fatalf("report with Redis down: %d %s", r.status, r.body)
+	}
+	r = c.do("GET", "/readyz", nil)
+	if r.status != http.StatusServiceUnavailable || !strings.Contains(string(r.body), `"redis"`) || strings.Contains(string(r.body), `"redis":"ok"`) {
+		t.Fatalf("readyz with Redis down: %d %s", r.status, r.body)
+	}
+	// Reads fall back to the durable record.
+	if g := get(t, c, s.JobID); g.JobID != s.JobID {
+		t.Fatalf("GET with Redis down: %+v", g)
+	}
+
+	rs.Start()
+	if err := testsvc.WaitFor(20*time.Second, func() error {
+		if r := c.do("POST", "/api/v1/jobs/"+s.JobID+"/progress", `{"progress":0.5}`); r.status != 200 {
+			return fmt.Errorf("report: %d %s", r.status, r.body)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if g := get(t, c, s.JobID); !near(g.Progress, 0.5) || g.Seq != 3 {
+		t.Fatalf("after Redis came back: %+v", g)
 	}
 }
