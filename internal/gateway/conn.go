@@ -1,62 +1,90 @@
 package gateway
 
 import (
-	"context"
+	"encoding/binary"
 	"errors"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/coder/websocket"
+	"github.com/gobwas/ws"
 
 	"github.com/progressd/progressd/internal/auth"
 )
 
-// Close codes of SPEC.md beyond RFC 6455's.
+// Close codes of SPEC.md beyond RFC 6455's. They are untyped, so they fit
+// the status code type of any WebSocket library a client is written with.
 const (
-	StatusUnauthorized       websocket.StatusCode = 4001
-	StatusTooSlow            websocket.StatusCode = 4008
-	StatusTooManyConnections websocket.StatusCode = 4029
+	StatusUnauthorized       = 4001
+	StatusTooSlow            = 4008
+	StatusTooManyConnections = 4029
 )
 
-// wsConn is one WebSocket connection. Its reader goroutine (run) owns it:
-// it handles every client frame, and when the connection ends it removes
-// it from the hub and waits for every other goroutine the connection
-// started. An idle connection has that one goroutine and nothing else; the
-// others are short-lived and counted in wg:
+// closeTimeout bounds how long a connection waits for the peer's close
+// frame once it has sent its own.
+const closeTimeout = 5 * time.Second
+
+// wsConn is one WebSocket connection, spoken directly on the hijacked
+// socket (framing in wsread.go and wswrite.go). Its reader goroutine (run)
+// owns it: it handles every client frame, and when the connection ends it
+// removes it from the hub and waits for every other goroutine the
+// connection started. An idle connection has that one goroutine and
+// nothing else — no buffer either: the writer borrows one from a pool
+// while it writes. The others are short-lived and counted in wg:
 //
-//   - the writer, started when the queue stops being idle and returning
-//     when it has written everything (see wake);
-//   - a keepalive ping, started by a timer every PingInterval;
-//   - the closer, which runs the close handshake with a code (closeWith),
-//     so that nobody who decides to close — a publisher finding the queue
-//     full, Shutdown, a timer — ever waits for the client.
+//   - the writer, the only goroutine that writes to the socket, started
+//     when there is something to write (wake) and returning when it has
+//     written everything. It writes queued updates and replies, the
+//     keepalive ping, the answer to the peer's ping, and the close frame;
+//   - the timers' goroutines: the keepalive, which only asks the writer
+//     for a ping and sets a read deadline that the pong clears, and the
+//     timers that close the connection with 4001 (auth frame late, token
+//     expired).
+//
+// Whoever decides to close the connection — a publisher finding the queue
+// full, Shutdown, a timer, the reader — only records the code and wakes
+// the writer, and never waits for the client.
 //
 // Fields below the subscriber are guarded by sub.mu unless noted.
 type wsConn struct {
 	g        *Gateway
-	ws       *websocket.Conn
-	netConn  net.Conn // the hijacked socket under ws, for drop
+	conn     net.Conn // the hijacked socket
 	sub      *subscriber
 	clientID string // from the URL; an auth frame may set it instead
 
 	wg      sync.WaitGroup
 	done    bool        // the reader is finishing: start nothing more
 	writing bool        // a writer goroutine is running
-	closing atomic.Bool // a close is under way: write nothing more; set under sub.mu
-	ping    *time.Timer
+	closing atomic.Bool // a close is under way: write no more data; set under sub.mu
+	// The close frame to send: closeCode 0 sends one without a code.
+	closeCode   ws.StatusCode
+	closeReason string
+	closeSent   bool // the writer has taken the close frame; it writes nothing after it
+
+	pingDue      bool   // the writer owes the peer a keepalive ping
+	awaitingPong bool   // a ping is out; its pong clears the read deadline
+	pingSeq      uint64 // the payload of the latest ping
+	pongDue      bool   // the writer owes the peer a pong
+	pong         []byte // its payload: the peer's latest ping's
+
+	ping *time.Timer
 	// deadline closes the connection with 4001: when the auth frame is
 	// late, or when the token expires.
 	deadline *time.Timer
 
+	// Owned by the running writer (writers never overlap).
+	writeDeadline time.Time // the socket's write deadline
+
 	// Owned by the reader goroutine.
 	adm admission
-	buf []*message // the writer's batch; owned by the running writer
+	rd  prefixReader
+	hdr [ws.MaxHeaderSize - 2]byte
 }
 
-func newWSConn(g *Gateway, ws *websocket.Conn, netConn net.Conn, clientID string) *wsConn {
-	c := &wsConn{g: g, ws: ws, netConn: netConn, clientID: clientID}
+func newWSConn(g *Gateway, conn net.Conn, pre []byte, clientID string) *wsConn {
+	c := &wsConn{g: g, conn: conn, clientID: clientID, rd: prefixReader{pre: pre, conn: conn}}
 	c.sub = newSubscriber(transportWS, newQueue(g.cfg.MaxQueuedFrames, g.cfg.MaxQueuedBytes), g.m)
 	c.sub.wake = c.wakeLocked
 	c.sub.overflow = func() { c.closeLocked(StatusTooSlow, "too slow to keep up") }
@@ -67,9 +95,6 @@ func newWSConn(g *Gateway, ws *websocket.Conn, netConn net.Conn, clientID string
 // upgrade request carried, authErr why that token was refused; both zero
 // means no token was sent.
 func (c *wsConn) run(p *auth.Principal, authErr error) {
-	var readErr error
-	defer func() { c.finish(readErr) }()
-
 	c.sub.mu.Lock()
 	c.ping = time.AfterFunc(c.g.cfg.PingInterval, c.keepalive)
 	c.sub.mu.Unlock()
@@ -92,23 +117,37 @@ func (c *wsConn) run(p *auth.Principal, authErr error) {
 		})
 		c.sub.mu.Unlock()
 	}
-	for {
-		typ, data, err := c.ws.Read(context.Background())
-		if err != nil {
-			readErr = err
-			return
-		}
-		if c.closing.Load() {
-			continue // the close handshake reads until the peer's close frame
-		}
-		c.handle(typ, data)
+	graceful, err := c.read()
+	if err != nil && !graceful {
+		c.logReadError(err)
+	}
+	c.finish(graceful)
+}
+
+// logReadError says why the reader stopped, at debug level: a peer going
+// away is normal.
+func (c *wsConn) logReadError(err error) {
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		return
+	}
+	c.sub.mu.Lock()
+	awaiting, closing := c.awaitingPong, c.closing.Load()
+	c.sub.mu.Unlock()
+	switch {
+	case closing:
+		c.g.log.Debug("websocket peer did not answer the close frame; dropping it")
+	case awaiting:
+		c.g.log.Debug("websocket peer did not answer a ping; dropping it")
 	}
 }
 
 // finish ends the connection once the reader has stopped: nothing is
 // delivered to it any more, every goroutine it started has returned, and
-// its user's count is released.
-func (c *wsConn) finish(readErr error) {
+// its user's count is released. graceful means the close handshake is
+// done but for the close frame the writer may still owe the peer: the
+// socket is closed after the writer returns. Otherwise it is closed at
+// once, which unblocks a writer.
+func (c *wsConn) finish(graceful bool) {
 	c.sub.mu.Lock()
 	c.done = true
 	c.ping.Stop()
@@ -117,56 +156,48 @@ func (c *wsConn) finish(readErr error) {
 	}
 	c.sub.mu.Unlock()
 	c.g.hub.close(c.sub)
-	if errors.Is(readErr, websocket.ErrMessageTooBig) {
-		// coder/websocket has sent 1009; Close reads off the rest of the
-		// frame and waits for the peer's close, so the peer sees the code
-		// instead of a reset connection.
-		_ = c.ws.Close(websocket.StatusMessageTooBig, "frame too large")
-	} else {
-		_ = c.ws.CloseNow() // unblocks a writer or ping at once
+	if !graceful {
+		_ = c.conn.Close()
 	}
 	c.wg.Wait()
+	_ = c.conn.Close()
 	c.g.release(c.adm)
 	c.g.untrack(c)
 }
 
 // refuse closes the connection with code, counting the reason.
-func (c *wsConn) refuse(code websocket.StatusCode, reason, metric string) {
+func (c *wsConn) refuse(code ws.StatusCode, reason, metric string) {
 	c.g.m.refused.WithLabelValues(metric).Inc()
 	c.closeWith(code, reason)
 }
 
 // closeWith starts the close handshake with code; the first code wins.
 // It never blocks on the client.
-func (c *wsConn) closeWith(code websocket.StatusCode, reason string) {
+func (c *wsConn) closeWith(code ws.StatusCode, reason string) {
 	c.sub.mu.Lock()
 	defer c.sub.mu.Unlock()
 	c.closeLocked(code, reason)
 }
 
-func (c *wsConn) closeLocked(code websocket.StatusCode, reason string) {
+// closeLocked makes the writer send a close frame with code instead of
+// anything still queued; then the reader waits up to closeTimeout for the
+// peer's close frame, and the connection ends.
+func (c *wsConn) closeLocked(code ws.StatusCode, reason string) {
 	if c.done || c.closing.Load() {
 		return
 	}
 	c.closing.Store(true)
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		// Close writes the close frame and waits (at most about 10 s) for
-		// the peer's; the reader then sees the peer's close and finishes.
-		_ = c.ws.Close(code, reason)
-	}()
+	c.closeCode, c.closeReason = code, truncateUTF8(reason, ws.MaxControlFramePayloadSize-2)
+	if !c.writing {
+		c.startWriterLocked()
+	}
 }
 
-// drop closes the socket under the connection at once, without a close
-// handshake: every read and write on it fails, so the reader finishes and
-// the goroutines it waits for return promptly. Safe from any goroutine.
+// drop closes the socket at once, without a close handshake: every read
+// and write on it fails, so the reader finishes and the goroutines it
+// waits for return promptly. Safe from any goroutine.
 func (c *wsConn) drop() {
-	if c.netConn != nil {
-		_ = c.netConn.Close()
-	} else {
-		_ = c.ws.CloseNow()
-	}
+	_ = c.conn.Close()
 }
 
 // enter counts a goroutine the connection started; false once the
@@ -181,96 +212,68 @@ func (c *wsConn) enter() bool {
 	return true
 }
 
-// wakeLocked starts the writer when the queue stops being idle.
+// wakeLocked starts the writer when there is something to write and no
+// writer runs.
 func (c *wsConn) wakeLocked() {
 	if c.writing || c.done || c.closing.Load() {
 		return
 	}
+	c.startWriterLocked()
+}
+
+func (c *wsConn) startWriterLocked() {
 	c.writing = true
 	c.wg.Add(1)
 	go c.write()
 }
 
-// write is the writer goroutine: it takes everything queued, writes it
-// frame by frame (coder/websocket writes and flushes one message at a
-// time), and returns once the queue is idle, so an idle connection keeps
-// no writer parked. Each write has its own deadline; a client that does
-// not read for WriteTimeout is dropped.
-func (c *wsConn) write() {
-	defer c.wg.Done()
-	for {
-		c.sub.mu.Lock()
-		if c.closing.Load() {
-			c.buf = c.buf[:0]
-		} else {
-			c.buf = c.sub.takeLocked(c.buf)
-		}
-		if len(c.buf) == 0 {
-			c.writing = false
-			c.sub.mu.Unlock()
-			return
-		}
-		c.sub.mu.Unlock()
-		n, err := c.writeBatch(c.buf)
-		c.g.m.sentWS.Add(float64(n))
-		clear(c.buf)
-		if cap(c.buf) > 64 {
-			c.buf = nil
-		}
-		if err != nil {
-			if errors.Is(err, context.DeadlineExceeded) {
-				c.g.m.slowCloses.WithLabelValues(transportWS, "write_timeout").Inc()
-			}
-			c.g.log.Debug("websocket write failed", "err", err)
-			// coder/websocket closed the connection: the reader will
-			// finish. Keep writing set so no writer starts again.
-			c.sub.mu.Lock()
-			c.closing.Store(true)
-			c.sub.mu.Unlock()
-			return
-		}
-	}
-}
-
-// writeBatch writes the frames of one drained batch. The batch shares one
-// deadline of WriteTimeout: a context per frame cost a timer each, which
-// showed in profiles of `progressd bench --scenario fanout`.
-func (c *wsConn) writeBatch(batch []*message) (int, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), c.g.cfg.WriteTimeout)
-	defer cancel()
-	for i, m := range batch {
-		if c.closing.Load() {
-			return i, nil
-		}
-		if err := c.ws.Write(ctx, websocket.MessageText, m.frame); err != nil {
-			return i, err
-		}
-	}
-	return len(batch), nil
-}
-
-// keepalive pings the peer and drops it if no pong comes within
-// PongTimeout. It runs on its timer's goroutine, counted in wg.
+// keepalive runs on the ping timer's goroutine: it asks the writer for a
+// ping and gives the peer PongTimeout to answer it, as a read deadline
+// that the pong clears (onPong). A peer that does not answer is dropped
+// when the deadline ends the reader's read.
 func (c *wsConn) keepalive() {
 	if !c.enter() {
 		return
 	}
 	defer c.wg.Done()
-	ctx, cancel := context.WithTimeout(context.Background(), c.g.cfg.PongTimeout)
-	err := c.ws.Ping(ctx)
-	cancel()
-	if err != nil {
-		if !c.closing.Load() {
-			c.g.log.Debug("websocket peer did not answer a ping; dropping it", "err", err)
-		}
-		c.drop()
+	c.sub.mu.Lock()
+	defer c.sub.mu.Unlock()
+	if c.done || c.closing.Load() {
+		return
+	}
+	c.pingSeq++
+	c.pingDue = true
+	c.awaitingPong = true
+	_ = c.conn.SetReadDeadline(time.Now().Add(c.g.cfg.PongTimeout))
+	c.wakeLocked()
+}
+
+// onPong clears the pong deadline if p answers the latest ping, and arms
+// the next ping. An unsolicited or stale pong is ignored.
+func (c *wsConn) onPong(p []byte) {
+	if len(p) != 8 {
 		return
 	}
 	c.sub.mu.Lock()
-	if !c.done {
-		c.ping.Reset(c.g.cfg.PingInterval)
+	defer c.sub.mu.Unlock()
+	if !c.awaitingPong || c.done || c.closing.Load() || binary.BigEndian.Uint64(p) != c.pingSeq {
+		return
 	}
-	c.sub.mu.Unlock()
+	c.awaitingPong = false
+	_ = c.conn.SetReadDeadline(time.Time{})
+	c.ping.Reset(c.g.cfg.PingInterval)
+}
+
+// onPing makes the writer answer the peer's ping with p.
+func (c *wsConn) onPing(p []byte) {
+	c.sub.mu.Lock()
+	defer c.sub.mu.Unlock()
+	if c.done || c.closing.Load() {
+		return
+	}
+	c.pong = append(c.pong[:0], p...)
+	c.pongDue = true
+	c.wakeLocked()
 }
 
 // login admits the connection for p, or closes it with 4029.

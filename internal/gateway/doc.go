@@ -28,19 +28,34 @@
 //
 // # Goroutines
 //
-// An idle WebSocket connection holds one goroutine, its reader: ServeWS
-// returns right after the upgrade (coder/websocket hijacks the HTTP
-// connection), which measured 17 KiB per idle connection against 24–30 KiB
-// with the handler or a parked writer kept (STACK.md). The writer goroutine
-// is started when the queue stops being idle and returns when it has
-// written everything; keepalive pings, deadline timers and the close
-// handshake run on short-lived goroutines. The reader owns all of them: when
-// it stops it removes the connection from the hub, closes the socket, and
-// waits for every one of them before it returns. Whoever decides to close a
-// connection (a publisher finding its queue full, Shutdown, a timer) only
-// starts the close handshake on its own goroutine, and never waits for the
-// client. An SSE stream runs on its handler's goroutine, which is also its
-// writer. Shutdown waits for every reader and every SSE handler.
+// An idle WebSocket connection holds one goroutine, its reader, and no
+// buffer: ServeWS returns right after the upgrade (the HTTP connection is
+// hijacked), and the gateway speaks RFC 6455 on the socket itself, with
+// gobwas/ws for the handshake and frame headers (wsread.go, wswrite.go).
+// That measured 11–12 KiB per idle connection in `progressd bench
+// --scenario idle --clients 19000`, against 24–25 KiB with coder/websocket,
+// which keeps the HTTP server's read and write buffers for the
+// connection's life, and 24–30 KiB with the handler or a parked writer
+// kept (STACK.md).
+//
+// The writer goroutine is the only one that writes to the socket. It is
+// started when there is something to write and returns when it has
+// written everything; it writes all it has taken — queued frames, the
+// answer to the peer's ping, the keepalive ping, or the close frame — in
+// one write call (per 32 KiB), because per-connection write syscalls
+// dominate the cost of a broadcast. A writer that lingered for the next update instead of
+// returning cost more CPU per delivery, not less (a timer per linger), and
+// held a stack per busy connection. Keepalive and close-code timers run on
+// their timers' short-lived goroutines and only record what the writer
+// owes and wake it. The reader owns all of them: when it stops it removes
+// the connection from the hub, closes the socket (after the close frame
+// the writer owes, if the close handshake ended the connection), and
+// waits for every one of them before it returns. Whoever decides to close a connection (a
+// publisher finding its queue full, Shutdown, a timer, the reader after a
+// protocol error) only records the close code and wakes the writer, and
+// never waits for the client. An SSE stream runs on its handler's
+// goroutine, which is also its writer. Shutdown waits for every reader and
+// every SSE handler.
 //
 // # Locks
 //

@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/coder/websocket"
+	"github.com/gobwas/ws"
 
 	"github.com/progressd/progressd/internal/auth"
 )
@@ -91,7 +91,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		g.unsubscribe()
 		g.cancel()
 		for _, c := range conns {
-			c.closeWith(websocket.StatusGoingAway, "server going away")
+			c.closeWith(ws.StatusGoingAway, "server going away")
 		}
 		go func() {
 			g.wg.Wait()

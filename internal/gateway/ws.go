@@ -1,22 +1,22 @@
 package gateway
 
 import (
-	"bufio"
+	"bytes"
 	"encoding/json"
-	"net"
 	"net/http"
 	"strings"
+	"time"
 
-	"github.com/coder/websocket"
+	"github.com/gobwas/ws"
 
 	"github.com/progressd/progressd/internal/auth"
 )
 
 // ServeWS upgrades a request to the WebSocket protocol of SPEC.md and
 // returns as soon as the connection is set up: the connection's reader
-// goroutine serves it from then on (coder/websocket hijacks the HTTP
-// connection, so the handler's goroutine and its buffers are not kept for
-// the connection's life — see docs on memory per connection in doc.go).
+// goroutine serves it from then on (the HTTP connection is hijacked, so
+// the handler's goroutine and its buffers are not kept for the
+// connection's life — see docs on memory per connection in doc.go).
 //
 // Refusals before the upgrade are HTTP errors with a JSON body: 403 for an
 // Origin not allowed, 503 while shutting down. Everything about the token
@@ -50,39 +50,33 @@ func (g *Gateway) ServeWS(w http.ResponseWriter, r *http.Request) {
 	if len(clientID) > 128 {
 		clientID = clientID[:128]
 	}
-	hw := &hijackRecorder{ResponseWriter: w}
-	ws, err := websocket.Accept(hw, r, &websocket.AcceptOptions{
-		InsecureSkipVerify: true, // the Origin was checked above
-		CompressionMode:    websocket.CompressionDisabled,
-	})
+	u := ws.HTTPUpgrader{Timeout: g.cfg.WriteTimeout} // no extensions, no subprotocol
+	conn, rw, _, err := u.Upgrade(r, w)
 	if err != nil {
 		g.m.refused.WithLabelValues(refusedHandshake).Inc()
-		g.log.Debug("websocket handshake failed", "err", err) // Accept wrote the response
+		g.log.Debug("websocket handshake failed", "err", err) // Upgrade wrote the response
+		if conn != nil {
+			_ = conn.Close()
+		}
 		return
 	}
-	ws.SetReadLimit(g.cfg.MaxFrameBytes)
-	c := newWSConn(g, ws, hw.conn, clientID)
+	// Keep what the HTTP server read past the request (a client may send
+	// frames before it has the response), but not its buffers: an idle
+	// connection holds none.
+	var pre []byte
+	if n := rw.Reader.Buffered(); n > 0 {
+		b, _ := rw.Reader.Peek(n)
+		pre = bytes.Clone(b)
+	}
+	c := newWSConn(g, conn, pre, clientID)
 	if !g.track(c) {
 		g.m.refused.WithLabelValues(refusedShutdown).Inc()
-		_ = ws.Close(websocket.StatusGoingAway, "server going away")
+		_ = conn.SetWriteDeadline(time.Now().Add(g.cfg.WriteTimeout))
+		_, _ = conn.Write(appendClose(nil, ws.StatusGoingAway, "server going away"))
+		_ = conn.Close()
 		return
 	}
 	go c.run(p, authErr)
-}
-
-// hijackRecorder keeps the socket coder/websocket hijacks, so the
-// gateway can drop a connection at once when even the close handshake
-// must not be waited for (Shutdown out of time): coder/websocket's
-// CloseNow waits for a close handshake already under way.
-type hijackRecorder struct {
-	http.ResponseWriter
-	conn net.Conn
-}
-
-func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	c, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
-	h.conn = c
-	return c, brw, err
 }
 
 // requestToken returns the token of ?token= or Authorization: Bearer.
@@ -100,8 +94,8 @@ func requestToken(r *http.Request) string {
 // handle serves one client frame on the reader goroutine. Subscribe reads
 // the job store here: a slow store delays this connection's next frame,
 // never another connection.
-func (c *wsConn) handle(typ websocket.MessageType, data []byte) {
-	if typ != websocket.MessageText {
+func (c *wsConn) handle(op ws.OpCode, data []byte) {
+	if op != ws.OpText {
 		c.sub.reply(encodeReply(nullID, errorf(CodeBadRequest, "frames must be text: one JSON object each")))
 		return
 	}

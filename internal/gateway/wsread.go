@@ -1,0 +1,158 @@
+package gateway
+
+import (
+	"io"
+	"net"
+	"slices"
+	"unicode/utf8"
+
+	"github.com/gobwas/ws"
+)
+
+// The reader's side of the WebSocket protocol (RFC 6455): frame headers
+// are parsed and checked by gobwas/ws; messages, control frames, limits
+// and the close handshake are handled here. Client frames are rare
+// (subscribe, auth, ping), so the reader reads the socket directly,
+// without a buffer that every idle connection would hold.
+
+// readChunk is how much of a data frame is read at a time: the declared
+// length is the peer's word, so the message buffer grows as bytes arrive.
+const readChunk = 4096
+
+// prefixReader reads the bytes the HTTP server had read past the upgrade
+// request first, then the socket.
+type prefixReader struct {
+	pre  []byte
+	conn net.Conn
+}
+
+func (r *prefixReader) Read(p []byte) (int, error) {
+	if len(r.pre) == 0 {
+		return r.conn.Read(p)
+	}
+	n := copy(p, r.pre)
+	r.pre = r.pre[n:]
+	if len(r.pre) == 0 {
+		r.pre = nil
+	}
+	return n, nil
+}
+
+// read is the reader goroutine's loop: it serves every client message
+// until the connection ends. graceful reports that it ended by the close
+// handshake (the peer's close frame arrived, or this side must send one
+// after a protocol error): the socket is then closed only after the
+// writer has sent the close frame. Otherwise err is why reading failed.
+//
+// A message over MaxFrameBytes starts a close with 1009; the rest of it,
+// and every data frame after it, is read off and dropped while the reader
+// waits for the peer's close frame, so the peer sees the code instead of
+// a reset connection.
+func (c *wsConn) read() (graceful bool, err error) {
+	var (
+		msg        []byte    // the message being read
+		op         ws.OpCode // its opcode
+		fragmented bool      // a message has begun but not ended
+		ctl        [ws.MaxControlFramePayloadSize]byte
+	)
+	limit := c.g.cfg.MaxFrameBytes
+	for {
+		h, err := ws.ReadHeaderBuffer(&c.rd, c.hdr[:])
+		if err != nil {
+			return false, err
+		}
+		state := ws.StateServerSide
+		if fragmented {
+			state = state.Set(ws.StateFragmented)
+		}
+		if err := ws.CheckHeader(h, state); err != nil {
+			c.closeWith(ws.StatusProtocolError, err.Error())
+			return true, err
+		}
+		if h.OpCode.IsControl() {
+			p := ctl[:h.Length] // CheckHeader bounds it to 125
+			if _, err := io.ReadFull(&c.rd, p); err != nil {
+				return false, err
+			}
+			ws.Cipher(p, h.Mask, 0)
+			if closed, err := c.control(h.OpCode, p); closed {
+				return true, err
+			}
+			continue
+		}
+		fragmented = !h.Fin
+		if h.OpCode != ws.OpContinuation {
+			op = h.OpCode
+		}
+		if !c.closing.Load() && h.Length > limit-int64(len(msg)) {
+			c.closeWith(ws.StatusMessageTooBig, "frame too large")
+		}
+		if c.closing.Load() {
+			// The close handshake reads until the peer's close frame.
+			msg = nil
+			if _, err := io.CopyN(io.Discard, &c.rd, h.Length); err != nil {
+				return false, err
+			}
+			continue
+		}
+		if msg, err = c.readPayload(msg, h); err != nil {
+			return false, err
+		}
+		if !h.Fin {
+			continue
+		}
+		if op == ws.OpText && !utf8.Valid(msg) {
+			c.closeWith(ws.StatusInvalidFramePayloadData, "text frames must be UTF-8")
+			msg = nil
+			continue
+		}
+		c.handle(op, msg)
+		msg = nil
+	}
+}
+
+// readPayload appends the unmasked payload of the frame h heads to msg.
+func (c *wsConn) readPayload(msg []byte, h ws.Header) ([]byte, error) {
+	start := len(msg)
+	for left := h.Length; left > 0; {
+		n := int(min(left, readChunk))
+		msg = slices.Grow(msg, n)
+		k, err := io.ReadFull(&c.rd, msg[len(msg):len(msg)+n])
+		msg = msg[:len(msg)+k]
+		if err != nil {
+			return msg, err
+		}
+		left -= int64(k)
+	}
+	ws.Cipher(msg[start:], h.Mask, 0)
+	return msg, nil
+}
+
+// control handles a control frame with payload p. closed reports a close
+// frame: the writer owes the peer the answer, if this side has not sent
+// its own close frame already, and reading is over. err is set for a
+// malformed close frame, which is answered with 1002.
+func (c *wsConn) control(op ws.OpCode, p []byte) (closed bool, err error) {
+	switch op {
+	case ws.OpPing:
+		c.onPing(p)
+	case ws.OpPong:
+		c.onPong(p)
+	case ws.OpClose:
+		if len(p) == 0 {
+			c.closeWith(0, "") // a close without a code is answered without one
+			return true, nil
+		}
+		code, reason := ws.ParseCloseFrameData(p)
+		if err := ws.CheckCloseFrameData(code, reason); err != nil || len(p) == 1 {
+			if err == nil {
+				err = ws.ProtocolError("close frame payload of one byte")
+			}
+			c.closeWith(ws.StatusProtocolError, err.Error())
+			return true, err
+		}
+		c.closeWith(code, "") // echo the peer's code (RFC 6455 5.5.1)
+		return true, nil
+	}
+	return false, nil
+}
