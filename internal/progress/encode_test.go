@@ -118,3 +118,19 @@ func BenchmarkMarshalSnapshot(b *testing.B) {
 		}
 	})
 }
+
+func TestAppendTimeMatchesLayout(t *testing.T) {
+	for _, tm := range []time.Time{
+		time.Date(2026, 11, 26, 21, 5, 9, 7_000_000, time.UTC),
+		time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(9999, 12, 31, 23, 59, 59, 999_999_999, time.UTC),
+		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(2026, 3, 1, 12, 0, 0, 0, time.FixedZone("X", 5*3600)),
+	} {
+		at := At(tm)
+		got := string(appendTime(nil, &at))
+		if want := `"` + at.UTC().Format(TimeLayout) + `"`; got != want {
+			t.Errorf("appendTime(%v) = %s, want %s", tm, got, want)
+		}
+	}
+}
