@@ -259,7 +259,12 @@ func (s *Service) Warm(ctx context.Context) error {
 			return fmt.Errorf("jobs: load unfinished jobs: %w", err)
 		}
 		for _, j := range page {
-			if err := s.cfg.Snapshots.Put(ctx, j); err != nil {
+			// A shared snapshot store (another node running) may hold a
+			// newer snapshot than the database: keep it.
+			if _, err := s.cfg.Snapshots.Get(ctx, j.JobID); err == nil {
+				continue
+			}
+			if err := s.reload(ctx, j); err != nil {
 				return fmt.Errorf("jobs: load unfinished jobs: %w", err)
 			}
 			n++
@@ -277,6 +282,24 @@ func (s *Service) load(ctx context.Context, id string) error {
 	snap, err := s.cfg.DB.Get(ctx, id)
 	if err != nil {
 		return err
+	}
+	return s.reload(ctx, snap)
+}
+
+// ReloadSeqGap is added to the seq of an unfinished job that is reloaded
+// from the durable store because the snapshot store lost it (a restart, a
+// crash, Redis restarted empty). Intermediate progress is written behind,
+// so the durable copy may be up to one flush interval older than what
+// clients last saw; without the gap its next update could carry a lower seq
+// than theirs, and clients — who keep the highest seq — would ignore every
+// update until the count caught up: a frozen bar. No job gets 2^20 reports
+// in one flush interval, so the reloaded seq is above anything delivered.
+const ReloadSeqGap = 1 << 20
+
+// reload puts a job read from the durable store into the snapshot store.
+func (s *Service) reload(ctx context.Context, snap progress.Snapshot) error {
+	if !snap.State.Terminal() { // terminal snapshots never change: no gap needed
+		snap.Seq += ReloadSeqGap
 	}
 	return s.cfg.Snapshots.Put(ctx, snap)
 }
