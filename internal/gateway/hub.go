@@ -157,3 +157,19 @@ func (h *hub) subscriberCount(ch string) int {
 	defer sh.mu.RUnlock()
 	return len(sh.channels[ch])
 }
+
+// channelNames returns every channel that has a subscriber now.
+func (h *hub) channelNames() []string {
+	var out []string
+	for i := range h.shards {
+		sh := &h.shards[i]
+		sh.mu.RLock()
+		for ch, subs := range sh.channels {
+			if len(subs) > 0 {
+				out = append(out, ch)
+			}
+		}
+		sh.mu.RUnlock()
+	}
+	return out
+}

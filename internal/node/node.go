@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -49,10 +50,12 @@ type Node struct {
 	rdb    *redis.Client // shared by the Redis snapshot store and broker; nil without --redis
 	Jobs   *jobs.Service
 	gw     *gateway.Gateway
-	orch   *orchestrator.Orchestrator
-	reg    *prometheus.Registry
-	ln     net.Listener
-	srv    *http.Server
+	// gwReady is gw once it exists, for the broker's reconnect callback.
+	gwReady atomic.Pointer[gateway.Gateway]
+	orch    *orchestrator.Orchestrator
+	reg     *prometheus.Registry
+	ln      net.Listener
+	srv     *http.Server
 
 	serveErr chan error
 	stopOnce sync.Once
@@ -111,10 +114,15 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Node, err erro
 		rb, err := redisbroker.New(ctx, n.rdb, redisbroker.Options{
 			Prefix: cfg.RedisPrefix,
 			Log:    log,
-			// TODO(gateway): resend the current snapshot of every
-			// subscribed job/project/user to each connection: updates
-			// from other nodes were lost while the subscription was down.
-			OnReconnect: func() {},
+			// Updates from other nodes were lost while the subscription
+			// was down: resend every subscriber its channels' current
+			// snapshots. The gateway is made after the broker, hence the
+			// atomic pointer.
+			OnReconnect: func() {
+				if gw := n.gwReady.Load(); gw != nil {
+					gw.Resync()
+				}
+			},
 		})
 		if err != nil {
 			return nil, err
@@ -158,6 +166,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Node, err erro
 	if err != nil {
 		return nil, err
 	}
+	n.gwReady.Store(n.gw)
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ws", n.gw.ServeWS)
