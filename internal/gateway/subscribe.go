@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 
 	"github.com/progressd/progressd/internal/auth"
@@ -120,7 +119,7 @@ func (g *Gateway) join(s *subscriber, p auth.Principal, t target, reply func(*pr
 		return perr
 	}
 	for i := range snaps {
-		data, err := json.Marshal(snaps[i])
+		data, err := snaps[i].AppendJSON(nil)
 		if err != nil {
 			continue // cannot happen: snapshots encode
 		}
