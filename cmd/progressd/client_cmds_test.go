@@ -38,15 +38,8 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// testRoot is the root command with the client commands, whether or not
-// root.go registers them yet.
-func testRoot() *cobra.Command {
-	root := newRoot()
-	if c, _, err := root.Find([]string{"watch"}); err != nil || c == root {
-		root.AddCommand(newSubmit(), newWatch(), newReport())
-	}
-	return root
-}
+// testRoot is the root command, as main runs it.
+func testRoot() *cobra.Command { return newRoot() }
 
 // run runs the CLI in-process and returns stdout, stderr and exit status.
 func run(t *testing.T, args ...string) (string, string, int) {
