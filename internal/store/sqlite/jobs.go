@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -51,12 +50,9 @@ func encode(s progress.Snapshot) (row, error) {
 }
 
 func decode(id, text string) (progress.Snapshot, error) {
-	var s progress.Snapshot
-	if err := json.Unmarshal([]byte(text), &s); err != nil {
-		return progress.Snapshot{}, fmt.Errorf("sqlite: job %s: stored snapshot is not valid JSON: %w (the row was changed outside progressd)", id, err)
-	}
-	if s.Stages == nil {
-		s.Stages = []progress.Stage{} // the wire shape has "stages": [], never null
+	s, err := store.DecodeSnapshot(id, text)
+	if err != nil {
+		return progress.Snapshot{}, fmt.Errorf("sqlite: %w", err)
 	}
 	return s, nil
 }
@@ -149,30 +145,9 @@ func (s *Store) List(ctx context.Context, q store.Query) ([]progress.Snapshot, s
 	}
 	defer rows.Close()
 
-	size := q.PageSize()
-	jobs := make([]progress.Snapshot, 0, min(size, 64))
-	more := false
-	for rows.Next() {
-		if len(jobs) == size {
-			more = true
-			break
-		}
-		var id, text string
-		if err := rows.Scan(&id, &text); err != nil {
-			return nil, "", fmt.Errorf("sqlite: list jobs: %w", err)
-		}
-		snap, err := decode(id, text)
-		if err != nil {
-			return nil, "", err
-		}
-		jobs = append(jobs, snap)
-	}
-	if err := rows.Err(); err != nil {
+	jobs, next, err := store.ReadPage(rows, q.PageSize())
+	if err != nil {
 		return nil, "", fmt.Errorf("sqlite: list jobs: %w", err)
-	}
-	next := ""
-	if more {
-		next = jobs[len(jobs)-1].JobID
 	}
 	return jobs, next, nil
 }
