@@ -146,6 +146,7 @@ func (s *Service) Create(ctx context.Context, owner string, req CreateRequest) (
 		return progress.Snapshot{}, s.reject(unavailable("store new job", err))
 	}
 	s.cfg.Metrics.created.Inc()
+	s.cfg.Metrics.added(snap.State)
 	s.publish(ctx, snap)
 	if req.Pipeline != "" {
 		if err := s.cfg.Runner.Start(ctx, snap); err != nil {
@@ -267,6 +268,7 @@ func (s *Service) Warm(ctx context.Context) error {
 			if err := s.reload(ctx, j); err != nil {
 				return fmt.Errorf("jobs: load unfinished jobs: %w", err)
 			}
+			s.cfg.Metrics.added(j.State)
 			n++
 		}
 		if next == "" {

@@ -31,7 +31,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "progressd_job_transitions_total", Help: "Job state changes on this node, by new state.",
 		}, []string{"state"}),
 		jobs: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "progressd_jobs", Help: "Jobs by state, as changed on this node since it started (active states only are meaningful across nodes).",
+			Name: "progressd_jobs", Help: "Jobs by state: those created on this node or unfinished when it started, as they changed here. With several nodes, sum over nodes.",
 		}, []string{"state"}),
 	}
 	for _, st := range progress.States {
@@ -43,6 +43,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	return m
 }
+
+// added counts a job this node created or loaded at start.
+func (m *Metrics) added(st progress.State) { m.jobs.WithLabelValues(string(st)).Inc() }
 
 func (m *Metrics) stateChanged(from, to progress.State) {
 	m.transitions.WithLabelValues(string(to)).Inc()

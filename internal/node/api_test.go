@@ -414,6 +414,8 @@ func TestOperationsEndpoints(t *testing.T) {
 		"progressd_reports_accepted_total 1",
 		`progressd_reports_rejected_total{reason="invalid_progress"} 1`,
 		`progressd_job_transitions_total{state="running"} 1`,
+		`progressd_jobs{state="queued"} 0`,
+		`progressd_jobs{state="running"} 1`,
 		"progressd_http_request_duration_seconds_bucket",
 		"go_goroutines",
 	} {
