@@ -96,6 +96,7 @@ descriptor per client, hence at most 19,000 clients.`,
 	f.IntVar(&cfg.Reports, "reports", cfg.Reports, "perjob: reports per job before the final one")
 	f.BoolVar(&cfg.IdleSubscribe, "idle-subscribe", cfg.IdleSubscribe, "idle: subscribe each connection to a job of its own")
 	f.StringVar(&cfg.Server, "server", "", "a running server, http://127.0.0.1:PORT (loopback only); empty: start one")
+	f.StringVar(&cfg.ReportServer, "report-server", "", "with --server: create and report jobs on this other node of the same system (shared --db and --redis), to measure delivery across nodes")
 	f.IntVar(&cfg.ServerPID, "server-pid", 0, "with --server: its process id, to measure its CPU and memory")
 	f.StringVar(&cfg.Token, "token", "", "with --server on a server with --auth-secret: a token (an admin token avoids the per-user connection limit)")
 	f.IntVar(&cfg.Publishers, "publishers", cfg.Publishers, "HTTP connections sending reports in parallel")
@@ -117,8 +118,8 @@ func runBench(ctx context.Context, cfg loadtest.Config, serveArgs []string, serv
 		}
 		return loadtest.Run(ctx, cfg)
 	}
-	if cfg.ServerPID != 0 || cfg.Token != "" {
-		return nil, errors.New("--server-pid and --token only apply with --server")
+	if cfg.ServerPID != 0 || cfg.Token != "" || cfg.ReportServer != "" {
+		return nil, errors.New("--server-pid, --token and --report-server only apply with --server")
 	}
 	// Check the settings before starting anything.
 	check := cfg
@@ -168,7 +169,11 @@ func printBenchResult(w io.Writer, r *loadtest.Result) {
 	case loadtest.PerJob:
 		load = fmt.Sprintf(", %d reports per job", r.ReportsPerJob)
 	}
-	fmt.Fprintf(w, "progressd bench: %s, %d clients%s for %v, %s\n", r.Scenario, r.Clients, load, r.Duration, r.ServerURL)
+	via := ""
+	if r.ReportServerURL != "" {
+		via = ", reports via " + r.ReportServerURL
+	}
+	fmt.Fprintf(w, "progressd bench: %s, %d clients%s for %v, %s%s\n", r.Scenario, r.Clients, load, r.Duration, r.ServerURL, via)
 	p("connected", "%d of %d in %.1f s (%d jobs)", r.Connected, r.Clients, r.ConnectSeconds, r.Jobs)
 	if r.Scenario != loadtest.Idle {
 		skipped := ""

@@ -52,6 +52,11 @@ type Config struct {
 	// Server is the server's base URL, http://host:port; host must be a
 	// loopback address (127.0.0.0/8, ::1) or "localhost".
 	Server string
+	// ReportServer, if set, is another node of the same system (shared
+	// database and Redis): jobs are created and reported there while the
+	// clients stay on Server, so delivery latency includes the hop between
+	// nodes. Same loopback rule as Server.
+	ReportServer string
 	// Token, if set, is sent as Authorization: Bearer on every request and
 	// WebSocket handshake (a server with --auth-secret). Without auth, every
 	// connection is user "local" and no per-user connection limit applies.
@@ -129,6 +134,11 @@ func (c *Config) Validate() error {
 	}
 	if err := CheckLoopback(c.Server); err != nil {
 		errs = append(errs, err)
+	}
+	if c.ReportServer != "" {
+		if err := CheckLoopback(c.ReportServer); err != nil {
+			errs = append(errs, fmt.Errorf("--report-server: %w", err))
+		}
 	}
 	switch {
 	case c.Clients <= 0:

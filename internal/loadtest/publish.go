@@ -231,7 +231,7 @@ func (r *run) createJobs(ctx context.Context, n int) ([]*job, error) {
 				if i >= n {
 					return
 				}
-				j, b, err := r.api.createJob(ctx, r.cfg.Project, buf)
+				j, b, err := r.pub.createJob(ctx, r.cfg.Project, buf)
 				if err != nil {
 					abort(fmt.Errorf("create job %d of %d: %w", i+1, n, err))
 					return
@@ -289,7 +289,7 @@ func (p *publisher) send(ctx context.Context, j *job, progress float64, due time
 	now := time.Now()
 	atomicMax(&p.r.maxLag, int64(now.Sub(due)))
 	p.body = reportBody(p.body[:0], progress, false, now.UnixNano())
-	seq, buf, err := p.r.api.report(ctx, j.id, p.body, p.buf)
+	seq, buf, err := p.r.pub.report(ctx, j.id, p.body, p.buf)
 	p.buf = buf
 	switch {
 	case err == nil:
@@ -320,7 +320,7 @@ func (p *publisher) sendFinal(ctx context.Context, j *job, due time.Time) {
 		atomicMax(&p.r.maxLag, int64(now.Sub(due)))
 		p.body = reportBody(p.body[:0], 1, true, now.UnixNano())
 		var seq uint64
-		seq, p.buf, err = p.r.api.report(ctx, j.id, p.body, p.buf)
+		seq, p.buf, err = p.r.pub.report(ctx, j.id, p.body, p.buf)
 		if err == nil {
 			p.sent(j, seq)
 			j.final.Store(seq)
@@ -330,7 +330,7 @@ func (p *publisher) sendFinal(ctx context.Context, j *job, due time.Time) {
 			break
 		}
 		var state string
-		if state, seq, p.buf, _ = p.r.api.getJob(ctx, j.id, p.buf); state == "succeeded" {
+		if state, seq, p.buf, _ = p.r.pub.getJob(ctx, j.id, p.buf); state == "succeeded" {
 			p.sent(j, seq)
 			j.final.Store(seq)
 			return

@@ -16,6 +16,8 @@ import (
 type Result struct {
 	Scenario  Scenario `json:"scenario"`
 	ServerURL string   `json:"server_url"`
+	// ReportServerURL is the node reports went to, if not ServerURL.
+	ReportServerURL string `json:"report_server_url,omitempty"`
 
 	// What was asked for: Rate (Fanout) and ReportsPerJob (PerJob) are
 	// before the final report.

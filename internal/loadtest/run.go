@@ -21,7 +21,8 @@ import (
 type run struct {
 	cfg         Config
 	log         *slog.Logger
-	api         *apiClient
+	api         *apiClient // the clients' server
+	pub         *apiClient // where jobs are created and reported: api, or Config.ReportServer's
 	wsURL       string
 	wsTransport *http.Transport
 	dialOpts    *websocket.DialOptions
@@ -58,6 +59,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	r := newRun(cfg)
 	defer r.api.close()
+	defer r.pub.close()
 	defer r.wsTransport.CloseIdleConnections()
 
 	return r.run(ctx)
@@ -79,10 +81,16 @@ func newRun(cfg Config) *run {
 	if cfg.Token != "" {
 		header.Set("Authorization", "Bearer "+cfg.Token)
 	}
+	api := newAPIClient(base, cfg.Token, cfg.Publishers)
+	pub := api
+	if cfg.ReportServer != "" {
+		pub = newAPIClient(strings.TrimRight(cfg.ReportServer, "/"), cfg.Token, cfg.Publishers)
+	}
 	return &run{
 		cfg:         cfg,
 		log:         log,
-		api:         newAPIClient(base, cfg.Token, cfg.Publishers),
+		api:         api,
+		pub:         pub,
 		wsURL:       "ws" + strings.TrimPrefix(base, "http") + "/ws",
 		wsTransport: wsTransport,
 		dialOpts: &websocket.DialOptions{
@@ -96,7 +104,7 @@ func newRun(cfg Config) *run {
 
 func (r *run) run(ctx context.Context) (_ *Result, err error) {
 	cfg := r.cfg
-	res := &Result{Scenario: cfg.Scenario, ServerURL: cfg.Server, Clients: cfg.Clients, Duration: cfg.Duration}
+	res := &Result{Scenario: cfg.Scenario, ServerURL: cfg.Server, ReportServerURL: cfg.ReportServer, Clients: cfg.Clients, Duration: cfg.Duration}
 	switch cfg.Scenario {
 	case Fanout:
 		res.Rate = cfg.Rate
@@ -105,6 +113,11 @@ func (r *run) run(ctx context.Context) (_ *Result, err error) {
 	}
 	if err := r.api.healthy(ctx); err != nil {
 		return nil, err
+	}
+	if r.pub != r.api {
+		if err := r.pub.healthy(ctx); err != nil {
+			return nil, fmt.Errorf("--report-server: %w", err)
+		}
 	}
 
 	// Jobs first, so their memory is not counted as the connections'.

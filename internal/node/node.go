@@ -143,10 +143,14 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Node, err erro
 	if queueDir == "" {
 		queueDir = filepath.Dir(cfg.DBPath())
 	}
-	n.orch, err = orchestrator.New(orchestrator.Config{
+	orchCfg := orchestrator.Config{
 		Jobs: n.Jobs, PipelinesFile: cfg.Pipelines, DataDir: queueDir, Workers: cfg.Workers,
 		ServerURL: "http://" + cfg.Addr, Registerer: n.reg, Log: log,
-	})
+	}
+	if cfg.Postgres() {
+		orchCfg.Postgres = cfg.DB // one queue for every node of the database
+	}
+	n.orch, err = orchestrator.New(orchCfg)
 	if err != nil {
 		return nil, err
 	}

@@ -7,8 +7,10 @@
 //
 // jobs.Service.Create asks Runner.Stages to validate the pipeline and its
 // params, stores the job, and calls Runner.Start, which inserts a River job
-// holding the progressd job id into the durable queue (queue.db in the data
-// directory). A River worker (at most Config.Workers at once) reads the
+// holding the progressd job id into the durable queue: queue.db in the data
+// directory, or, with Config.Postgres, River's tables in the node's
+// PostgreSQL database, one queue for every node, so any node may run any
+// job (shared.go). A River worker (at most Config.Workers at once) reads the
 // snapshot, runs the stages in order and reports the outcome: succeeded;
 // failed with an error naming the stage, its exit status and the last line
 // of stderr; or, with max_attempts > 1, a retry after a doubling backoff.
@@ -28,7 +30,11 @@
 // kills the commands the dead one left (their process groups are recorded
 // under running/), then retries those jobs or, with no attempts left, fails
 // them with an error that says the node stopped (recover.go). One process
-// at a time may use a queue: New takes an exclusive lock on it.
+// at a time may use a data directory: New takes an exclusive lock on it.
+// On the shared PostgreSQL queue, rows marked running may belong to live
+// nodes, so that start-time step is skipped: every node heartbeats, and the
+// running jobs of a node silent for Config.NodeTimeout are retried or
+// failed by another node within about 1.2·NodeTimeout (shared.go).
 //
 // # Concurrency
 //

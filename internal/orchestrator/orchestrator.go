@@ -31,6 +31,8 @@ const (
 	DefaultKillGrace    = 5 * time.Second
 	DefaultRetryBackoff = time.Second
 	DefaultPollInterval = time.Second
+	// DefaultNodeTimeout is Config.NodeTimeout's default.
+	DefaultNodeTimeout = 20 * time.Second
 	// MaxRetryBackoff caps the wait before a retry.
 	MaxRetryBackoff = 5 * time.Minute
 	// QueueFile is the queue's SQLite file in the data directory.
@@ -46,8 +48,19 @@ type Config struct {
 	PipelinesFile string
 	Pipelines     *Pipelines
 	// DataDir holds the queue (QueueFile); QueuePath overrides the file.
+	// With Postgres set, the directory still holds this node's records of
+	// the commands it runs (and a lock: one process per directory).
 	DataDir   string
 	QueuePath string
+	// Postgres, a postgres:// URL, puts the queue in that database (River's
+	// tables in the first schema of its search_path) instead of a SQLite
+	// file: every node pointed at it works one queue, and any node can run
+	// any job. See shared.go for how jobs of a dead node are recovered.
+	Postgres string
+	// NodeTimeout, with Postgres only: a node that has not written its
+	// heartbeat for this long is taken for dead, and another node retries
+	// or fails the jobs it was running. Nodes heartbeat every NodeTimeout/5.
+	NodeTimeout time.Duration
 	// Workers is how many pipeline jobs run at once on this node.
 	Workers int
 	// KillGrace is how long a stopped command's process group has between
@@ -79,7 +92,7 @@ func (c *Config) Validate() error {
 	if c.Workers < 0 {
 		errs = append(errs, fmt.Errorf("--workers must be positive, got %d", c.Workers))
 	}
-	if c.KillGrace < 0 || c.RetryBackoff < 0 || c.PollInterval < 0 {
+	if c.KillGrace < 0 || c.RetryBackoff < 0 || c.PollInterval < 0 || c.NodeTimeout < 0 {
 		errs = append(errs, errors.New("orchestrator: KillGrace, RetryBackoff and PollInterval may not be negative"))
 	}
 	return errors.Join(errs...)
@@ -101,6 +114,9 @@ func (c Config) withDefaults() Config {
 	if c.QueuePath == "" {
 		c.QueuePath = filepath.Join(c.DataDir, QueueFile)
 	}
+	if c.NodeTimeout == 0 {
+		c.NodeTimeout = DefaultNodeTimeout
+	}
 	if c.Log == nil {
 		c.Log = slog.Default()
 	}
@@ -114,9 +130,10 @@ type Orchestrator struct {
 	log       *slog.Logger
 	pipelines *Pipelines
 	lock      *os.File
-	db        *sql.DB
-	driver    *riversqlite.Driver
-	river     *river.Client[*sql.Tx]
+	db        *sql.DB             // SQLite queue only
+	driver    *riversqlite.Driver // SQLite queue only
+	shared    *sharedQueue        // PostgreSQL queue only
+	river     queueClient
 	runDir    string // records of running process groups, for recovery
 	metrics   *metrics
 
@@ -215,6 +232,10 @@ func (o *Orchestrator) openQueue() error {
 	}
 	o.lock = lock
 
+	if o.cfg.Postgres != "" {
+		return o.openShared()
+	}
+
 	// Its own file, not the job store's: River polls and writes on its own
 	// schedule, and the store's single connection should never wait for it.
 	db, err := sql.Open("sqlite", path+"?_busy_timeout=5000&_journal_mode=WAL&_synchronous=NORMAL&_txlock=immediate")
@@ -240,7 +261,16 @@ func (o *Orchestrator) openQueue() error {
 
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &worker{o: o})
-	o.river, err = river.NewClient(o.driver, &river.Config{
+	o.river, err = river.NewClient(o.driver, o.riverConfig(workers))
+	if err != nil {
+		return fmt.Errorf("job queue client: %w", err)
+	}
+	return nil
+}
+
+// riverConfig is River's configuration, the same for either queue.
+func (o *Orchestrator) riverConfig(workers *river.Workers) *river.Config {
+	return &river.Config{
 		Queues:            map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: o.cfg.Workers}},
 		Workers:           workers,
 		PollOnly:          true, // jobs inserted here wake the producer directly; polling finds retries
@@ -251,17 +281,16 @@ func (o *Orchestrator) openQueue() error {
 		// when a stage has no timeout, because River cannot tell a long
 		// job from a dead one; otherwise the sum of the stage timeouts.
 		// A job running past its own bound and this margin is stuck:
-		// River's rescuer retries or discards it. Jobs of a node that died are recovered
-		// at the next start (recover.go), which does not wait for this.
+		// River's rescuer retries or discards it. It cannot tell a dead
+		// node from a slow job, so jobs of a node that died are recovered
+		// by progressd: at the next start on the same data directory for
+		// the SQLite queue (recover.go), by another node within
+		// NodeTimeout for the PostgreSQL queue (shared.go).
 		JobTimeout:           -1,
 		RescueStuckJobsAfter: time.Minute,
 		RetryPolicy:          &retryPolicy{base: o.cfg.RetryBackoff},
 		Logger:               o.quietLog(),
-	})
-	if err != nil {
-		return fmt.Errorf("job queue client: %w", err)
 	}
-	return nil
 }
 
 // quietLog is River's logger: River's routine info lines are debug here.
@@ -287,8 +316,11 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 	if err := o.river.Start(context.WithoutCancel(ctx)); err != nil {
 		return fmt.Errorf("start the job queue: %w", err)
 	}
+	if o.shared != nil {
+		o.shared.start(o)
+	}
 	o.log.Info("orchestrator started", "pipelines", strings.Join(o.pipelines.Names(), ","),
-		"source", o.pipelines.Source(), "workers", o.cfg.Workers, "queue", o.cfg.QueuePath)
+		"source", o.pipelines.Source(), "workers", o.cfg.Workers, "queue", o.queueName())
 	return nil
 }
 
@@ -323,6 +355,9 @@ func (o *Orchestrator) Stop(ctx context.Context) error {
 			err = fmt.Errorf("orchestrator: stop: %w", err)
 		}
 	}
+	if o.shared != nil {
+		o.shared.stop() // after River: the heartbeat lasts while jobs run here
+	}
 	o.closeQueue()
 	o.log.Info("orchestrator stopped")
 	return err
@@ -332,9 +367,20 @@ func (o *Orchestrator) closeQueue() {
 	if o.db != nil {
 		_ = o.db.Close()
 	}
+	if o.shared != nil {
+		o.shared.close()
+	}
 	if o.lock != nil {
 		_ = o.lock.Close() // releases the lock
 	}
+}
+
+// queueName names the queue in logs and errors.
+func (o *Orchestrator) queueName() string {
+	if o.shared != nil {
+		return "postgres"
+	}
+	return o.cfg.QueuePath
 }
 
 // Pipelines returns the loaded pipelines.
@@ -412,9 +458,12 @@ func (o *Orchestrator) unregister(id string) {
 
 // Ping reports whether the queue answers, for /readyz.
 func (o *Orchestrator) Ping(ctx context.Context) error {
+	if o.shared != nil {
+		return o.shared.ping(ctx)
+	}
 	var n int
 	if err := o.db.QueryRowContext(ctx, "SELECT count(*) FROM (SELECT 1 FROM river_job LIMIT 1)").Scan(&n); err != nil {
-		return fmt.Errorf("job queue %s: %w", o.cfg.QueuePath, err)
+		return fmt.Errorf("job queue %s: %w", o.queueName(), err)
 	}
 	return nil
 }

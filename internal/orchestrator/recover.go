@@ -41,11 +41,20 @@ const recoverBatch = 100
 //
 // A job left running by a crash is therefore retried or failed as soon as
 // a node starts on the same data directory.
+//
+// With the PostgreSQL queue (shared.go) only steps 1 and 3 run here: other
+// nodes may be running the rows marked running, so those of dead nodes are
+// found by their missing heartbeat instead, by whichever node sees it
+// first, and step 3 leaves alone jobs created shortly before this start
+// (another node may be queuing them right now).
 func (o *Orchestrator) recoverJobs(ctx context.Context) error {
 	o.killLeftovers()
-	retried, failed, err := o.recoverOrphans(ctx)
-	if err != nil {
-		return fmt.Errorf("recover jobs left running: %w", err)
+	var retried, failed int
+	if o.shared == nil {
+		var err error
+		if retried, failed, err = o.recoverOrphans(ctx); err != nil {
+			return fmt.Errorf("recover jobs left running: %w", err)
+		}
 	}
 	requeued, lost, err := o.reconcile(ctx)
 	if err != nil {
@@ -111,9 +120,11 @@ func (o *Orchestrator) recoverOrphans(ctx context.Context) (retried, failed int,
 		}
 		now := time.Now().UTC()
 		params := &riverdriver.JobRescueManyParams{StuckHorizon: horizon}
+		var effects []func()
 		for _, row := range rows {
 			after = row.ID
-			state, finalized := o.orphanDecision(ctx, row, now)
+			state, finalized, effect := o.orphanDecision(ctx, row, now, "the node running it stopped")
+			effects = append(effects, effect)
 			switch state {
 			case rivertype.JobStateAvailable:
 				retried++
@@ -133,6 +144,9 @@ func (o *Orchestrator) recoverOrphans(ctx context.Context) (retried, failed int,
 		if _, err := exec.JobRescueMany(ctx, params); err != nil {
 			return retried, failed, err
 		}
+		for _, effect := range effects {
+			effect()
+		}
 		if len(rows) < recoverBatch {
 			return retried, failed, nil
 		}
@@ -141,32 +155,36 @@ func (o *Orchestrator) recoverOrphans(ctx context.Context) (retried, failed int,
 
 // orphanDecision decides the fate of a queue row left running: retry it
 // (available) if it has attempts left, fail it (discarded) if not, or
-// close it (cancelled) if its job has finished or is gone.
-func (o *Orchestrator) orphanDecision(ctx context.Context, row *rivertype.JobRow, now time.Time) (rivertype.JobState, *time.Time) {
+// close it (cancelled) if its job has finished or is gone. why says what
+// happened to the node ("the node running it stopped"). effect reports the
+// decision on the job; call it once the queue row is updated.
+func (o *Orchestrator) orphanDecision(ctx context.Context, row *rivertype.JobRow, now time.Time, why string) (rivertype.JobState, *time.Time, func()) {
 	var args pipelineArgs
 	_ = json.Unmarshal(row.EncodedArgs, &args)
 	snap, err := o.cfg.Jobs.Get(ctx, args.JobID)
 	if err != nil || snap.State.Terminal() {
-		return rivertype.JobStateCancelled, &now
+		return rivertype.JobStateCancelled, &now, func() {}
 	}
 	log := o.log.With("job", args.JobID, "attempt", row.Attempt, "max_attempts", row.MaxAttempts)
 	if row.Attempt < row.MaxAttempts {
-		log.Warn("job was running on a node that stopped; retrying it")
-		o.report(args.JobID, progress.Report{Message: ptr(fmt.Sprintf(
-			"the node running it stopped; retrying (attempt %d of %d)", row.Attempt+1, row.MaxAttempts))})
-		return rivertype.JobStateAvailable, nil
+		return rivertype.JobStateAvailable, nil, func() {
+			log.Warn("job was running on a node that stopped; retrying it", "why", why)
+			o.report(args.JobID, progress.Report{Message: ptr(fmt.Sprintf(
+				"%s; retrying (attempt %d of %d)", why, row.Attempt+1, row.MaxAttempts))})
+		}
 	}
 	stage := ""
 	if snap.Stage != "" {
 		stage = " during stage " + snap.Stage
 	}
-	msg := fmt.Sprintf("the node running this job stopped%s (attempt %d of %d); not retried", stage, row.Attempt, row.MaxAttempts)
+	msg := fmt.Sprintf("%s%s (attempt %d of %d); not retried", strings.Replace(why, "running it", "running this job", 1), stage, row.Attempt, row.MaxAttempts)
 	if row.MaxAttempts == 1 {
 		msg += ": set max_attempts in the pipeline to retry automatically"
 	}
-	log.Warn("job was running on a node that stopped; failing it: no attempts left")
-	o.fail(args.JobID, msg)
-	return rivertype.JobStateDiscarded, &now
+	return rivertype.JobStateDiscarded, &now, func() {
+		log.Warn("job was running on a node that stopped; failing it: no attempts left", "why", why)
+		o.fail(args.JobID, msg)
+	}
 }
 
 // reconcile finds unfinished pipeline jobs that have no queue row.
@@ -192,6 +210,10 @@ func (o *Orchestrator) reconcile(ctx context.Context) (requeued, lost int, err e
 		params = params.After(res.LastCursor)
 	}
 
+	horizon := o.startedAt
+	if o.shared != nil {
+		horizon = horizon.Add(-sharedQueueGrace)
+	}
 	q := store.Query{States: []progress.State{progress.Queued, progress.Running}, Limit: 500}
 	for {
 		page, next, err := o.cfg.Jobs.List(ctx, q)
@@ -200,7 +222,7 @@ func (o *Orchestrator) reconcile(ctx context.Context) (requeued, lost int, err e
 		}
 		for _, snap := range page {
 			// Jobs created since this node started are being queued now.
-			if snap.Pipeline == "" || live[snap.JobID] || !snap.CreatedAt.Before(o.startedAt) {
+			if snap.Pipeline == "" || live[snap.JobID] || !snap.CreatedAt.Before(horizon) {
 				continue
 			}
 			if snap.State == progress.Queued {
