@@ -32,6 +32,13 @@ type Config struct {
 	MaxSubscriptions int // per connection
 	MaxConnsPerUser  int // per user (not admins, not single-user mode)
 	Workers          int // pipeline jobs run at once on this node
+
+	// KillGrace is how long a stopped stage command's process group has
+	// between SIGTERM and SIGKILL.
+	KillGrace time.Duration
+	// NodeTimeout (PostgreSQL queue only): a node silent this long is taken
+	// for dead and its running jobs are retried or failed by another node.
+	NodeTimeout time.Duration
 }
 
 // Defaults returns the configuration `progressd serve` starts from.
@@ -47,6 +54,8 @@ func Defaults() Config {
 		MaxSubscriptions: 1000,
 		MaxConnsPerUser:  1000,
 		Workers:          4,
+		KillGrace:        5 * time.Second,
+		NodeTimeout:      20 * time.Second,
 	}
 }
 
@@ -82,6 +91,12 @@ func (c *Config) Validate() error {
 	}
 	if c.FlushInterval <= 0 {
 		errs = append(errs, errors.New("--flush-interval must be positive"))
+	}
+	if c.KillGrace <= 0 {
+		errs = append(errs, errors.New("--kill-grace must be positive"))
+	}
+	if c.NodeTimeout < time.Second {
+		errs = append(errs, fmt.Errorf("--node-timeout %s is too short: nodes heartbeat every fifth of it; use 1s or more", c.NodeTimeout))
 	}
 	for _, l := range []struct {
 		name string

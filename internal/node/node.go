@@ -146,6 +146,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Node, err erro
 	orchCfg := orchestrator.Config{
 		Jobs: n.Jobs, PipelinesFile: cfg.Pipelines, DataDir: queueDir, Workers: cfg.Workers,
 		ServerURL: "http://" + cfg.Addr, Registerer: n.reg, Log: log,
+		KillGrace: cfg.KillGrace, NodeTimeout: cfg.NodeTimeout,
 	}
 	if cfg.Postgres() {
 		orchCfg.Postgres = cfg.DB // one queue for every node of the database

@@ -94,7 +94,7 @@ func startProc(t *testing.T, args ...string) *proc {
 	ln.Close()
 	p := &proc{addr: addr, out: &lockedBuffer{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(progressdBinary(t), append([]string{"serve", "--addr", addr, "--data-dir", t.TempDir(),
-		"--flush-interval", "50ms", "--log-level", "info"}, args...)...)
+		"--flush-interval", "50ms", "--log-level", "info", "--node-timeout", "8s"}, args...)...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)

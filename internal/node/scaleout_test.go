@@ -298,8 +298,8 @@ func TestThreeProcessesOneSystem(t *testing.T) {
 			t.Fatalf("client %d reconnected: running but at stage %q", i, first.Stage)
 		}
 	}
-	// Another node notices the killed node's heartbeat stopped (NodeTimeout, 20s by
-	// default) and fails the job: it has one attempt.
+	// Another node notices the killed node's heartbeat stopped (--node-timeout 8s,
+	// set in startProc) and fails the job: it has one attempt.
 	for i, s := range again {
 		if err := testsvc.WaitFor(60*time.Second, func() error {
 			last, ended, err := s.last(job.JobID)
