@@ -111,10 +111,7 @@ func (a *API) getJob(ctx context.Context, in *jobIDInput) (*snapshotOutput, erro
 }
 
 func (a *API) reportProgress(ctx context.Context, in *reportInput) (*snapshotOutput, error) {
-	if _, err := a.visible(ctx, in.ID); err != nil {
-		return nil, err
-	}
-	snap, err := a.jobs.Report(ctx, in.ID, in.Body)
+	snap, err := a.jobs.ReportAs(ctx, in.ID, in.Body, principal(ctx).CanSee)
 	if err != nil {
 		return nil, a.fromService(ctx, err)
 	}
@@ -122,10 +119,8 @@ func (a *API) reportProgress(ctx context.Context, in *reportInput) (*snapshotOut
 }
 
 func (a *API) cancelJob(ctx context.Context, in *jobIDInput) (*snapshotOutput, error) {
-	if _, err := a.visible(ctx, in.ID); err != nil {
-		return nil, err
-	}
-	snap, err := a.jobs.Cancel(ctx, in.ID, "canceled by "+principal(ctx).Subject)
+	p := principal(ctx)
+	snap, err := a.jobs.CancelAs(ctx, in.ID, "canceled by "+p.Subject, p.CanSee)
 	if err != nil {
 		return nil, a.fromService(ctx, err)
 	}

@@ -163,8 +163,19 @@ func (s *Service) Create(ctx context.Context, owner string, req CreateRequest) (
 
 // Report applies r to job id and returns the snapshot it produced.
 func (s *Service) Report(ctx context.Context, id string, r progress.Report) (progress.Snapshot, error) {
+	return s.ReportAs(ctx, id, r, nil)
+}
+
+// ReportAs is Report for a caller that may change only the jobs allow
+// accepts (nil: any); another job answers ErrNotFound, so ids cannot be
+// probed. The check runs inside the atomic update, on the snapshot the
+// report applies to, which spares the API a separate read per report.
+func (s *Service) ReportAs(ctx context.Context, id string, r progress.Report, allow func(progress.Snapshot) bool) (progress.Snapshot, error) {
 	var prevState progress.State
 	apply := func(prev progress.Snapshot) (progress.Snapshot, error) {
+		if allow != nil && !allow(prev) {
+			return prev, ErrNotFound
+		}
 		prevState = prev.State
 		return progress.Apply(prev, r, s.cfg.Now())
 	}
@@ -197,10 +208,15 @@ func (s *Service) Report(ctx context.Context, id string, r progress.Report) (pro
 
 // Cancel cancels job id, stopping its command if one runs.
 func (s *Service) Cancel(ctx context.Context, id, reason string) (progress.Snapshot, error) {
+	return s.CancelAs(ctx, id, reason, nil)
+}
+
+// CancelAs is Cancel limited to the jobs allow accepts, as ReportAs.
+func (s *Service) CancelAs(ctx context.Context, id, reason string, allow func(progress.Snapshot) bool) (progress.Snapshot, error) {
 	if reason == "" {
 		reason = "canceled"
 	}
-	snap, err := s.Report(ctx, id, progress.Report{State: ptr(progress.Canceled), Error: &reason})
+	snap, err := s.ReportAs(ctx, id, progress.Report{State: ptr(progress.Canceled), Error: &reason}, allow)
 	if err != nil {
 		return snap, err
 	}
