@@ -67,6 +67,13 @@ descriptor per client, hence at most 19,000 clients.`,
 				level = slog.LevelWarn
 			}
 			cfg.Log = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
+			// A variable of its own: the server bench starts inherits the
+			// environment, and PROGRESSD_CPUPROFILE profiles that server.
+			stopProfile, err := startCPUProfile("PROGRESSD_BENCH_CPUPROFILE")
+			if err != nil {
+				return err
+			}
+			defer stopProfile()
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			res, err := runBench(ctx, cfg, serveArgs, serverLog)

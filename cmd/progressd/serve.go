@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime/pprof"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -61,16 +60,11 @@ func serve(ctx context.Context, cfg node.Config) error {
 
 	// PROGRESSD_CPUPROFILE=FILE writes a CPU profile of the whole run, for
 	// finding where server time goes under `progressd bench`.
-	if path := os.Getenv("PROGRESSD_CPUPROFILE"); path != "" {
-		f, err := os.Create(path)
-		if err != nil {
-			return fmt.Errorf("PROGRESSD_CPUPROFILE: %w", err)
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return fmt.Errorf("PROGRESSD_CPUPROFILE: %w", err)
-		}
-		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	stopProfile, err := startCPUProfile("PROGRESSD_CPUPROFILE")
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()

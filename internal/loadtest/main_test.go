@@ -27,6 +27,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(helperEnv) == "1" {
 		os.Exit(helperServe(os.Args[1:]))
 	}
+	if spec := os.Getenv(floorEnv); spec != "" {
+		os.Exit(floorPeer(spec))
+	}
 	goleak.VerifyTestMain(m)
 }
 
