@@ -49,6 +49,11 @@ type commandResult struct {
 // noticing that the command exited.
 func (c *command) run(ctx context.Context) commandResult {
 	res := commandResult{stderr: newTail(stderrLines)}
+	if ctx.Err() != nil { // stopped before it started: start nothing
+		res.canceled = true
+		res.exit = "not started"
+		return res
+	}
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		res.startErr = err
@@ -97,10 +102,14 @@ func (c *command) run(ctx context.Context) commandResult {
 	case <-exited:
 	case <-ctx.Done():
 		res.canceled = true
-		c.stop(pgid, exited)
+		grace := c.grace
+		if f, ok := errors.AsType[fencedError](context.Cause(ctx)); ok {
+			grace = min(grace, f.grace) // the fence's deadline (shared.go)
+		}
+		c.stop(pgid, exited, grace)
 	case <-timeout:
 		res.timedOut = true
-		c.stop(pgid, exited)
+		c.stop(pgid, exited, c.grace)
 	}
 	// The command is gone; what it left in its group goes too.
 	_ = signalGroup(pgid, sigKill)
@@ -134,10 +143,10 @@ func (c *command) run(ctx context.Context) commandResult {
 }
 
 // stop sends SIGTERM to the group, then SIGKILL if the command has not
-// exited after the grace period, and returns once it has exited.
-func (c *command) stop(pgid int, exited <-chan error) {
+// exited after grace, and returns once it has exited.
+func (c *command) stop(pgid int, exited <-chan error, grace time.Duration) {
 	_ = signalGroup(pgid, sigTerm)
-	t := time.NewTimer(c.grace)
+	t := time.NewTimer(grace)
 	defer t.Stop()
 	select {
 	case <-exited:

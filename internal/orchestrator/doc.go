@@ -34,7 +34,10 @@
 // On the shared PostgreSQL queue, rows marked running may belong to live
 // nodes, so that start-time step is skipped: every node heartbeats, and the
 // running jobs of a node silent for Config.NodeTimeout are retried or
-// failed by another node within about 1.2·NodeTimeout (shared.go).
+// failed by another node within about 1.2·NodeTimeout (shared.go). A live
+// node that cannot reach the database fences itself first: by
+// 0.85·NodeTimeout its commands are stopped, so a job never runs on two
+// nodes at once.
 //
 // # Concurrency
 //

@@ -12,12 +12,12 @@ type metrics struct {
 }
 
 // outcomes label attempts.
-var outcomes = []string{"succeeded", "failed", "retried", "canceled", "handed_back"}
+var outcomes = []string{"succeeded", "failed", "retried", "canceled", "handed_back", "fenced"}
 
 func newMetrics(reg prometheus.Registerer, running func() int) (*metrics, error) {
 	m := &metrics{attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "progressd_pipeline_attempts_total",
-		Help: "Pipeline job attempts run on this node, by outcome (succeeded, failed, retried, canceled, handed_back).",
+		Help: "Pipeline job attempts run on this node, by outcome (succeeded, failed, retried, canceled, handed_back, fenced: stopped because the node lost the shared job queue).",
 	}, []string{"outcome"})}
 	for _, o := range outcomes {
 		m.attempts.WithLabelValues(o)

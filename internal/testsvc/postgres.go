@@ -34,7 +34,7 @@ func PostgresURL(t testing.TB) string {
 func PostgresSchema(t testing.TB) string {
 	t.Helper()
 	raw := PostgresURL(t)
-	schema := UniqueName("progressd_test_" + sanitize(shortName(t.Name())) + "_")
+	schema := UniqueName("pdt_" + sanitize(shortName(t.Name())) + "_")
 	pgExec(t, raw, "CREATE SCHEMA "+pgx.Identifier{schema}.Sanitize())
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -46,8 +46,11 @@ func PostgresSchema(t testing.TB) string {
 	return withQuery(raw, "search_path", schema)
 }
 
-// shortName keeps the last 20 bytes of a test name: PostgreSQL identifiers
-// are at most 63 bytes.
+// shortName keeps the last 20 bytes of a test name. A schema name is then
+// at most 4+20+1+12 = 37 bytes: PostgreSQL identifiers are at most 63, and
+// River names its notification channels "<schema>.river_leadership"
+// (+17), which must fit too — with a longer schema River's leader cannot
+// resign and every River test waited ~7 s on Stop.
 func shortName(name string) string {
 	if len(name) > 20 {
 		return name[len(name)-20:]
