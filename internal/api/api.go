@@ -72,7 +72,8 @@ func New(mux *http.ServeMux, cfg Config) *API {
 	hc := huma.DefaultConfig("progressd", cfg.Version)
 	hc.Info.Description = "Live progress of long-running jobs. Every job change is one snapshot; " +
 		"subscribe to them over WebSocket at /ws or Server-Sent Events. " +
-		"With auth on, send `Authorization: Bearer <token>` (HS256 JWT, sub = user id)."
+		"With auth on, send `Authorization: Bearer <token>` (HS256 JWT, sub = user id). " +
+		"The token a pipeline stage gets as PROGRESSD_TOKEN is scoped to its job: it may get and report on that job only; other calls answer 403."
 	hc.OpenAPIPath = "/openapi" // serves /openapi.json and /openapi.yaml
 	hc.DocsPath = ""            // huma's page loads from a CDN; ours is embedded in package web
 	hc.SchemasPath = ""
@@ -101,7 +102,8 @@ func New(mux *http.ServeMux, cfg Config) *API {
 func (a *API) OpenAPI() *huma.OpenAPI { return a.huma.OpenAPI() }
 
 // authenticate puts the caller's principal in the context of every
-// operation that declares security; others (health) pass through.
+// operation that declares security; others (health) pass through. It also
+// holds a job-scoped principal to its job (jobScopedOps).
 func (a *API) authenticate(ctx huma.Context, next func(huma.Context)) {
 	if len(ctx.Operation().Security) == 0 {
 		next(ctx)
@@ -123,8 +125,20 @@ func (a *API) authenticate(ctx huma.Context, next func(huma.Context)) {
 			apiError(http.StatusUnauthorized, "unauthorized", err.Error()))
 		return
 	}
+	if !p.ManyJobs() && (!jobScopedOps[ctx.Operation().OperationID] || !p.Covers(ctx.Param("id"))) {
+		_ = huma.WriteErr(a.huma, ctx, http.StatusForbidden, "",
+			apiError(http.StatusForbidden, "forbidden", p.ScopeNote()))
+		return
+	}
 	next(huma.WithValue(ctx, principalKey{}, p))
 }
+
+// jobScopedOps are the operations a job-scoped token (the one a pipeline
+// stage is given) may call, on its own job only: reading it and reporting
+// on it. Every other operation refuses such a token with 403 here, before
+// any handler runs, so an operation added later stays closed to stage
+// tokens until it is listed.
+var jobScopedOps = map[string]bool{"get-job": true, "report-progress": true}
 
 // marshalJSON writes response bodies. A snapshot, the body of most
 // responses, goes straight through its hand-written encoder: encoding/json

@@ -1,11 +1,15 @@
 // Package auth decides who a caller is and what it may see.
 //
 // With a secret, callers present an HS256 JWT whose sub is their user id and
-// whose optional "admin": true claim lets them do anything. Without a secret
-// the server is in single-user mode and every caller is LocalUser; that mode
-// is only allowed on loopback addresses (see CheckListen). The rules for jobs
-// and channels live here, in one place, so the HTTP API, WebSocket and SSE
-// apply the same ones. Everything here is safe for concurrent use.
+// whose optional "admin": true claim lets them do anything. A token with a
+// "job" claim is scoped to that one job (MintForJob): the server gives one
+// to every pipeline stage it runs, so the stage's `progressd report` works
+// with auth on, and a leaked stage token reads nothing else of its owner's.
+// Without a secret the server is in single-user mode and every caller is
+// LocalUser; that mode is only allowed on loopback addresses (see
+// CheckListen). The rules for jobs and channels live here, in one place, so
+// the HTTP API, WebSocket and SSE apply the same ones. Everything here is
+// safe for concurrent use.
 package auth
 
 import (
@@ -27,6 +31,13 @@ const LocalUser = "local"
 type Principal struct {
 	Subject string
 	Admin   bool
+	// Job, when set, scopes the principal to that one job: it may read
+	// the job, report on it and watch it (job:<id>), and nothing else —
+	// not other jobs of the same owner, not lists, not new jobs, not
+	// project: or user: channels. Such tokens are minted for pipeline
+	// stages (MintForJob), whose commands run code and write logs the
+	// owner's full token should not be exposed to. Never with Admin.
+	Job string
 	// Expires is when the token stops being valid; zero means never.
 	Expires time.Time
 }
@@ -75,8 +86,12 @@ func (a *Authenticator) Verify(token string) (Principal, error) {
 		return Principal{}, fmt.Errorf("%w: %v", ErrInvalidToken, err)
 	case c.Subject == "":
 		return Principal{}, fmt.Errorf("%w: it has no sub (user id)", ErrInvalidToken)
+	case c.Admin && c.Job != "":
+		// Nothing mints this; refusing it keeps "scoped" and "admin" from
+		// ever having to be weighed against each other.
+		return Principal{}, fmt.Errorf("%w: a token scoped to one job cannot be an admin token", ErrInvalidToken)
 	}
-	p := Principal{Subject: c.Subject, Admin: c.Admin}
+	p := Principal{Subject: c.Subject, Admin: c.Admin, Job: c.Job}
 	if c.ExpiresAt != nil {
 		p.Expires = c.ExpiresAt.Time
 	}
@@ -86,10 +101,27 @@ func (a *Authenticator) Verify(token string) (Principal, error) {
 type claims struct {
 	jwt.RegisteredClaims
 	Admin bool `json:"admin,omitempty"`
+	// Job scopes the token to one job id (Principal.Job).
+	Job string `json:"job,omitempty"`
 }
 
 // Mint returns an HS256 token for sub valid for ttl, signed with secret.
 func Mint(secret, sub string, admin bool, ttl time.Duration, now time.Time) (string, error) {
+	return mint(secret, claims{Admin: admin}, sub, ttl, now)
+}
+
+// MintForJob returns an HS256 token for sub, scoped to job (a "job"
+// claim; see Principal.Job), valid for ttl, signed with secret. The
+// orchestrator gives one to each stage attempt it runs as PROGRESSD_TOKEN.
+func MintForJob(secret, sub, job string, ttl time.Duration, now time.Time) (string, error) {
+	if job == "" {
+		return "", errors.New("auth: a job-scoped token needs a job id")
+	}
+	return mint(secret, claims{Job: job}, sub, ttl, now)
+}
+
+// mint fills in c's registered claims and signs it.
+func mint(secret string, c claims, sub string, ttl time.Duration, now time.Time) (string, error) {
 	if secret == "" {
 		return "", errors.New("auth: no secret: pass --auth-secret or set PROGRESSD_AUTH_SECRET")
 	}
@@ -99,21 +131,39 @@ func Mint(secret, sub string, admin bool, ttl time.Duration, now time.Time) (str
 	if ttl <= 0 {
 		return "", errors.New("auth: --ttl must be positive")
 	}
-	c := claims{
-		RegisteredClaims: jwt.RegisteredClaims{
-			Subject:   sub,
-			IssuedAt:  jwt.NewNumericDate(now),
-			ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
-		},
-		Admin: admin,
+	c.RegisteredClaims = jwt.RegisteredClaims{
+		Subject:   sub,
+		IssuedAt:  jwt.NewNumericDate(now),
+		ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
 	}
 	return jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString([]byte(secret))
 }
 
+// These methods are the whole of the permission rules; the HTTP API, the
+// WebSocket gateway and SSE only ask them. A job-scoped principal's limits
+// are applied here too, so no caller has to remember them.
+
+// Covers reports whether p's token covers job id: every job for an
+// unscoped token (ownership is CanSee's question), only its own job for a
+// job-scoped one. It needs no read of the job, so a refusal reveals
+// nothing about whether another job exists.
+func (p Principal) Covers(id string) bool { return p.Job == "" || p.Job == id }
+
+// ManyJobs reports whether p may act on more than one job at a time:
+// create jobs, list them, subscribe to project: and user: channels. Only
+// a job-scoped principal may not.
+func (p Principal) ManyJobs() bool { return p.Job == "" }
+
+// ScopeNote says what a job-scoped principal may do, for the message of a
+// refusal.
+func (p Principal) ScopeNote() string {
+	return fmt.Sprintf("this token is scoped to job %s (a pipeline stage's token): it may only read, report on and watch that job", p.Job)
+}
+
 // CanSee reports whether p may read and subscribe to the job s: its own
-// jobs, or any job for an admin.
+// jobs, or any job for an admin; for a job-scoped principal, its job only.
 func (p Principal) CanSee(s progress.Snapshot) bool {
-	return p.Admin || s.Owner == p.Subject
+	return p.Covers(s.JobID) && (p.Admin || s.Owner == p.Subject)
 }
 
 // ChannelKind is the part of a channel name before the colon.
@@ -142,8 +192,16 @@ func ParseChannel(ch string) (ChannelKind, string, error) {
 	return "", "", fmt.Errorf("channel %q: unknown kind %q; use job:, project: or user:", ch, kind)
 }
 
-// MaySubscribeUser reports whether p may subscribe to user:<id>.
-func (p Principal) MaySubscribeUser(id string) bool { return p.Admin || p.Subject == id }
+// MaySubscribeUser reports whether p may subscribe to user:<id>: its own,
+// or any for an admin; never for a job-scoped principal.
+func (p Principal) MaySubscribeUser(id string) bool {
+	return p.ManyJobs() && (p.Admin || p.Subject == id)
+}
+
+// MaySubscribeProject reports whether p may subscribe to project
+// channels. Anyone may (the channel carries only the jobs CanSee allows)
+// except a job-scoped principal.
+func (p Principal) MaySubscribeProject() bool { return p.ManyJobs() }
 
 // CheckListen refuses single-user mode on an address other clients could
 // reach: without a secret anyone who can connect acts as the local user.

@@ -24,6 +24,14 @@ func TestVerify(t *testing.T) {
 	otherSecret, _ := Mint("other", "alice", false, time.Hour, now)
 	noExp, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "alice"}).SignedString([]byte("s3cret"))
 	noSub, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"exp": now.Add(time.Hour).Unix()}).SignedString([]byte("s3cret"))
+	scoped, err := MintForJob("s3cret", "alice", "job-1", time.Hour, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	scopedExpired, _ := MintForJob("s3cret", "alice", "job-1", time.Minute, now.Add(-time.Hour))
+	scopedOtherSecret, _ := MintForJob("other", "alice", "job-1", time.Hour, now)
+	scopedAdmin, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+		"sub": "alice", "admin": true, "job": "job-1", "exp": now.Add(time.Hour).Unix()}).SignedString([]byte("s3cret"))
 	none, _ := jwt.NewWithClaims(jwt.SigningMethodNone, jwt.MapClaims{"sub": "alice", "exp": now.Add(time.Hour).Unix()}).SignedString(jwt.UnsafeAllowNoneSignatureType)
 
 	for _, tc := range []struct {
@@ -41,13 +49,17 @@ func TestVerify(t *testing.T) {
 		{"no sub", noSub, Principal{}, ErrInvalidToken},
 		{"alg none", none, Principal{}, ErrInvalidToken},
 		{"garbage", "not.a.jwt", Principal{}, ErrInvalidToken},
+		{"job-scoped", scoped, Principal{Subject: "alice", Job: "job-1", Expires: now.Add(time.Hour)}, nil},
+		{"job-scoped expired", scopedExpired, Principal{}, ErrExpiredToken},
+		{"job-scoped wrong secret", scopedOtherSecret, Principal{}, ErrInvalidToken},
+		{"job-scoped admin", scopedAdmin, Principal{}, ErrInvalidToken},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := a.Verify(tc.token)
 			if !errors.Is(err, tc.wantErr) {
 				t.Fatalf("err = %v, want %v", err, tc.wantErr)
 			}
-			if !got.Expires.Equal(tc.want.Expires) || got.Subject != tc.want.Subject || got.Admin != tc.want.Admin {
+			if !got.Expires.Equal(tc.want.Expires) || got.Subject != tc.want.Subject || got.Admin != tc.want.Admin || got.Job != tc.want.Job {
 				t.Fatalf("principal = %+v, want %+v", got, tc.want)
 			}
 		})
@@ -74,6 +86,44 @@ func TestMintNeedsSecretAndSub(t *testing.T) {
 	}
 	if _, err := Mint("s", "a", false, 0, time.Now()); err == nil {
 		t.Fatal("zero ttl accepted")
+	}
+	if _, err := MintForJob("s", "a", "", time.Hour, time.Now()); err == nil {
+		t.Fatal("job-scoped token without a job accepted")
+	}
+	if _, err := MintForJob("", "a", "j", time.Hour, time.Now()); err == nil {
+		t.Fatal("job-scoped token without a secret accepted")
+	}
+}
+
+// TestJobScope checks the limits of a job-scoped principal: its own job
+// only, of its own owner, and nothing that covers many jobs.
+func TestJobScope(t *testing.T) {
+	stage := Principal{Subject: "alice", Job: "j1"}
+	alice := Principal{Subject: "alice"}
+	for _, tc := range []struct {
+		name string
+		job  progress.Snapshot
+		want bool
+	}{
+		{"its job", progress.Snapshot{JobID: "j1", Owner: "alice"}, true},
+		{"another job of its owner", progress.Snapshot{JobID: "j2", Owner: "alice"}, false},
+		{"its job id, another owner", progress.Snapshot{JobID: "j1", Owner: "bob"}, false},
+	} {
+		if got := stage.CanSee(tc.job); got != tc.want {
+			t.Errorf("%s: CanSee = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	if !stage.Covers("j1") || stage.Covers("j2") || stage.Covers("") {
+		t.Error("Covers must hold for the scoped job only")
+	}
+	if stage.ManyJobs() || stage.MaySubscribeProject() || stage.MaySubscribeUser("alice") {
+		t.Error("a job-scoped principal may not create, list or subscribe to project: or user: channels")
+	}
+	if !alice.Covers("j2") || !alice.ManyJobs() || !alice.MaySubscribeProject() || !alice.MaySubscribeUser("alice") {
+		t.Error("an unscoped principal keeps its rights")
+	}
+	if !strings.Contains(stage.ScopeNote(), "j1") {
+		t.Errorf("ScopeNote %q does not name the job", stage.ScopeNote())
 	}
 }
 

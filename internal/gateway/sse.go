@@ -14,7 +14,9 @@ import (
 // one job, the current snapshot first, then every change, each as
 // "event: update", "id: <seq>", "data: <snapshot>". An unknown job and a
 // job of another user are both 404, as for GET /api/v1/jobs/{id}, so the
-// endpoint does not reveal which jobs exist.
+// endpoint does not reveal which jobs exist. A job-scoped token (a
+// pipeline stage's) asking for another job is 403, as in the API: that
+// refusal comes before any read, so it reveals nothing either.
 func (g *Gateway) ServeJobEvents(w http.ResponseWriter, r *http.Request) {
 	p, ok := g.httpPrincipal(w, r)
 	if !ok {
@@ -23,7 +25,7 @@ func (g *Gateway) ServeJobEvents(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	t, perr := g.authorize(p, "job:"+id)
 	if perr != nil {
-		if perr.Code == CodeForbidden || perr.Code == CodeBadRequest {
+		if (perr.Code == CodeForbidden && p.Covers(id)) || perr.Code == CodeBadRequest {
 			perr = errorf(CodeNotFound, "job %s: no such job", truncate(id, 100))
 		}
 		g.refuseHTTP(w, perr)

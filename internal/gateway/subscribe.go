@@ -22,7 +22,8 @@ type target struct {
 
 // authorize checks that p may subscribe to channel ch (SPEC.md,
 // "Visibility"): job: of a job p can see (not_found if unknown, forbidden
-// if another user's), user: of p itself, project: always.
+// if another user's), user: of p itself, project: always; a job-scoped
+// principal (a pipeline stage's token) only job: of its own job.
 func (g *Gateway) authorize(p auth.Principal, ch string) (target, *protoError) {
 	kind, key, err := auth.ParseChannel(ch)
 	if err != nil {
@@ -30,11 +31,23 @@ func (g *Gateway) authorize(p auth.Principal, ch string) (target, *protoError) {
 	}
 	t := target{name: ch, kind: kind, key: key}
 	switch kind {
+	case auth.ProjectChannel:
+		if !p.MaySubscribeProject() {
+			return t, errorf(CodeForbidden, "%s: %s", ch, p.ScopeNote())
+		}
 	case auth.UserChannel:
-		if !p.MaySubscribeUser(key) {
+		switch {
+		case !p.ManyJobs():
+			return t, errorf(CodeForbidden, "%s: %s", ch, p.ScopeNote())
+		case !p.MaySubscribeUser(key):
 			return t, errorf(CodeForbidden, "%s: a user may only subscribe to its own user channel, user:%s", ch, p.Subject)
 		}
 	case auth.JobChannel:
+		if !p.Covers(key) {
+			// Refused before the read: the answer is the same whether
+			// the job exists or not.
+			return t, errorf(CodeForbidden, "%s: %s", ch, p.ScopeNote())
+		}
 		snap, perr := g.getJob(key)
 		if perr != nil {
 			return t, perr

@@ -124,8 +124,9 @@ func (c *wsConn) handle(op ws.OpCode, data []byte) {
 // bad token closes it with 4001). A later one refreshes the token before it
 // expires; it must be for the same user — a different subject is refused
 // with forbidden and the connection keeps its user, because its
-// subscriptions were authorized for that user — and a bad one is refused
-// with unauthorized, leaving the current token in force until it expires.
+// subscriptions were authorized for that user (and so is a token of
+// another job scope, auth.Principal.Job) — and a bad one is refused with
+// unauthorized, leaving the current token in force until it expires.
 func (c *wsConn) auth(f clientFrame, cur *auth.Principal) {
 	p, err := c.g.cfg.Auth.Verify(f.Token)
 	if cur == nil {
@@ -148,6 +149,11 @@ func (c *wsConn) auth(f clientFrame, cur *auth.Principal) {
 	case p.Subject != cur.Subject:
 		c.sub.reply(encodeReply(f.ID, errorf(CodeForbidden,
 			"this connection belongs to user %q; open a new connection for user %q", cur.Subject, p.Subject)))
+	case p.Job != cur.Job:
+		// Likewise for a job-scoped token: its subscriptions were
+		// authorized for one scope and must not carry over to another.
+		c.sub.reply(encodeReply(f.ID, errorf(CodeForbidden,
+			"this connection was opened with a token of another scope (job %q); open a new connection for this token", cur.Job)))
 	default:
 		c.setPrincipal(p)
 		c.sub.reply(encodeReply(f.ID, nil))

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,7 +24,8 @@ import (
 // docs/benchmarks.md): a figure below its floor is not reachable on this
 // machine by any server that writes each delivery to its socket.
 //
-//	go test -run '^$' -bench Floor -benchtime 200x ./internal/loadtest
+//	go test -run '^$' -bench FloorFanout -benchtime 20x ./internal/loadtest
+//	go test -run '^$' -bench FloorHTTP -benchtime 100000x ./internal/loadtest
 //
 // On loopback the receiving side's TCP work runs in the writer's system
 // call, so it is charged to the server, as it is in the bench.
@@ -35,16 +37,22 @@ const floorEnv = "LOADTEST_FLOOR_PEER"
 // floorPayload is about the size of a snapshot frame.
 var floorPayload = bytes.Repeat([]byte("x"), 300)
 
-// BenchmarkFloorFanoutWrites writes one 300-byte message to each of C
-// connections per op, each connection's writes made by a goroutine of its
-// own that is woken for it (as the gateway's writers are). The metric
-// server-s/100k is the writing process's CPU time per 100,000 writes.
+// BenchmarkFloorFanoutWrites is the bench's fanout scenario with nothing
+// but the writes: each op is one second of R rounds, a round writing one
+// 300-byte message to each of C connections, each connection's writes
+// made by a goroutine of its own that is woken for it (as the gateway's
+// writers are). Metrics: server-s/100k and peer-s/100k, the writing and
+// the reading process's CPU time per 100,000 writes; round-p50-ms and
+// round-p99-ms, how long a round takes from its start until its last
+// write returned — the least a fanout update's p99 latency can be here.
+//
+//	go test -run '^$' -bench FloorFanout -benchtime 20x ./internal/loadtest
 func BenchmarkFloorFanoutWrites(b *testing.B) {
-	for _, conns := range []int{1000, 10000} {
-		b.Run(fmt.Sprintf("conns=%d", conns), func(b *testing.B) {
+	for _, sc := range []struct{ conns, rate int }{{1000, 100}, {10000, 10}} {
+		b.Run(fmt.Sprintf("%dx%d", sc.conns, sc.rate), func(b *testing.B) {
 			ln := listenLoopback(b)
-			peer := startFloorPeer(b, "read", ln.Addr().String(), conns)
-			cs := make([]net.Conn, conns)
+			peer := startFloorPeer(b, "read", ln.Addr().String(), sc.conns)
+			cs := make([]net.Conn, sc.conns)
 			for i := range cs {
 				c, err := ln.Accept()
 				if err != nil {
@@ -52,34 +60,47 @@ func BenchmarkFloorFanoutWrites(b *testing.B) {
 				}
 				cs[i] = c
 			}
-			wakes := make([]chan struct{}, conns)
-			var wg sync.WaitGroup
+			wakes := make([]chan struct{}, sc.conns)
+			var writers, round sync.WaitGroup
 			for i, c := range cs {
 				wake := make(chan struct{}, 1)
 				wakes[i] = wake
-				wg.Go(func() {
+				writers.Go(func() {
 					for range wake {
 						if _, err := c.Write(floorPayload); err != nil {
 							b.Error(err)
-							return
 						}
+						round.Done()
 					}
 				})
 			}
-			before := selfCPU(b)
+			rounds := make([]time.Duration, 0, b.N*sc.rate)
+			tick := time.NewTicker(time.Second / time.Duration(sc.rate))
+			defer tick.Stop()
+			before, peerBefore := selfCPU(b), procCPU(b, peer.Process.Pid)
 			b.ResetTimer()
-			for range b.N {
+			for range b.N * sc.rate {
+				<-tick.C
+				start := time.Now()
+				round.Add(len(wakes))
 				for _, w := range wakes {
 					w <- struct{}{}
 				}
+				round.Wait()
+				rounds = append(rounds, time.Since(start))
 			}
+			b.StopTimer()
+			used, peerUsed := selfCPU(b)-before, procCPU(b, peer.Process.Pid)-peerBefore
 			for _, w := range wakes {
 				close(w)
 			}
-			wg.Wait()
-			b.StopTimer()
-			used := selfCPU(b) - before
-			b.ReportMetric(used.Seconds()/float64(b.N*conns)*1e5, "server-s/100k")
+			writers.Wait()
+			writes := float64(len(rounds) * sc.conns)
+			b.ReportMetric(used.Seconds()/writes*1e5, "server-s/100k")
+			b.ReportMetric(peerUsed.Seconds()/writes*1e5, "peer-s/100k")
+			slices.Sort(rounds)
+			b.ReportMetric(float64(rounds[len(rounds)/2])/1e6, "round-p50-ms")
+			b.ReportMetric(float64(rounds[len(rounds)*99/100])/1e6, "round-p99-ms")
 			for _, c := range cs {
 				c.Close()
 			}
@@ -140,8 +161,10 @@ func listenLoopback(b *testing.B) net.Listener {
 	return ln
 }
 
-func selfCPU(b *testing.B) time.Duration {
-	s, err := ReadProc(os.Getpid())
+func selfCPU(b *testing.B) time.Duration { return procCPU(b, os.Getpid()) }
+
+func procCPU(b *testing.B, pid int) time.Duration {
+	s, err := ReadProc(pid)
 	if err != nil {
 		b.Fatal(err)
 	}

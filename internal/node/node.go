@@ -75,6 +75,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Node, err erro
 	n := &Node{cfg: cfg, log: log, reg: prometheus.NewRegistry(), serveErr: make(chan error, 1)}
 	defer func() {
 		if err != nil {
+			if n.ln != nil {
+				_ = n.ln.Close()
+			}
 			n.closeStores(context.Background())
 		}
 	}()
@@ -143,9 +146,15 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Node, err erro
 	if queueDir == "" {
 		queueDir = filepath.Dir(cfg.DBPath())
 	}
+	// Listen before the orchestrator starts: its stages are told this
+	// node's real address (with --addr :0 the port is known only now).
+	n.ln, err = net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w (is another progressd running? pick another --addr)", cfg.Addr, err)
+	}
 	orchCfg := orchestrator.Config{
 		Jobs: n.Jobs, PipelinesFile: cfg.Pipelines, DataDir: queueDir, Workers: cfg.Workers,
-		ServerURL: "http://" + cfg.Addr, Registerer: n.reg, Log: log,
+		ServerURL: stageServerURL(n.ln.Addr()), AuthSecret: cfg.AuthSecret, Registerer: n.reg, Log: log,
 		KillGrace: cfg.KillGrace, NodeTimeout: cfg.NodeTimeout,
 	}
 	if cfg.Postgres() {
@@ -184,10 +193,6 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Node, err erro
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{Registry: n.reg}))
 	mux.Handle("GET /", http.FileServerFS(web.Dist()))
 
-	n.ln, err = net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w (is another progressd running? pick another --addr)", cfg.Addr, err)
-	}
 	n.srv = &http.Server{
 		Handler:           instrument(n.reg, api.JSONByDefault(mux)),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -201,6 +206,21 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Node, err erro
 	}
 	log.Info("progressd serving", "addr", n.Addr(), "db", dbDesc, "redis", cfg.Redis != "", "auth", authn.Enabled(), "version", Version)
 	return n, nil
+}
+
+// stageServerURL is the URL a stage's command reaches this node at
+// (PROGRESSD_SERVER): the address listened on, with a wildcard host
+// (--addr 0.0.0.0:8000 or :8000) replaced by loopback, since the commands
+// run on this machine.
+func stageServerURL(addr net.Addr) string {
+	host, port, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return "http://" + addr.String()
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1" // a "tcp" listener on [::] takes IPv4 too
+	}
+	return "http://" + net.JoinHostPort(host, port)
 }
 
 // Addr is the address the node listens on (useful with port 0).

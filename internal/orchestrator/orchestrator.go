@@ -59,7 +59,10 @@ type Config struct {
 	Postgres string
 	// NodeTimeout, with Postgres only: a node that has not written its
 	// heartbeat for this long is taken for dead, and another node retries
-	// or fails the jobs it was running. Nodes heartbeat every NodeTimeout/5.
+	// or fails the jobs it was running. Nodes heartbeat every NodeTimeout/5;
+	// one that cannot for NodeTimeout/2 stops the commands it runs (with a
+	// kill grace of at most NodeTimeout/4) and starts none until it can,
+	// so that no job runs on two nodes at once (see shared.go).
 	NodeTimeout time.Duration
 	// Workers is how many pipeline jobs run at once on this node.
 	Workers int
@@ -75,6 +78,10 @@ type Config struct {
 	// ServerURL, if set, is passed to commands as PROGRESSD_SERVER, so a
 	// stage can run `progressd report` without flags.
 	ServerURL string
+	// AuthSecret is the server's --auth-secret; "" is single-user mode.
+	// With it, each stage attempt gets PROGRESSD_TOKEN, a token scoped to
+	// its job (auth.MintForJob), so `progressd report` works with auth on.
+	AuthSecret string
 	// Registerer receives the orchestrator's metrics; nil registers none.
 	Registerer prometheus.Registerer
 	Log        *slog.Logger

@@ -15,6 +15,7 @@ import (
 
 	"github.com/riverqueue/river"
 
+	"github.com/progressd/progressd/internal/auth"
 	"github.com/progressd/progressd/internal/jobs"
 	"github.com/progressd/progressd/internal/progress"
 )
@@ -79,6 +80,10 @@ func (o *Orchestrator) work(ctx context.Context, job *river.Job[pipelineArgs]) e
 		return river.JobSnooze(time.Minute)
 	}
 	defer o.unregister(id)
+	if o.fenced() {
+		// The job queue is unreachable: start nothing (see shared.go).
+		return o.fencedResult(ctx, job, o.log.With("job", id, "attempt", job.Attempt))
+	}
 
 	snap, err := o.cfg.Jobs.Get(ctx, id)
 	switch {
@@ -123,6 +128,13 @@ func (o *Orchestrator) finish(ctx, runCtx context.Context, job *river.Job[pipeli
 		o.metrics.attempt("succeeded")
 		return nil
 	}
+	if _, fenced := errors.AsType[fencedError](context.Cause(runCtx)); fenced {
+		// Nothing is reported: the job is the rescuing node's, or runs
+		// again here (see shared.go).
+		log.Warn("job stopped: this node lost its connection to the job queue")
+		o.metrics.attempt("fenced")
+		return o.fencedResult(ctx, job, log)
+	}
 	if errors.Is(err, errJobEnded) || errors.Is(context.Cause(runCtx), errJobEnded) || o.ended(id) {
 		log.Info("job canceled; its commands were stopped")
 		o.metrics.attempt("canceled")
@@ -165,10 +177,12 @@ func (o *Orchestrator) ended(id string) bool {
 	return err == nil && snap.State.Terminal()
 }
 
-// plan is what one attempt runs: the pipeline and every stage's argv.
+// plan is what one attempt runs: the pipeline and every stage's argv, and
+// the job's owner, whom the stages' tokens act for.
 type plan struct {
-	p    *Pipeline
-	argv [][]string
+	p     *Pipeline
+	argv  [][]string
+	owner string
 }
 
 // plan checks the job still fits its pipeline (the server may have been
@@ -185,7 +199,7 @@ func (o *Orchestrator) plan(snap progress.Snapshot) (plan, error) {
 	if !slices.EqualFunc(names, p.Stages, func(n string, st Stage) bool { return n == st.Name }) {
 		return plan{}, fmt.Errorf("pipeline %s changed its stages since the job was queued; submit the job again", p.Name)
 	}
-	pl := plan{p: p, argv: make([][]string, len(p.Stages))}
+	pl := plan{p: p, argv: make([][]string, len(p.Stages)), owner: snap.Owner}
 	for i := range p.Stages {
 		if pl.argv[i], err = p.Argv(i, snap.Params); err != nil {
 			return plan{}, fmt.Errorf("pipeline %s changed its params since the job was queued: %v; submit the job again", p.Name, err)
@@ -228,11 +242,15 @@ func (o *Orchestrator) runStages(ctx context.Context, job *river.Job[pipelineArg
 		if o.report(id, progress.Report{Stage: &st.Name, Message: &msg}) == errJobEnded {
 			return errJobEnded
 		}
+		env, err := o.stageEnv(id, pl.owner, st, job.Attempt)
+		if err != nil {
+			return err
+		}
 		s := newSink(o, id, st.Name)
 		record := filepath.Join(o.runDir, strconv.FormatInt(job.ID, 10)+".pgid")
 		c := &command{
 			argv:    pl.argv[i],
-			env:     o.stageEnv(id, st.Name, job.Attempt),
+			env:     env,
 			timeout: st.Timeout,
 			grace:   o.cfg.KillGrace,
 			onLine: func(line []byte) {
@@ -264,13 +282,50 @@ func (o *Orchestrator) runStages(ctx context.Context, job *river.Job[pipelineArg
 
 // stageEnv is what a stage's command finds in its environment beyond the
 // server's own: which job and stage it is, and where to report, for
-// commands that call `progressd report` instead of printing progress.
-func (o *Orchestrator) stageEnv(id, stage string, attempt int) []string {
-	env := []string{"PROGRESSD_JOB_ID=" + id, "PROGRESSD_STAGE=" + stage, "PROGRESSD_ATTEMPT=" + strconv.Itoa(attempt)}
+// commands that call `progressd report` (or the HTTP API) instead of
+// printing progress. With auth on, that includes PROGRESSD_TOKEN: a token
+// of the job's owner scoped to this one job (auth.MintForJob), minted for
+// each stage attempt. It is never the owner's own token nor an admin one,
+// because a stage runs arbitrary code and its environment can end up in
+// logs: a leaked stage token can read and report on that job only.
+func (o *Orchestrator) stageEnv(id, owner string, st *Stage, attempt int) ([]string, error) {
+	env := []string{"PROGRESSD_JOB_ID=" + id, "PROGRESSD_STAGE=" + st.Name, "PROGRESSD_ATTEMPT=" + strconv.Itoa(attempt)}
 	if o.cfg.ServerURL != "" {
 		env = append(env, "PROGRESSD_SERVER="+o.cfg.ServerURL)
 	}
-	return env
+	if o.cfg.AuthSecret != "" {
+		token, err := auth.MintForJob(o.cfg.AuthSecret, owner, id, o.stageTokenTTL(st), time.Now())
+		if err != nil {
+			return nil, fmt.Errorf("stage %s: mint its PROGRESSD_TOKEN: %w", st.Name, err)
+		}
+		env = append(env, "PROGRESSD_TOKEN="+token)
+	}
+	return env, nil
+}
+
+const (
+	// stageTokenMargin is added to a stage's timeout and kill grace for
+	// its token's lifetime: reports sent just before the stage is stopped
+	// must not fail for an expiry a moment earlier.
+	stageTokenMargin = 5 * time.Minute
+	// stageTokenMaxTTL is the lifetime of the token of a stage without a
+	// timeout. A running command's environment cannot be refreshed, so the
+	// token must outlive the stage; but a stage may run for ever, and a
+	// token that never expired would work for ever once leaked. A day
+	// covers the long jobs progressd is for and bounds the damage; a stage
+	// that runs longer should declare a timeout, which its token then
+	// covers.
+	stageTokenMaxTTL = 24 * time.Hour
+)
+
+// stageTokenTTL is how long the token of one attempt of stage st lasts:
+// the longest the stage can run (its timeout and the kill grace after it)
+// plus a margin, or stageTokenMaxTTL for a stage without a timeout.
+func (o *Orchestrator) stageTokenTTL(st *Stage) time.Duration {
+	if st.Timeout <= 0 {
+		return stageTokenMaxTTL
+	}
+	return st.Timeout + o.cfg.KillGrace + stageTokenMargin
 }
 
 // recordGroup writes down a running process group, so that if this

@@ -101,9 +101,14 @@ func New(o Options, tempDir func() string) (_ *Server, err error) {
 	if err := s.Jobs.Warm(ctx); err != nil {
 		return nil, err
 	}
+	// The listener comes first, as in the node: stages are told its URL.
+	mux := http.NewServeMux()
+	s.http = httptest.NewUnstartedServer(mux)
+	s.URL = "http://" + s.http.Listener.Addr().String()
 	cfg := orchestrator.Config{
 		Jobs: s.Jobs, DataDir: o.Dir, Workers: o.Workers, KillGrace: o.KillGrace,
 		RetryBackoff: 20 * time.Millisecond, PollInterval: 50 * time.Millisecond, Log: o.Log,
+		ServerURL: s.URL, AuthSecret: o.AuthSecret,
 	}
 	if o.Pipelines != "" {
 		cfg.PipelinesFile = filepath.Join(o.Dir, "pipelines.yaml")
@@ -120,7 +125,6 @@ func New(o Options, tempDir func() string) (_ *Server, err error) {
 	}
 
 	authn := auth.New(o.AuthSecret)
-	mux := http.NewServeMux()
 	api.New(mux, api.Config{Jobs: s.Jobs, Auth: authn, Version: "test", Log: o.Log})
 	if s.gw, err = gateway.New(gateway.Config{Broker: s.Broker, Jobs: s.Jobs, Auth: authn, Log: o.Log}); err != nil {
 		return nil, err
@@ -128,8 +132,7 @@ func New(o Options, tempDir func() string) (_ *Server, err error) {
 	if !o.NoWebSocket {
 		mux.HandleFunc("GET /ws", s.gw.ServeWS)
 	}
-	s.http = httptest.NewServer(mux)
-	s.URL = s.http.URL
+	s.http.Start()
 	return s, nil
 }
 

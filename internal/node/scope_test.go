@@ -1,0 +1,172 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/progressd/progressd/internal/auth"
+	"github.com/progressd/progressd/internal/broker"
+	"github.com/progressd/progressd/internal/progress"
+)
+
+// TestJobScopedTokenOverHTTP: the token a pipeline stage gets may read and
+// report on its own job, and is refused with 403 forbidden for everything
+// else its owner could do: another job, creating, listing, cancelling,
+// and the owner's project: and user: channels.
+func TestJobScopedTokenOverHTTP(t *testing.T) {
+	t.Parallel()
+	const secret = "scope-test-secret"
+	n := startNode(t, "", func(c *Config) { c.AuthSecret = secret })
+	alice := client{t: t, base: n.URL(), token: mustMint(t, secret, "alice")}
+	mine := create(t, alice, `{"project":"p","stages":[{"name":"a"},{"name":"b"}]}`)
+	other := create(t, alice, `{"project":"p"}`)
+	tok, err := auth.MintForJob(secret, "alice", mine.JobID, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	stage := client{t: t, base: n.URL(), token: tok}
+
+	if s := report(t, stage, mine.JobID, `{"stage":"b","progress":0.5}`); !near(s.Progress, 0.75) {
+		t.Fatalf("report with the job's token: %+v", s)
+	}
+	if g := get(t, stage, mine.JobID); !near(g.Progress, 0.75) {
+		t.Fatalf("get with the job's token: %+v", g)
+	}
+	for _, tc := range []struct{ method, path, body string }{
+		{"GET", "/api/v1/jobs/" + other.JobID, ""},
+		{"POST", "/api/v1/jobs/" + other.JobID + "/progress", `{"progress":0.5}`},
+		{"GET", "/api/v1/jobs/no-such-job", ""},
+		{"POST", "/api/v1/jobs", `{"project":"p"}`},
+		{"POST", "/api/v1/jobs", `{"project":"p","pipeline":"no-such-pipeline"}`}, // refused before the body is looked at
+		{"GET", "/api/v1/jobs", ""},
+		{"GET", "/api/v1/jobs?project=p", ""},
+		{"POST", "/api/v1/jobs/" + mine.JobID + "/cancel", ""},
+		{"POST", "/api/v1/jobs/" + other.JobID + "/cancel", ""},
+		{"GET", "/api/v1/jobs/" + other.JobID + "/events", ""},
+		{"GET", "/api/v1/events?channel=project:p", ""},
+		{"GET", "/api/v1/events?channel=user:alice", ""},
+	} {
+		var body any
+		if tc.body != "" {
+			body = tc.body
+		}
+		r := stage.do(tc.method, tc.path, body)
+		if r.status != http.StatusForbidden || r.errCode() != "forbidden" || !strings.Contains(string(r.body), mine.JobID) {
+			t.Errorf("%s %s with a token scoped to job %s: %d %s, want 403 forbidden naming the job", tc.method, tc.path, mine.JobID, r.status, r.body)
+		}
+	}
+	if g := get(t, alice, other.JobID); g.Seq != other.Seq {
+		t.Fatalf("the refused report changed the other job: %+v", g)
+	}
+
+	// A token scoped to alice's job but of another user sees nothing.
+	bobs, err := auth.MintForJob(secret, "bob", mine.JobID, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := (client{t: t, base: n.URL(), token: bobs}).do("GET", "/api/v1/jobs/"+mine.JobID, nil); r.status != http.StatusNotFound {
+		t.Fatalf("bob's token scoped to alice's job: %d %s, want 404", r.status, r.body)
+	}
+
+	// Over WebSocket: its job, and none of the owner's wider channels.
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(n.URL(), "http")+"/ws?token="+tok, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow()
+	for i, tc := range []struct{ channel, wantErr string }{
+		{"project:p", `"code":"forbidden"`},
+		{"user:alice", `"code":"forbidden"`},
+		{"job:" + other.JobID, `"code":"forbidden"`},
+		{"job:" + mine.JobID, ""},
+	} {
+		frame := fmt.Sprintf(`{"op":"subscribe","id":%d,"channel":%q}`, i+1, tc.channel)
+		if err := ws.Write(ctx, websocket.MessageText, []byte(frame)); err != nil {
+			t.Fatal(err)
+		}
+		_, reply, err := ws.Read(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tc.wantErr == "" && strings.Contains(string(reply), `"error"`) || !strings.Contains(string(reply), tc.wantErr) {
+			t.Errorf("subscribe %s: %s, want an error %q", tc.channel, reply, tc.wantErr)
+		}
+	}
+}
+
+// TestStageReportsWithItsTokenWhenAuthIsOn runs a pipeline on a node with
+// an auth secret whose stage calls the real `progressd report` with no
+// flags: it finds the job, the server and its token (PROGRESSD_TOKEN) in
+// its environment. Without the token the node mints for the stage, the
+// report is refused with 401 and the stage, and so the job, fails. The
+// second stage checks the token is scoped: creating a job with it is
+// refused as forbidden (an unscoped token would get unknown_pipeline).
+func TestStageReportsWithItsTokenWhenAuthIsOn(t *testing.T) {
+	t.Parallel()
+	const secret = "stage-token-test-secret"
+	bin := progressdBinary(t)
+	pipelines := filepath.Join(t.TempDir(), "pipelines.yaml")
+	if err := os.WriteFile(pipelines, fmt.Appendf(nil, `
+pipelines:
+  reporting:
+    stages:
+      - name: work
+        run: [%q, "report", "--progress", "0.5", "--message", "reported by progressd report"]
+        timeout: 1m
+      - name: scoped
+        run: ["sh", "-c", "\"$0\" submit --project p --pipeline no-such-pipeline 2>&1 | grep forbidden", %q]
+`, bin, bin), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	n := startNode(t, "", func(c *Config) {
+		c.AuthSecret = secret
+		c.Pipelines = pipelines
+	})
+
+	var (
+		mu       sync.Mutex
+		reported []progress.Snapshot
+	)
+	stop := n.broker.Subscribe(func(u broker.Update) {
+		if u.Snapshot.Message == "reported by progressd report" {
+			mu.Lock()
+			reported = append(reported, u.Snapshot)
+			mu.Unlock()
+		}
+	})
+	defer stop()
+
+	alice := client{t: t, base: n.URL(), token: mustMint(t, secret, "alice")}
+	job := create(t, alice, `{"project":"p","pipeline":"reporting"}`)
+	deadline := time.Now().Add(60 * time.Second)
+	var last progress.Snapshot
+	for last = get(t, alice, job.JobID); !last.State.Terminal(); last = get(t, alice, job.JobID) {
+		if time.Now().After(deadline) {
+			t.Fatalf("job not finished after 60s: %+v", last)
+		}
+		time.Sleep(20 * time.Millisecond) // poll interval, bounded by the deadline
+	}
+	if last.State != progress.Succeeded {
+		errText := ""
+		if last.Error != nil {
+			errText = *last.Error
+		}
+		t.Fatalf("job %s: %s", last.State, errText)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(reported) == 0 || reported[0].Stage != "work" || !near(reported[0].Progress, 0.25) {
+		t.Fatalf("the stage's report did not arrive as work at 50%% (job at 25%%): %+v", reported)
+	}
+}
