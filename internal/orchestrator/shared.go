@@ -97,6 +97,10 @@ type queueClient interface {
 
 type sharedQueue struct {
 	pool    *pgxpool.Pool
+	// beatPool is one connection for the heartbeat alone: were it to
+	// queue behind River's work for a busy pool, a node that reaches
+	// PostgreSQL fine would fence itself and stop its jobs.
+	beatPool *pgxpool.Pool
 	id      string // this node's River client ID
 	timeout time.Duration
 	cancel  context.CancelFunc
@@ -132,7 +136,18 @@ func (o *Orchestrator) openShared() error {
 	if err != nil {
 		return fmt.Errorf("job queue: %w (check --db)", err)
 	}
-	sq := &sharedQueue{pool: pool, timeout: o.cfg.NodeTimeout, id: nodeID()}
+	beatCfg, err := pgxpool.ParseConfig(o.cfg.Postgres)
+	if err != nil {
+		pool.Close()
+		return fmt.Errorf("job queue: %w (check --db)", err)
+	}
+	beatCfg.MaxConns = 1
+	beatPool, err := pgxpool.NewWithConfig(ctx, beatCfg)
+	if err != nil {
+		pool.Close()
+		return fmt.Errorf("job queue heartbeat: %w (check --db)", err)
+	}
+	sq := &sharedQueue{pool: pool, beatPool: beatPool, timeout: o.cfg.NodeTimeout, id: nodeID()}
 	o.shared = sq
 	driver := riverpgxv5.New(pool)
 	migrator, err := rivermigrate.New(driver, &rivermigrate.Config{Logger: o.quietLog()})
@@ -205,7 +220,7 @@ func (sq *sharedQueue) fenceGrace() time.Duration { return sq.timeout / 4 }
 // sent, not when it returned: PostgreSQL's stamp is no earlier than that.
 func (sq *sharedQueue) beat(ctx context.Context) error {
 	sent := time.Now()
-	_, err := sq.pool.Exec(ctx, `INSERT INTO `+heartbeatTable+` (id, seen_at) VALUES ($1, now())
+	_, err := sq.beatPool.Exec(ctx, `INSERT INTO `+heartbeatTable+` (id, seen_at) VALUES ($1, now())
 		ON CONFLICT (id) DO UPDATE SET seen_at = now()`, sq.id)
 	if err == nil {
 		sq.mu.Lock()
@@ -414,7 +429,10 @@ func (sq *sharedQueue) stop() {
 	_, _ = sq.pool.Exec(ctx, `DELETE FROM `+heartbeatTable+` WHERE id = $1`, sq.id)
 }
 
-func (sq *sharedQueue) close() { sq.pool.Close() }
+func (sq *sharedQueue) close() {
+	sq.beatPool.Close()
+	sq.pool.Close()
+}
 
 func (sq *sharedQueue) ping(ctx context.Context) error {
 	var n int
