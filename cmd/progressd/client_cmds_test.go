@@ -294,3 +294,48 @@ func TestViews(t *testing.T) {
 		}
 	}
 }
+
+// TestTokenForOneJob mints a job-scoped token with the CLI and uses it as
+// a worker would: it reports on its job and is refused on another job of
+// the same user.
+func TestTokenForOneJob(t *testing.T) {
+	t.Parallel()
+	const secret = "cli-job-token-secret-cli-job-token"
+	s := orchtest.Start(t, orchtest.Options{Pipelines: cliPipelines, AuthSecret: secret})
+	dave, err := auth.Mint(secret, "dave", false, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New(s.URL, dave)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids [2]string
+	for i := range ids {
+		job, err := c.Create(t.Context(), client.CreateRequest{Project: "p"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[i] = job.JobID
+	}
+	out, errOut, code := run(t, "token", "--auth-secret", secret, "--sub", "dave", "--job", ids[0], "--ttl", "10m")
+	if code != 0 {
+		t.Fatalf("token --job: exit %d: %s", code, errOut)
+	}
+	token := strings.TrimSpace(out)
+	if _, errOut, code := run(t, "report", ids[0], "--server", s.URL, "--token", token, "--progress", "0.25"); code != 0 {
+		t.Fatalf("report on its own job: exit %d: %s", code, errOut)
+	}
+	if snap, err := c.Get(t.Context(), ids[0]); err != nil || snap.Progress != 0.25 {
+		t.Fatalf("after the report: progress %v, %v", snap.Progress, err)
+	}
+	if _, errOut, code := run(t, "report", ids[1], "--server", s.URL, "--token", token, "--progress", "0.5"); code == 0 || !strings.Contains(errOut, "forbidden") {
+		t.Fatalf("report on another job: exit %d, %q; want forbidden", code, errOut)
+	}
+	if snap, err := c.Get(t.Context(), ids[1]); err != nil || snap.Progress != 0 {
+		t.Fatalf("the other job changed: progress %v, %v", snap.Progress, err)
+	}
+	if _, errOut, code := run(t, "token", "--auth-secret", secret, "--sub", "dave", "--job", ids[0], "--admin"); code == 0 || !strings.Contains(errOut, "do not go together") {
+		t.Fatalf("--job --admin: exit %d, %q", code, errOut)
+	}
+}
