@@ -118,6 +118,21 @@ func TestQueueRemoveForgetsChannel(t *testing.T) {
 	if q.tracked != 2 {
 		t.Fatalf("tracked = %d, want 2", q.tracked)
 	}
+	// The same with the key pushed last (the one push remembers): removed
+	// while unsent, it is not sent, and the channel starts afresh.
+	q.take(nil)
+	q.push("job:c", "c", msg(7, 10))
+	q.remove("job:c")
+	if got := seqs(q.take(nil)); len(got) != 0 {
+		t.Fatalf("take after removing the last pushed key = %v, want nothing", got)
+	}
+	if got := q.push("job:c", "c", msg(3, 10)); got != pushQueued {
+		t.Fatalf("push after removing the last pushed key = %d, want queued", got)
+	}
+	q.remove("job:c")
+	if got := seqs(q.take(nil)); len(got) != 0 {
+		t.Fatalf("an update of a removed channel was sent: %v", got)
+	}
 }
 
 func TestQueueSweepBoundsRememberedSeqs(t *testing.T) {
