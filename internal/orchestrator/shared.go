@@ -96,15 +96,15 @@ type queueClient interface {
 }
 
 type sharedQueue struct {
-	pool    *pgxpool.Pool
+	pool *pgxpool.Pool
 	// beatPool is one connection for the heartbeat alone: were it to
 	// queue behind River's work for a busy pool, a node that reaches
 	// PostgreSQL fine would fence itself and stop its jobs.
 	beatPool *pgxpool.Pool
-	id      string // this node's River client ID
-	timeout time.Duration
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	id       string // this node's River client ID
+	timeout  time.Duration
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
 
 	mu       sync.Mutex
 	lastBeat time.Time // when the last heartbeat that succeeded was sent
