@@ -157,7 +157,7 @@ func (p Principal) ManyJobs() bool { return p.Job == "" }
 // ScopeNote says what a job-scoped principal may do, for the message of a
 // refusal.
 func (p Principal) ScopeNote() string {
-	return fmt.Sprintf("this token is scoped to job %s (a pipeline stage's token): it may only read, report on and watch that job", p.Job)
+	return fmt.Sprintf("this token is scoped to job %s: it may only read, report on and watch that job", p.Job)
 }
 
 // CanSee reports whether p may read and subscribe to the job s: its own
