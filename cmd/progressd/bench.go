@@ -48,7 +48,9 @@ Scenarios:
           and goroutines per connection.
 
 Every report carries its send time, so each delivery gives an end-to-end
-latency (HTTP report to WebSocket update). A snapshot a client never got
+latency (HTTP report to WebSocket update); "update or newer" also counts
+the reports a client got a newer snapshot in place of, each until that
+newer one arrived — what a progress bar shows. A snapshot a client never got
 counts as coalesced if it later got a newer one of the job (the server may
 replace an unsent older snapshot), lost otherwise. bench exits 1 unless
 every client connected, stayed, and ended with its job's final snapshot.
@@ -197,6 +199,10 @@ func printBenchResult(w io.Writer, r *loadtest.Result) {
 		l := r.Latency
 		p("latency", "p50 %s  p90 %s  p99 %s  p99.9 %s  max %s  (%s samples)",
 			benchDuration(l.P50), benchDuration(l.P90), benchDuration(l.P99), benchDuration(l.P999), benchDuration(l.Max), benchComma(l.Samples))
+		if f := r.LatencyUpdateOrNewer; f.Samples > 0 {
+			p("update or newer", "p50 %s  p90 %s  p99 %s  p99.9 %s  max %s  (every report, coalesced ones by the delivery that replaced them)",
+				benchDuration(f.P50), benchDuration(f.P90), benchDuration(f.P99), benchDuration(f.P999), benchDuration(f.Max))
+		}
 		p("accounting", "expected %s = delivered %s + coalesced %s + lost %s",
 			benchComma(r.Expected), benchComma(r.Delivered), benchComma(r.Coalesced), benchComma(r.Lost))
 		p("final snapshot", "missed by %d clients", r.MissedFinal)

@@ -28,16 +28,19 @@ type Jobs interface {
 
 // Defaults of Config; SPEC.md fixes the limits.
 const (
-	DefaultMaxFrameBytes     = 64 << 10
-	DefaultMaxSubscriptions  = 1000
-	DefaultMaxConnsPerUser   = 1000
-	DefaultMaxQueuedFrames   = 10_000
-	DefaultMaxQueuedBytes    = 16 << 20
-	DefaultRecentLimit       = 50
-	DefaultAuthTimeout       = 10 * time.Second
-	DefaultWriteTimeout      = 10 * time.Second
-	DefaultPingInterval      = 30 * time.Second
-	DefaultPongTimeout       = 15 * time.Second
+	DefaultMaxFrameBytes    = 64 << 10
+	DefaultMaxSubscriptions = 1000
+	DefaultMaxConnsPerUser  = 1000
+	DefaultMaxQueuedFrames  = 10_000
+	DefaultMaxQueuedBytes   = 16 << 20
+	DefaultRecentLimit      = 50
+	DefaultAuthTimeout      = 10 * time.Second
+	DefaultWriteTimeout     = 10 * time.Second
+	DefaultPingInterval     = 30 * time.Second
+	DefaultPongTimeout      = 15 * time.Second
+	// MaxWriteInterval bounds MinWriteInterval: a close frame or a pong
+	// may wait that long behind it.
+	MaxWriteInterval         = time.Second
 	DefaultHeartbeatInterval = 15 * time.Second
 	DefaultRequestTimeout    = 10 * time.Second
 )
@@ -86,6 +89,16 @@ type Config struct {
 	HeartbeatInterval time.Duration
 	// RequestTimeout bounds each read of the job store on subscribe.
 	RequestTimeout time.Duration
+	// MinWriteInterval spaces the writes to one connection or stream: a
+	// write comes at least this long after the previous one, and what was
+	// queued meanwhile goes in it, each job's updates coalesced to its
+	// newest (a terminal snapshot is never dropped). An update to a
+	// connection written to longer ago than this goes out at once. It
+	// trades at most this much delay on a burst for fewer writes: a job
+	// reporting 100 times a second reaches a browser, which draws at most
+	// 60 frames a second, MinWriteInterval apart. 0 writes as soon as
+	// possible; at most MaxWriteInterval.
+	MinWriteInterval time.Duration
 
 	// Registerer receives the gateway's metrics; nil registers none.
 	Registerer prometheus.Registerer
@@ -157,6 +170,9 @@ func (c Config) Validate() error {
 		if v < 0 {
 			errs = append(errs, fmt.Errorf("gateway: Config.%s is %v; it must be positive (0 means the default)", name, v))
 		}
+	}
+	if c.MinWriteInterval < 0 || c.MinWriteInterval > MaxWriteInterval {
+		errs = append(errs, fmt.Errorf("gateway: Config.MinWriteInterval is %v; it must be between 0 and %v", c.MinWriteInterval, MaxWriteInterval))
 	}
 	if _, err := parseOrigins(c.AllowedOrigins); err != nil {
 		errs = append(errs, err)

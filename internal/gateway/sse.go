@@ -169,12 +169,14 @@ func (g *Gateway) stream(w http.ResponseWriter, r *http.Request, p auth.Principa
 	heartbeat := time.NewTicker(g.cfg.HeartbeatInterval)
 	defer heartbeat.Stop()
 	var (
-		buf   []*message
-		event []byte
+		buf       []*message
+		event     []byte
+		lastWrite time.Time
 	)
 	for {
 		select {
 		case <-wake:
+			spaceWrite(lastWrite, g.cfg.MinWriteInterval)
 			buf = s.take(buf)
 			if g.deadline(rc) != nil {
 				return
@@ -194,6 +196,7 @@ func (g *Gateway) stream(w http.ResponseWriter, r *http.Request, p auth.Principa
 				}
 				return
 			}
+			lastWrite = time.Now()
 			g.m.sent.WithLabelValues(transportSSE).Add(float64(len(buf)))
 			clear(buf)
 		case <-heartbeat.C:

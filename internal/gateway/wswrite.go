@@ -66,6 +66,18 @@ func (c *wsConn) write() {
 	wb := writeBufs.Get().(*writeBuf)
 	defer wb.release()
 	for {
+		if iv := c.g.cfg.MinWriteInterval; iv > 0 && !c.closing.Load() && time.Since(c.lastWrite) < iv {
+			// Too soon after the last write: wait, unless nothing is
+			// owed, so an idle connection keeps no writer waiting.
+			c.sub.mu.Lock()
+			if c.sub.q.idle() && !c.pongDue && !c.pingDue && !c.closing.Load() {
+				c.writing = false
+				c.sub.mu.Unlock()
+				return
+			}
+			c.sub.mu.Unlock()
+			spaceWrite(c.lastWrite, iv)
+		}
 		sendClose := false
 		wb.out = wb.out[:0]
 		c.sub.mu.Lock()
@@ -94,6 +106,7 @@ func (c *wsConn) write() {
 		}
 		c.sub.mu.Unlock()
 		n, err := c.writeBatch(wb)
+		c.lastWrite = time.Now()
 		if n > 0 {
 			c.g.m.sentWS.Add(float64(n))
 		}
@@ -108,6 +121,15 @@ func (c *wsConn) write() {
 			// reader waits for; a peer that never sends one is dropped.
 			_ = c.conn.SetReadDeadline(time.Now().Add(closeTimeout))
 		}
+	}
+}
+
+// spaceWrite waits until interval has passed since last, the previous
+// write, so that what is queued meanwhile goes out in one write (see
+// Config.MinWriteInterval).
+func spaceWrite(last time.Time, interval time.Duration) {
+	if d := interval - time.Since(last); interval > 0 && d > 0 {
+		time.Sleep(d) // at most MaxWriteInterval
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // job is one job of a run: its seq before the run, and the seqs the run's
@@ -16,7 +17,8 @@ type job struct {
 	base uint64
 
 	mu        sync.Mutex
-	published []uint64 // seqs of the run's reports, final included; sorted by seqs()
+	published []uint64         // seqs of the run's reports, final included; sorted by seqs()
+	sentAt    map[uint64]int64 // seq → when its report was sent, unix nanos
 	// final is the seq of the final (`succeeded`) report once its reply
 	// has arrived; 0 before.
 	final atomic.Uint64
@@ -26,11 +28,55 @@ func newJob(id string, base uint64) *job {
 	return &job{id: id, channel: "job:" + id, base: base}
 }
 
-// addPublished records the seq a report produced.
-func (j *job) addPublished(seq uint64) {
+// addPublished records the seq a report sent at sentAt produced.
+func (j *job) addPublished(seq uint64, sentAt int64) {
 	j.mu.Lock()
 	j.published = append(j.published, seq)
+	if j.sentAt == nil {
+		j.sentAt = make(map[uint64]int64)
+	}
+	j.sentAt[seq] = sentAt
 	j.mu.Unlock()
+}
+
+// sentTimes returns the send time of every published seq. Call it once
+// publishing is over.
+func (j *job) sentTimes() map[uint64]int64 {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.sentAt
+}
+
+// delivery is one update a client received that was newer than all it
+// had: its seq and when it arrived (unix nanos).
+type delivery struct {
+	seq uint64
+	at  int64
+}
+
+// maxLoggedDeliveries bounds the deliveries a run keeps for the "update
+// or newer" latency (16 bytes each): past it that latency is not
+// measured. It is well above the standard scenarios (2M).
+const maxLoggedDeliveries = 8_000_000
+
+// recordFreshness adds to h, for each published seq the client has (it
+// or a newer one), how long after its report was sent the client first
+// held it or a newer snapshot: the latency a progress bar shows, counting
+// coalesced updates by the delivery that replaced them. published is
+// sorted; log is in arrival order, so its seqs rise.
+func recordFreshness(published []uint64, sentAt map[uint64]int64, log []delivery, h *Histogram) {
+	i := 0
+	for _, seq := range published {
+		for i < len(log) && log[i].seq < seq {
+			i++
+		}
+		if i == len(log) {
+			return // this seq and the rest are lost
+		}
+		if sent, ok := sentAt[seq]; ok {
+			h.Record(time.Duration(log[i].at - sent))
+		}
+	}
 }
 
 // seqs returns the published seqs, sorted. Call it once publishing is over.

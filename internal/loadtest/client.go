@@ -56,6 +56,7 @@ type client struct {
 	stale     uint64 // updates at or below one already received
 	odd       uint64 // frames that are neither its updates nor replies
 	endErr    error  // why the reader stopped, unless the run closed it
+	log       []delivery
 }
 
 // reset prepares c for a connection attempt; the previous reader, if any,
@@ -73,6 +74,7 @@ func (c *client) reset(conn *websocket.Conn) {
 	}
 	c.readySent = false
 	c.received, c.initial, c.stale, c.odd = 0, 0, 0, 0
+	c.log = c.log[:0]
 	c.endErr = nil
 }
 
@@ -129,6 +131,9 @@ func (r *run) onUpdate(c *client, f frame, now int64) {
 		c.received++
 		c.maxSeq.Store(f.seq)
 		c.advancedAt.Store(now)
+		if r.logBudget.Add(-1) >= 0 {
+			c.log = append(c.log, delivery{seq: f.seq, at: now})
+		}
 		if f.sentAt > 0 {
 			r.latency.record(c.id, time.Duration(now-f.sentAt))
 		}

@@ -19,7 +19,11 @@
 // Each report carries its send time in its message ("t=<unix nanos>"), so a
 // client computes end-to-end latency (HTTP report → WebSocket update) from
 // the snapshot alone. Latencies go into a fixed-size log-bucket Histogram,
-// so memory does not grow with the number of samples.
+// so memory does not grow with the number of samples. The "update or
+// newer" latency counts coalesced reports too, each until the newer
+// snapshot that replaced it arrived; it needs each client's deliveries
+// (seq and arrival time, 16 bytes each, at most maxLoggedDeliveries in a
+// run) and the send time of each report, and is computed at the end.
 //
 // When Config.ServerPID is set (StartServer gives it for a server started
 // as a child process) Run also reads the server's CPU time and resident

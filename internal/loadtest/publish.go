@@ -293,7 +293,7 @@ func (p *publisher) send(ctx context.Context, j *job, progress float64, due time
 	p.buf = buf
 	switch {
 	case err == nil:
-		p.sent(j, seq)
+		p.sent(j, seq, now.UnixNano())
 	case ctx.Err() != nil:
 		p.r.skipped.Add(1)
 	default:
@@ -302,8 +302,8 @@ func (p *publisher) send(ctx context.Context, j *job, progress float64, due time
 	}
 }
 
-func (p *publisher) sent(j *job, seq uint64) {
-	j.addPublished(seq)
+func (p *publisher) sent(j *job, seq uint64, sentAt int64) {
+	j.addPublished(seq, sentAt)
 	p.r.reportsOK.Add(1)
 	atomicMax(&p.r.lastReply, time.Now().UnixNano())
 }
@@ -322,7 +322,7 @@ func (p *publisher) sendFinal(ctx context.Context, j *job, due time.Time) {
 		var seq uint64
 		seq, p.buf, err = p.r.pub.report(ctx, j.id, p.body, p.buf)
 		if err == nil {
-			p.sent(j, seq)
+			p.sent(j, seq, now.UnixNano())
 			j.final.Store(seq)
 			return
 		}
@@ -331,7 +331,7 @@ func (p *publisher) sendFinal(ctx context.Context, j *job, due time.Time) {
 		}
 		var state string
 		if state, seq, p.buf, _ = p.r.pub.getJob(ctx, j.id, p.buf); state == "succeeded" {
-			p.sent(j, seq)
+			p.sent(j, seq, now.UnixNano())
 			j.final.Store(seq)
 			return
 		}

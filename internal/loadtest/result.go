@@ -77,6 +77,11 @@ type Result struct {
 
 	// Latency is report sent → update received, per delivery.
 	Latency LatencyStats `json:"latency"`
+	// LatencyUpdateOrNewer is, for every report a client had in the end
+	// (delivered or coalesced), report sent → the client first held it or
+	// a newer snapshot of the job: what a progress bar shows, coalesced
+	// updates included. Not measured (zero) past maxLoggedDeliveries.
+	LatencyUpdateOrNewer LatencyStats `json:"latency_update_or_newer"`
 
 	Server ServerStats `json:"server_process"`
 	// ToolCPUSeconds is this process's CPU time in the window: on one
@@ -206,6 +211,17 @@ func (r *run) tallyClients(res *Result) (lastDelivery int64) {
 	}
 	res.ConnectFailed = res.Clients - res.Connected
 	return lastDelivery
+}
+
+// freshness computes LatencyUpdateOrNewer once every reader has returned.
+func (r *run) freshness() *Histogram {
+	h := NewHistogram()
+	for _, c := range r.clients {
+		if c.connected && c.job != nil {
+			recordFreshness(c.job.seqs(), c.job.sentTimes(), c.log, h)
+		}
+	}
+	return h
 }
 
 // ScheduleSlipped reports whether reports went out much later than

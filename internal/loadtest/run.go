@@ -31,7 +31,10 @@ type run struct {
 	clients []*client
 	readers sync.WaitGroup
 	latency latencyShards
-	errs    errorLog
+	// logBudget is how many more deliveries clients may log for the
+	// "update or newer" latency; below 0 it is not measured.
+	logBudget atomic.Int64
+	errs      errorLog
 
 	reportsOK  atomic.Int64
 	reportErrs atomic.Int64
@@ -86,7 +89,7 @@ func newRun(cfg Config) *run {
 	if cfg.ReportServer != "" {
 		pub = newAPIClient(strings.TrimRight(cfg.ReportServer, "/"), cfg.Token, cfg.Publishers)
 	}
-	return &run{
+	r := &run{
 		cfg:         cfg,
 		log:         log,
 		api:         api,
@@ -100,6 +103,8 @@ func newRun(cfg Config) *run {
 		},
 		latency: newLatencyShards(),
 	}
+	r.logBudget.Store(maxLoggedDeliveries)
+	return r
 }
 
 func (r *run) run(ctx context.Context) (_ *Result, err error) {
@@ -228,6 +233,9 @@ func (r *run) run(ctx context.Context) (_ *Result, err error) {
 		res.DeliveredPerSecond = float64(res.Delivered) / res.WindowSeconds
 	}
 	res.Latency = r.latency.merged().Stats()
+	if r.logBudget.Load() >= 0 && cfg.Scenario != Idle {
+		res.LatencyUpdateOrNewer = r.freshness().Stats()
+	}
 
 	s := &res.Server
 	s.PID = cfg.ServerPID

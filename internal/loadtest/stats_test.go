@@ -179,6 +179,7 @@ func TestAccount(t *testing.T) {
 func TestClientAccounting(t *testing.T) {
 	t.Parallel()
 	r := &run{latency: newLatencyShards()}
+	r.logBudget.Store(100)
 	j := newJob("01J", 10)
 	c := &client{job: j}
 	c.reset(nil)
@@ -190,7 +191,7 @@ func TestClientAccounting(t *testing.T) {
 		t.Fatalf("initial %d received %d stale %d maxSeq %d; want 1, 3, 2, 15", c.initial, c.received, c.stale, c.maxSeq.Load())
 	}
 	for seq := uint64(11); seq <= 15; seq++ {
-		j.addPublished(seq)
+		j.addPublished(seq, now-int64(20-seq)*int64(time.Millisecond))
 	}
 	j.final.Store(15)
 	got := account(j.seqs(), j.final.Load(), receipt{received: c.received, maxSeq: c.maxSeq.Load()})
@@ -199,6 +200,32 @@ func TestClientAccounting(t *testing.T) {
 	}
 	if n := r.latency.merged().Count(); n != 3 {
 		t.Errorf("latency samples = %d, want 3 (one per delivery)", n)
+	}
+	// Every published seq counts for the "update or newer" latency, the
+	// coalesced 12 and 14 by the deliveries of 13 and 15.
+	c.connected = true
+	r.clients = []*client{c}
+	h := r.freshness()
+	if h.Count() != 5 || h.Max() != 9*time.Millisecond {
+		t.Errorf("update-or-newer samples %d, max %v; want 5, 9ms (seq 11, sent 9 ms before it arrived)", h.Count(), h.Max())
+	}
+}
+
+func TestRecordFreshness(t *testing.T) {
+	t.Parallel()
+	ms := int64(time.Millisecond)
+	published := []uint64{1, 2, 3, 4, 5}
+	sent := map[uint64]int64{1: 0, 2: 10 * ms, 3: 20 * ms, 4: 30 * ms, 5: 40 * ms}
+	// 1 arrives at 5 ms; 2 is coalesced into 3, which arrives at 50 ms;
+	// 4 and 5 never arrive (lost): they are not counted.
+	log := []delivery{{seq: 1, at: 5 * ms}, {seq: 3, at: 50 * ms}}
+	h := NewHistogram()
+	recordFreshness(published, sent, log, h)
+	if h.Count() != 3 {
+		t.Fatalf("samples = %d, want 3 (1, 2 and 3)", h.Count())
+	}
+	if h.Max() != 40*time.Millisecond { // seq 2: sent at 10 ms, held from 50 ms
+		t.Errorf("max = %v, want 40ms", h.Max())
 	}
 }
 

@@ -11,6 +11,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/progressd/progressd/internal/gateway"
 )
 
 // Config is everything `progressd serve` can be told. Its zero value is not
@@ -32,6 +34,8 @@ type Config struct {
 	MaxSubscriptions int // per connection
 	MaxConnsPerUser  int // per user (not admins, not single-user mode)
 	Workers          int // pipeline jobs run at once on this node
+	// MinWriteInterval spaces the writes to one client (gateway.Config).
+	MinWriteInterval time.Duration
 
 	// KillGrace is how long a stopped stage command's process group has
 	// between SIGTERM and SIGKILL.
@@ -91,6 +95,9 @@ func (c *Config) Validate() error {
 	}
 	if c.FlushInterval <= 0 {
 		errs = append(errs, errors.New("--flush-interval must be positive"))
+	}
+	if c.MinWriteInterval < 0 || c.MinWriteInterval > gateway.MaxWriteInterval {
+		errs = append(errs, fmt.Errorf("--min-write-interval %s: use 0 (write at once) up to %s", c.MinWriteInterval, gateway.MaxWriteInterval))
 	}
 	if c.KillGrace <= 0 {
 		errs = append(errs, errors.New("--kill-grace must be positive"))

@@ -175,6 +175,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Node, err erro
 		MaxFrameBytes:    int64(cfg.MaxFrameBytes),
 		MaxSubscriptions: cfg.MaxSubscriptions,
 		MaxConnsPerUser:  cfg.MaxConnsPerUser,
+		MinWriteInterval: cfg.MinWriteInterval,
 		Registerer:       n.reg, Log: log,
 	})
 	if err != nil {
