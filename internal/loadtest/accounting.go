@@ -55,8 +55,9 @@ type delivery struct {
 }
 
 // maxLoggedDeliveries bounds the deliveries a run keeps for the "update
-// or newer" latency (16 bytes each): past it that latency is not
-// measured. It is well above the standard scenarios (2M).
+// or newer" latency (16 bytes each), shared out among its clients: past a
+// client's share that latency is not measured. It is well above the
+// standard scenarios (2M).
 const maxLoggedDeliveries = 8_000_000
 
 // recordFreshness adds to h, for each published seq the client has (it

@@ -51,12 +51,13 @@ type client struct {
 	// Written by the reader only; read once done is closed.
 	buf       []byte
 	readySent bool
-	received  uint64 // updates above the job's base, each newer than the last
-	initial   uint64 // updates at or below the base: the job as it was
-	stale     uint64 // updates at or below one already received
-	odd       uint64 // frames that are neither its updates nor replies
-	endErr    error  // why the reader stopped, unless the run closed it
-	log       []delivery
+	received  uint64     // updates above the job's base, each newer than the last
+	initial   uint64     // updates at or below the base: the job as it was
+	stale     uint64     // updates at or below one already received
+	odd       uint64     // frames that are neither its updates nor replies
+	endErr    error      // why the reader stopped, unless the run closed it
+	log       []delivery // deliveries, for the "update or newer" latency
+	logFull   bool       // more deliveries came than run.logCap
 }
 
 // reset prepares c for a connection attempt; the previous reader, if any,
@@ -74,7 +75,7 @@ func (c *client) reset(conn *websocket.Conn) {
 	}
 	c.readySent = false
 	c.received, c.initial, c.stale, c.odd = 0, 0, 0, 0
-	c.log = c.log[:0]
+	c.log, c.logFull = c.log[:0], false
 	c.endErr = nil
 }
 
@@ -131,8 +132,10 @@ func (r *run) onUpdate(c *client, f frame, now int64) {
 		c.received++
 		c.maxSeq.Store(f.seq)
 		c.advancedAt.Store(now)
-		if r.logBudget.Add(-1) >= 0 {
+		if len(c.log) < r.logCap {
 			c.log = append(c.log, delivery{seq: f.seq, at: now})
+		} else {
+			c.logFull = true
 		}
 		if f.sentAt > 0 {
 			r.latency.record(c.id, time.Duration(now-f.sentAt))

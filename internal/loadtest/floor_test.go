@@ -36,6 +36,19 @@ const floorEnv = "LOADTEST_FLOOR_PEER"
 // floorPayload is about the size of a snapshot frame.
 var floorPayload = bytes.Repeat([]byte("x"), 300)
 
+// BenchmarkFloorWriteSize is BenchmarkFloorFanoutWrites' 1,000 × 100/s
+// with 1-byte and 3,000-byte messages: what a write costs hardly depends
+// on its size, so only fewer writes would lower the floor.
+//
+//	go test -run '^$' -bench FloorWriteSize -benchtime 10x ./internal/loadtest
+func BenchmarkFloorWriteSize(b *testing.B) {
+	for _, size := range []int{1, 3000} {
+		b.Run(fmt.Sprintf("%dB", size), func(b *testing.B) {
+			floorFanout(b, 1000, 100, bytes.Repeat([]byte("x"), size))
+		})
+	}
+}
+
 // BenchmarkFloorFanoutWrites is the bench's fanout scenario with nothing
 // but the writes: each op is one second of R rounds, a round writing one
 // 300-byte message to each of C connections, each connection's writes
@@ -49,63 +62,69 @@ var floorPayload = bytes.Repeat([]byte("x"), 300)
 func BenchmarkFloorFanoutWrites(b *testing.B) {
 	for _, sc := range []struct{ conns, rate int }{{1000, 100}, {10000, 10}} {
 		b.Run(fmt.Sprintf("%dx%d", sc.conns, sc.rate), func(b *testing.B) {
-			ln := listenLoopback(b)
-			peer := startFloorPeer(b, "read", ln.Addr().String(), sc.conns)
-			cs := make([]net.Conn, sc.conns)
-			for i := range cs {
-				c, err := ln.Accept()
-				if err != nil {
-					b.Fatal(err)
-				}
-				cs[i] = c
-			}
-			wakes := make([]chan struct{}, sc.conns)
-			var writers, round sync.WaitGroup
-			for i, c := range cs {
-				wake := make(chan struct{}, 1)
-				wakes[i] = wake
-				writers.Go(func() {
-					for range wake {
-						if _, err := c.Write(floorPayload); err != nil {
-							b.Error(err)
-						}
-						round.Done()
-					}
-				})
-			}
-			rounds := make([]time.Duration, 0, b.N*sc.rate)
-			tick := time.NewTicker(time.Second / time.Duration(sc.rate))
-			defer tick.Stop()
-			before, peerBefore := selfCPU(b), procCPU(b, peer.Process.Pid)
-			b.ResetTimer()
-			for range b.N * sc.rate {
-				<-tick.C
-				start := time.Now()
-				round.Add(len(wakes))
-				for _, w := range wakes {
-					w <- struct{}{}
-				}
-				round.Wait()
-				rounds = append(rounds, time.Since(start))
-			}
-			b.StopTimer()
-			used, peerUsed := selfCPU(b)-before, procCPU(b, peer.Process.Pid)-peerBefore
-			for _, w := range wakes {
-				close(w)
-			}
-			writers.Wait()
-			writes := float64(len(rounds) * sc.conns)
-			b.ReportMetric(used.Seconds()/writes*1e5, "server-s/100k")
-			b.ReportMetric(peerUsed.Seconds()/writes*1e5, "peer-s/100k")
-			slices.Sort(rounds)
-			b.ReportMetric(float64(rounds[len(rounds)/2])/1e6, "round-p50-ms")
-			b.ReportMetric(float64(rounds[len(rounds)*99/100])/1e6, "round-p99-ms")
-			for _, c := range cs {
-				c.Close()
-			}
-			waitPeer(b, peer)
+			floorFanout(b, sc.conns, sc.rate, floorPayload)
 		})
 	}
+}
+
+// floorFanout writes payload to each of conns connections rate times a
+// second, b.N seconds, and reports the floor metrics.
+func floorFanout(b *testing.B, conns, rate int, payload []byte) {
+	ln := listenLoopback(b)
+	peer := startFloorPeer(b, "read", ln.Addr().String(), conns)
+	cs := make([]net.Conn, conns)
+	for i := range cs {
+		c, err := ln.Accept()
+		if err != nil {
+			b.Fatal(err)
+		}
+		cs[i] = c
+	}
+	wakes := make([]chan struct{}, conns)
+	var writers, round sync.WaitGroup
+	for i, c := range cs {
+		wake := make(chan struct{}, 1)
+		wakes[i] = wake
+		writers.Go(func() {
+			for range wake {
+				if _, err := c.Write(payload); err != nil {
+					b.Error(err)
+				}
+				round.Done()
+			}
+		})
+	}
+	rounds := make([]time.Duration, 0, b.N*rate)
+	tick := time.NewTicker(time.Second / time.Duration(rate))
+	defer tick.Stop()
+	before, peerBefore := selfCPU(b), procCPU(b, peer.Process.Pid)
+	b.ResetTimer()
+	for range b.N * rate {
+		<-tick.C
+		start := time.Now()
+		round.Add(len(wakes))
+		for _, w := range wakes {
+			w <- struct{}{}
+		}
+		round.Wait()
+		rounds = append(rounds, time.Since(start))
+	}
+	b.StopTimer()
+	used, peerUsed := selfCPU(b)-before, procCPU(b, peer.Process.Pid)-peerBefore
+	for _, w := range wakes {
+		close(w)
+	}
+	writers.Wait()
+	writes := float64(len(rounds) * conns)
+	b.ReportMetric(used.Seconds()/writes*1e5, "server-s/100k")
+	b.ReportMetric(peerUsed.Seconds()/writes*1e5, "peer-s/100k")
+	slices.Sort(rounds)
+	b.ReportMetric(float64(rounds[len(rounds)/2])/1e6, "round-p50-ms")
+	b.ReportMetric(float64(rounds[len(rounds)*99/100])/1e6, "round-p99-ms")
+	for _, c := range cs {
+		c.Close()
+	}
+	waitPeer(b, peer)
 }
 
 // BenchmarkFloorHTTPReport is 1,000 HTTP reports per op to a bare net/http

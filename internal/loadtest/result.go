@@ -163,13 +163,18 @@ func (l *errorLog) list() []string {
 	return out
 }
 
-// tallyClients fills in the per-message accounting once every reader has
-// returned.
+// tallyClients fills in the per-message accounting, and the "update or
+// newer" latency, once every reader has returned.
 func (r *run) tallyClients(res *Result) (lastDelivery int64) {
 	seqs := make(map[*job][]uint64, len(r.jobs))
 	for _, j := range r.jobs {
 		seqs[j] = j.seqs()
 	}
+	fresh := r.cfg.Scenario != Idle
+	for _, c := range r.clients {
+		fresh = fresh && !c.logFull // every delivery was logged
+	}
+	freshness := NewHistogram()
 	for _, c := range r.clients {
 		if !c.connected {
 			continue
@@ -204,24 +209,19 @@ func (r *run) tallyClients(res *Result) (lastDelivery int64) {
 		res.Coalesced += t.coalesced
 		res.Lost += t.lost
 		res.Unexpected += t.unexpected
+		if fresh {
+			recordFreshness(pub, c.job.sentTimes(), c.log, freshness)
+		}
 		if !t.gotFinal {
 			res.MissedFinal++
 		}
 		lastDelivery = max(lastDelivery, c.advancedAt.Load())
 	}
 	res.ConnectFailed = res.Clients - res.Connected
-	return lastDelivery
-}
-
-// freshness computes LatencyUpdateOrNewer once every reader has returned.
-func (r *run) freshness() *Histogram {
-	h := NewHistogram()
-	for _, c := range r.clients {
-		if c.connected && c.job != nil {
-			recordFreshness(c.job.seqs(), c.job.sentTimes(), c.log, h)
-		}
+	if fresh {
+		res.LatencyUpdateOrNewer = freshness.Stats()
 	}
-	return h
+	return lastDelivery
 }
 
 // ScheduleSlipped reports whether reports went out much later than

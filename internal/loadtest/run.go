@@ -31,10 +31,11 @@ type run struct {
 	clients []*client
 	readers sync.WaitGroup
 	latency latencyShards
-	// logBudget is how many more deliveries clients may log for the
-	// "update or newer" latency; below 0 it is not measured.
-	logBudget atomic.Int64
-	errs      errorLog
+	// logCap is how many deliveries each client may log for the "update
+	// or newer" latency (maxLoggedDeliveries shared out); a client that
+	// had more leaves that latency unmeasured.
+	logCap int
+	errs   errorLog
 
 	reportsOK  atomic.Int64
 	reportErrs atomic.Int64
@@ -103,7 +104,7 @@ func newRun(cfg Config) *run {
 		},
 		latency: newLatencyShards(),
 	}
-	r.logBudget.Store(maxLoggedDeliveries)
+	r.logCap = maxLoggedDeliveries / max(cfg.Clients, 1)
 	return r
 }
 
@@ -233,9 +234,6 @@ func (r *run) run(ctx context.Context) (_ *Result, err error) {
 		res.DeliveredPerSecond = float64(res.Delivered) / res.WindowSeconds
 	}
 	res.Latency = r.latency.merged().Stats()
-	if r.logBudget.Load() >= 0 && cfg.Scenario != Idle {
-		res.LatencyUpdateOrNewer = r.freshness().Stats()
-	}
 
 	s := &res.Server
 	s.PID = cfg.ServerPID

@@ -179,7 +179,7 @@ func TestAccount(t *testing.T) {
 func TestClientAccounting(t *testing.T) {
 	t.Parallel()
 	r := &run{latency: newLatencyShards()}
-	r.logBudget.Store(100)
+	r.logCap = 100
 	j := newJob("01J", 10)
 	c := &client{job: j}
 	c.reset(nil)
@@ -204,10 +204,11 @@ func TestClientAccounting(t *testing.T) {
 	// Every published seq counts for the "update or newer" latency, the
 	// coalesced 12 and 14 by the deliveries of 13 and 15.
 	c.connected = true
-	r.clients = []*client{c}
-	h := r.freshness()
-	if h.Count() != 5 || h.Max() != 9*time.Millisecond {
-		t.Errorf("update-or-newer samples %d, max %v; want 5, 9ms (seq 11, sent 9 ms before it arrived)", h.Count(), h.Max())
+	r.clients, r.jobs = []*client{c}, []*job{j}
+	var res Result
+	r.tallyClients(&res)
+	if f := res.LatencyUpdateOrNewer; f.Samples != 5 || f.Max != 9*time.Millisecond {
+		t.Errorf("update-or-newer samples %d, max %v; want 5, 9ms (seq 11, sent 9 ms before it arrived)", f.Samples, f.Max)
 	}
 }
 
