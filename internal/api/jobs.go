@@ -9,7 +9,6 @@ import (
 
 	"github.com/progressd/progressd/internal/jobs"
 	"github.com/progressd/progressd/internal/progress"
-	"github.com/progressd/progressd/internal/store"
 )
 
 type createInput struct {
@@ -129,7 +128,7 @@ func (a *API) cancelJob(ctx context.Context, in *jobIDInput) (*snapshotOutput, e
 
 func (a *API) listJobs(ctx context.Context, in *listInput) (*listOutput, error) {
 	p := principal(ctx)
-	q := store.Query{Project: in.Project, Limit: in.Limit, Cursor: in.Cursor}
+	q := progress.Query{Project: in.Project, Limit: in.Limit, Cursor: in.Cursor}
 	if !p.Admin {
 		q.Owner = p.Subject
 	}

@@ -15,15 +15,14 @@ import (
 	"github.com/progressd/progressd/internal/auth"
 	"github.com/progressd/progressd/internal/broker"
 	"github.com/progressd/progressd/internal/progress"
-	"github.com/progressd/progressd/internal/snapshot"
 )
 
 // Jobs is what the gateway reads to send a new subscriber the current
-// state. *jobs.Service implements it; Get returns an error matching
-// jobs.ErrNotFound for an unknown job.
+// state. *jobs.Service implements it (package node checks that); Get
+// returns an error matching progress.ErrNotFound for an unknown job.
 type Jobs interface {
 	Get(ctx context.Context, id string) (progress.Snapshot, error)
-	Recent(ctx context.Context, f snapshot.Filter, limit int) ([]progress.Snapshot, error)
+	Recent(ctx context.Context, f progress.Filter, limit int) ([]progress.Snapshot, error)
 }
 
 // Defaults of Config; SPEC.md fixes the limits.

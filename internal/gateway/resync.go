@@ -6,7 +6,6 @@ import (
 	"github.com/progressd/progressd/internal/auth"
 	"github.com/progressd/progressd/internal/broker"
 	"github.com/progressd/progressd/internal/progress"
-	"github.com/progressd/progressd/internal/snapshot"
 )
 
 // Resync sends every subscriber the current snapshots of every channel it
@@ -54,9 +53,9 @@ func (g *Gateway) resyncRead(ch string) []progress.Snapshot {
 		}
 		return []progress.Snapshot{snap}
 	case auth.ProjectChannel, auth.UserChannel:
-		f := snapshot.Filter{Project: key}
+		f := progress.Filter{Project: key}
 		if kind == auth.UserChannel {
-			f = snapshot.Filter{Owner: key}
+			f = progress.Filter{Owner: key}
 		}
 		snaps, err := g.cfg.Jobs.Recent(ctx, f, g.cfg.RecentLimit)
 		if err != nil {

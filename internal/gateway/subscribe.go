@@ -5,13 +5,8 @@ import (
 	"errors"
 
 	"github.com/progressd/progressd/internal/auth"
-	"github.com/progressd/progressd/internal/jobs"
 	"github.com/progressd/progressd/internal/progress"
-	"github.com/progressd/progressd/internal/snapshot"
 )
-
-// The real job service is what New is given in production.
-var _ Jobs = (*jobs.Service)(nil)
 
 // target is a channel a principal was allowed to subscribe to.
 type target struct {
@@ -65,7 +60,7 @@ func (g *Gateway) getJob(id string) (progress.Snapshot, *protoError) {
 	defer cancel()
 	snap, err := g.cfg.Jobs.Get(ctx, id)
 	switch {
-	case errors.Is(err, jobs.ErrNotFound):
+	case errors.Is(err, progress.ErrNotFound):
 		return snap, errorf(CodeNotFound, "job:%s: no such job", id)
 	case err != nil:
 		g.warnf("read job for a subscriber", "job", id, "err", err)
@@ -85,9 +80,9 @@ func (g *Gateway) current(p auth.Principal, t target) ([]progress.Snapshot, *pro
 		}
 		return []progress.Snapshot{snap}, nil
 	}
-	f := snapshot.Filter{Project: t.key}
+	f := progress.Filter{Project: t.key}
 	if t.kind == auth.UserChannel {
-		f = snapshot.Filter{Owner: t.key}
+		f = progress.Filter{Owner: t.key}
 	}
 	ctx, cancel := context.WithTimeout(g.ctx, g.cfg.RequestTimeout)
 	defer cancel()

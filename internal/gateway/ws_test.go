@@ -13,7 +13,6 @@ import (
 
 	"github.com/progressd/progressd/internal/auth"
 	"github.com/progressd/progressd/internal/progress"
-	"github.com/progressd/progressd/internal/snapshot"
 )
 
 func TestWSSubscribeSendsReplyThenSnapshotThenChanges(t *testing.T) {
@@ -198,7 +197,7 @@ func (f failingJobs) Get(ctx context.Context, id string) (progress.Snapshot, err
 	return f.Jobs.Get(ctx, id)
 }
 
-func (f failingJobs) Recent(ctx context.Context, flt snapshot.Filter, limit int) ([]progress.Snapshot, error) {
+func (f failingJobs) Recent(ctx context.Context, flt progress.Filter, limit int) ([]progress.Snapshot, error) {
 	if flt.Project == f.project {
 		return nil, errAny
 	}

@@ -24,8 +24,10 @@ import (
 	"github.com/progressd/progressd/internal/store"
 )
 
-// ErrNotFound is returned for a job id that no store knows.
-var ErrNotFound = errors.New("jobs: job not found")
+// ErrNotFound is returned for a job id that no store knows. It is
+// progress.ErrNotFound, which readers that do not import jobs (the gateway)
+// match.
+var ErrNotFound = progress.ErrNotFound
 
 // ErrUnavailable wraps a failure of a store the change depends on (Redis
 // or the database down): nothing was changed, and the caller may retry.
@@ -245,7 +247,7 @@ func (s *Service) Get(ctx context.Context, id string) (progress.Snapshot, error)
 }
 
 // List returns a page of jobs newest first, each at its latest snapshot.
-func (s *Service) List(ctx context.Context, q store.Query) ([]progress.Snapshot, string, error) {
+func (s *Service) List(ctx context.Context, q progress.Query) ([]progress.Snapshot, string, error) {
 	page, next, err := s.cfg.DB.List(ctx, q)
 	if err != nil {
 		return nil, "", fmt.Errorf("jobs: list: %w", err)
@@ -261,14 +263,14 @@ func (s *Service) List(ctx context.Context, q store.Query) ([]progress.Snapshot,
 
 // Recent returns the active and recently finished jobs of a project or
 // owner, for a subscriber's first view.
-func (s *Service) Recent(ctx context.Context, f snapshot.Filter, limit int) ([]progress.Snapshot, error) {
+func (s *Service) Recent(ctx context.Context, f progress.Filter, limit int) ([]progress.Snapshot, error) {
 	return s.cfg.Snapshots.Recent(ctx, f, limit)
 }
 
 // Warm loads every unfinished job from the durable store into the snapshot
 // store, so subscribers to a project see its running jobs after a restart.
 func (s *Service) Warm(ctx context.Context) error {
-	q := store.Query{States: []progress.State{progress.Queued, progress.Running}, Limit: 500}
+	q := progress.Query{States: []progress.State{progress.Queued, progress.Running}, Limit: 500}
 	n := 0
 	for {
 		page, next, err := s.cfg.DB.List(ctx, q)

@@ -36,6 +36,12 @@ import (
 	"github.com/progressd/progressd/web"
 )
 
+// The parts a node hands each other, checked here where they are wired so
+// that the packages using them need not import the implementations.
+var (
+	_ gateway.Jobs = (*jobs.Service)(nil)
+)
+
 // Version is set at build time with -ldflags "-X …/node.Version=…".
 var Version = "dev"
 

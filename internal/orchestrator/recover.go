@@ -16,7 +16,6 @@ import (
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/progressd/progressd/internal/progress"
-	"github.com/progressd/progressd/internal/store"
 )
 
 // orphanError is the attempt error recorded on a job that was running when
@@ -214,7 +213,7 @@ func (o *Orchestrator) reconcile(ctx context.Context) (requeued, lost int, err e
 	if o.shared != nil {
 		horizon = horizon.Add(-sharedQueueGrace)
 	}
-	q := store.Query{States: []progress.State{progress.Queued, progress.Running}, Limit: 500}
+	q := progress.Query{States: []progress.State{progress.Queued, progress.Running}, Limit: 500}
 	for {
 		page, next, err := o.cfg.Jobs.List(ctx, q)
 		if err != nil {

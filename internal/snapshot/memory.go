@@ -211,7 +211,7 @@ func (m *Memory) Get(_ context.Context, id string) (progress.Snapshot, error) {
 }
 
 // Recent implements Store.
-func (m *Memory) Recent(ctx context.Context, f Filter, limit int) ([]progress.Snapshot, error) {
+func (m *Memory) Recent(ctx context.Context, f progress.Filter, limit int) ([]progress.Snapshot, error) {
 	in, key := m.projects, f.Project
 	if f.Project == "" {
 		in, key = m.owners, f.Owner

@@ -48,7 +48,7 @@ func TestMemoryForgetsOldestFinished(t *testing.T) {
 	if _, err := m.Get(ctx, active.JobID); err != nil {
 		t.Fatalf("the active job was forgotten: %v", err)
 	}
-	recent, err := m.Recent(ctx, snapshot.Filter{Project: "p"}, 10)
+	recent, err := m.Recent(ctx, progress.Filter{Project: "p"}, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +91,7 @@ func TestMemoryRecentBoundsActive(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	got, err := m.Recent(ctx, snapshot.Filter{Project: "p"}, 10)
+	got, err := m.Recent(ctx, progress.Filter{Project: "p"}, 10)
 	if err != nil {
 		t.Fatal(err)
 	}

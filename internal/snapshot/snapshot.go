@@ -38,7 +38,7 @@ type Store interface {
 	// (Project empty): the active ones, newest first, at most
 	// MaxRecentActive of them, then the most recently finished up to limit,
 	// newest first.
-	Recent(ctx context.Context, f Filter, limit int) ([]progress.Snapshot, error)
+	Recent(ctx context.Context, f progress.Filter, limit int) ([]progress.Snapshot, error)
 	// Ping reports whether the store answers, for /readyz.
 	Ping(ctx context.Context) error
 	// Close releases the store's resources.
@@ -49,9 +49,3 @@ type Store interface {
 // a project with a runaway number of unfinished jobs gets a bounded first
 // view (the newest), not an unbounded burst.
 const MaxRecentActive = 1000
-
-// Filter selects the jobs of one project or one owner for Recent.
-type Filter struct {
-	Project string
-	Owner   string
-}

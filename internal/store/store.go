@@ -33,22 +33,10 @@ type Store interface {
 	// Get returns the stored snapshot of one job, or ErrNotFound.
 	Get(ctx context.Context, id string) (progress.Snapshot, error)
 	// List returns jobs newest first (by job id, which is time-ordered),
-	// filtered by q, and the cursor of the next page ("" on the last page).
-	List(ctx context.Context, q Query) (jobs []progress.Snapshot, next string, err error)
+	// filtered by q (paged by q.PageSize), and the cursor of the next page ("" on the last page).
+	List(ctx context.Context, q progress.Query) (jobs []progress.Snapshot, next string, err error)
 	// Ping reports whether the database answers, for /readyz.
 	Ping(ctx context.Context) error
 	// Close releases the database. The store is unusable afterwards.
 	Close() error
-}
-
-// Query filters List. Zero fields match everything.
-type Query struct {
-	Project string
-	Owner   string
-	// States, when non-empty, matches jobs in any of these states.
-	States []progress.State
-	// Limit is the page size; List treats ≤ 0 as 50 and caps it at 500.
-	Limit int
-	// Cursor is the next value of a previous page; "" starts at the newest.
-	Cursor string
 }

@@ -310,7 +310,7 @@ func (w *WriteBehind) Get(ctx context.Context, id string) (progress.Snapshot, er
 // pending snapshot where that is newer. Filters apply to what is stored;
 // state changes are written durably, so pending snapshots rarely differ in
 // what List filters on.
-func (w *WriteBehind) List(ctx context.Context, q Query) ([]progress.Snapshot, string, error) {
+func (w *WriteBehind) List(ctx context.Context, q progress.Query) ([]progress.Snapshot, string, error) {
 	w.mu.Lock()
 	mem := make(map[string]progress.Snapshot, len(w.pending)+len(w.inflight))
 	for _, m := range []map[string]progress.Snapshot{w.pending, w.inflight} {

@@ -46,7 +46,7 @@ func (f *faultyStore) Get(ctx context.Context, id string) (progress.Snapshot, er
 	return s, err
 }
 
-func (f *faultyStore) List(ctx context.Context, q store.Query) ([]progress.Snapshot, string, error) {
+func (f *faultyStore) List(ctx context.Context, q progress.Query) ([]progress.Snapshot, string, error) {
 	jobs, next, err := f.Store.List(ctx, q)
 	if f.afterRead != nil {
 		f.afterRead()
@@ -374,7 +374,7 @@ func TestWriteBehindListShowsPending(t *testing.T) {
 	b := setup(t, time.Hour, nil)
 	other := b.newJob(t, 1)
 	b.save(t, at(b.job, 5), false)
-	jobs, _, err := b.wb.List(t.Context(), store.Query{Project: "p1"})
+	jobs, _, err := b.wb.List(t.Context(), progress.Query{Project: "p1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -398,7 +398,7 @@ func TestWriteBehindReadRacingFlush(t *testing.T) {
 			return s.Seq, err
 		},
 		"List": func() (uint64, error) {
-			jobs, _, err := b.wb.List(t.Context(), store.Query{})
+			jobs, _, err := b.wb.List(t.Context(), progress.Query{})
 			if err != nil || len(jobs) != 1 {
 				return 0, fmt.Errorf("List = %d jobs, %v; want 1 job", len(jobs), err)
 			}
@@ -446,7 +446,7 @@ func TestWriteBehindReadersNeverGoBack(t *testing.T) {
 					t.Errorf("Get = seq %d after seq %d was reported", s.Seq, floor)
 				}
 				floor = reported.Load()
-				jobs, _, err := b.wb.List(ctx, store.Query{})
+				jobs, _, err := b.wb.List(ctx, progress.Query{})
 				if err == nil && len(jobs) != 1 {
 					t.Errorf("List = %d jobs, want 1", len(jobs))
 				} else if err == nil && jobs[0].Seq < floor {

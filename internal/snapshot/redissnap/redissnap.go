@@ -341,7 +341,7 @@ func (s *Store) Get(ctx context.Context, id string) (progress.Snapshot, error) {
 // Recent implements snapshot.Store: two round trips, one for the indexes
 // and one for the snapshots. A finished job whose snapshot expired since
 // it was indexed is left out.
-func (s *Store) Recent(ctx context.Context, f snapshot.Filter, limit int) ([]progress.Snapshot, error) {
+func (s *Store) Recent(ctx context.Context, f progress.Filter, limit int) ([]progress.Snapshot, error) {
 	if err := s.checkOpen(); err != nil {
 		return nil, err
 	}

@@ -332,7 +332,7 @@ func TestFinishedJobsAreBoundedAndExpire(t *testing.T) {
 	if d := rdb.PTTL(t.Context(), prefix+"job:"+active.JobID).Val(); d != -1 {
 		t.Errorf("the active job has TTL %v, want none", d)
 	}
-	recent, err := st.Recent(t.Context(), snapshot.Filter{Project: "p"}, 10)
+	recent, err := st.Recent(t.Context(), progress.Filter{Project: "p"}, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -348,7 +348,7 @@ func TestFinishedJobsAreBoundedAndExpire(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	recent, err = st.Recent(t.Context(), snapshot.Filter{Owner: "alice"}, 10)
+	recent, err = st.Recent(t.Context(), progress.Filter{Owner: "alice"}, 10)
 	if err != nil {
 		t.Fatal(err)
 	}

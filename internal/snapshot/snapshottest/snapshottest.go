@@ -145,7 +145,7 @@ func testNotFound(t *testing.T, st snapshot.Store) {
 	if _, err := st.Update(ctx, "nope", report(progress.Report{})); !errors.Is(err, snapshot.ErrNotFound) {
 		t.Fatalf("Update unknown: %v", err)
 	}
-	recent, err := st.Recent(ctx, snapshot.Filter{Project: "nope"}, 10)
+	recent, err := st.Recent(ctx, progress.Filter{Project: "nope"}, 10)
 	if err != nil || len(recent) != 0 {
 		t.Fatalf("Recent of an unknown project = %v, %v", recent, err)
 	}
@@ -163,7 +163,7 @@ func testRecent(t *testing.T, st snapshot.Store) {
 		_, err := st.Update(ctx, fmt.Sprintf("job-%06d", n), report(progress.Report{State: ptr(progress.Succeeded)}))
 		must(t, err)
 	}
-	got, err := st.Recent(ctx, snapshot.Filter{Project: "p"}, 3)
+	got, err := st.Recent(ctx, progress.Filter{Project: "p"}, 3)
 	must(t, err)
 	var ids []string
 	for _, s := range got {
@@ -176,7 +176,7 @@ func testRecent(t *testing.T, st snapshot.Store) {
 	if got[3].State != progress.Succeeded {
 		t.Fatalf("finished job has state %s", got[3].State)
 	}
-	got, err = st.Recent(ctx, snapshot.Filter{Owner: "bob"}, 10)
+	got, err = st.Recent(ctx, progress.Filter{Owner: "bob"}, 10)
 	must(t, err)
 	if len(got) != 1 || got[0].JobID != "job-000011" {
 		t.Fatalf("Recent(owner bob) = %v", got)

@@ -1,4 +1,4 @@
 package postgres
 
 // ListQuery exposes the SELECT List runs, for EXPLAIN in tests.
-var ListQuery = listQuery
+var ListQuery = queries.List

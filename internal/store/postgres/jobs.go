@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -14,6 +12,9 @@ import (
 	"github.com/progressd/progressd/internal/progress"
 	"github.com/progressd/progressd/internal/store"
 )
+
+// queries are the reads of package store's shared SQL, in this database's spelling.
+var queries = store.SQL{Table: "progressd_jobs", Placeholder: store.DollarNumber}
 
 // row is a snapshot ready to be written, encoded before any connection is
 // taken from the pool.
@@ -148,7 +149,7 @@ func (s *Store) Save(ctx context.Context, snaps []progress.Snapshot) error {
 // Get returns the stored snapshot of job id, or ErrNotFound.
 func (s *Store) Get(ctx context.Context, id string) (progress.Snapshot, error) {
 	var text string
-	err := s.pool.QueryRow(ctx, `SELECT snapshot FROM progressd_jobs WHERE id = $1`, id).Scan(&text)
+	err := s.pool.QueryRow(ctx, queries.Get(), id).Scan(&text)
 	if isNoRows(err) {
 		return progress.Snapshot{}, fmt.Errorf("postgres: job %s: %w", id, store.ErrNotFound)
 	}
@@ -161,8 +162,8 @@ func (s *Store) Get(ctx context.Context, id string) (progress.Snapshot, error) {
 // List returns one page of jobs, newest first. It reads one row more than
 // the page holds to learn whether a next page exists, so the last page has
 // no cursor even when it is full.
-func (s *Store) List(ctx context.Context, q store.Query) ([]progress.Snapshot, string, error) {
-	query, args := listQuery(q)
+func (s *Store) List(ctx context.Context, q progress.Query) ([]progress.Snapshot, string, error) {
+	query, args := queries.List(q)
 	rows, err := s.pool.Query(ctx, query, args...)
 	if err != nil {
 		return nil, "", fmt.Errorf("postgres: list jobs: %w", err)
@@ -174,36 +175,4 @@ func (s *Store) List(ctx context.Context, q store.Query) ([]progress.Snapshot, s
 		return nil, "", fmt.Errorf("postgres: list jobs: %w", err)
 	}
 	return jobs, next, nil
-}
-
-// listQuery builds the SELECT for q. Only placeholders carry values.
-func listQuery(q store.Query) (string, []any) {
-	var where []string
-	var args []any
-	arg := func(v any) string {
-		args = append(args, v)
-		return "$" + strconv.Itoa(len(args))
-	}
-	if q.Project != "" {
-		where = append(where, "project = "+arg(q.Project))
-	}
-	if q.Owner != "" {
-		where = append(where, "owner = "+arg(q.Owner))
-	}
-	if len(q.States) > 0 {
-		states := make([]string, len(q.States))
-		for i, st := range q.States {
-			states[i] = string(st)
-		}
-		where = append(where, "state = ANY("+arg(states)+"::text[])")
-	}
-	if q.Cursor != "" {
-		where = append(where, "id < "+arg(q.Cursor))
-	}
-	query := "SELECT id, snapshot FROM progressd_jobs"
-	if len(where) > 0 {
-		query += " WHERE " + strings.Join(where, " AND ")
-	}
-	query += " ORDER BY id DESC LIMIT " + arg(q.PageSize()+1)
-	return query, args
 }

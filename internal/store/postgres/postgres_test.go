@@ -231,16 +231,16 @@ func TestListUsesIndexes(t *testing.T) {
 	exec(t, url, "ANALYZE progressd_jobs")
 	const mid = "0195522a-0000-7000-8000-000000002000"
 	for _, tc := range []struct {
-		q        store.Query
+		q        progress.Query
 		noSort   bool
 		wantScan string
 	}{
-		{store.Query{}, true, "Index Scan Backward"},
-		{store.Query{Cursor: mid}, true, "Index Scan Backward"},
-		{store.Query{Project: "p1", Cursor: mid}, true, "Index Scan Backward"},
-		{store.Query{Owner: "o1"}, true, "Index Scan Backward"},
-		{store.Query{States: []progress.State{progress.Succeeded}}, true, "Index Scan Backward"},
-		{store.Query{Project: "rare"}, false, "progressd_jobs_project_id"},
+		{progress.Query{}, true, "Index Scan Backward"},
+		{progress.Query{Cursor: mid}, true, "Index Scan Backward"},
+		{progress.Query{Project: "p1", Cursor: mid}, true, "Index Scan Backward"},
+		{progress.Query{Owner: "o1"}, true, "Index Scan Backward"},
+		{progress.Query{States: []progress.State{progress.Succeeded}}, true, "Index Scan Backward"},
+		{progress.Query{Project: "rare"}, false, "progressd_jobs_project_id"},
 	} {
 		sql, args := postgres.ListQuery(tc.q)
 		rows := query(t, url, "EXPLAIN "+sql, args...)

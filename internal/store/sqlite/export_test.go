@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/progressd/progressd/internal/store"
+	"github.com/progressd/progressd/internal/progress"
 )
 
 // Test helpers that reach inside the Store.
@@ -26,9 +26,9 @@ func Exec(t *testing.T, s *Store, query string) {
 }
 
 // ExplainList returns the query plan of List(q), one step a line.
-func ExplainList(t *testing.T, s *Store, q store.Query) string {
+func ExplainList(t *testing.T, s *Store, q progress.Query) string {
 	t.Helper()
-	query, args := listQuery(q)
+	query, args := queries.List(q)
 	rows, err := s.db.QueryContext(t.Context(), "EXPLAIN QUERY PLAN "+query, args...)
 	if err != nil {
 		t.Fatalf("EXPLAIN: %v", err)

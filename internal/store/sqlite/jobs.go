@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"strings"
 
 	"github.com/progressd/progressd/internal/progress"
 	"github.com/progressd/progressd/internal/store"
 )
+
+// queries are the reads of package store's shared SQL, in this database's spelling.
+var queries = store.SQL{Table: "jobs", Placeholder: store.QuestionMark}
 
 // row is a snapshot ready to be written: its columns, encoded outside any
 // transaction so the write lock is held only for the statements.
@@ -145,7 +147,7 @@ func (s *Store) Save(ctx context.Context, snaps []progress.Snapshot) error {
 // Get returns the stored snapshot of job id, or ErrNotFound.
 func (s *Store) Get(ctx context.Context, id string) (progress.Snapshot, error) {
 	var text string
-	err := s.db.QueryRowContext(ctx, `SELECT snapshot FROM jobs WHERE id = ?`, id).Scan(&text)
+	err := s.db.QueryRowContext(ctx, queries.Get(), id).Scan(&text)
 	if errors.Is(err, sql.ErrNoRows) {
 		return progress.Snapshot{}, fmt.Errorf("sqlite: job %s: %w", id, store.ErrNotFound)
 	}
@@ -158,8 +160,8 @@ func (s *Store) Get(ctx context.Context, id string) (progress.Snapshot, error) {
 // List returns one page of jobs, newest first. It reads one row more than
 // the page holds to learn whether a next page exists, so the last page has
 // no cursor even when it is full.
-func (s *Store) List(ctx context.Context, q store.Query) ([]progress.Snapshot, string, error) {
-	query, args := listQuery(q)
+func (s *Store) List(ctx context.Context, q progress.Query) ([]progress.Snapshot, string, error) {
+	query, args := queries.List(q)
 	rows, err := s.db.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, "", fmt.Errorf("sqlite: list jobs: %w", err)
@@ -171,35 +173,4 @@ func (s *Store) List(ctx context.Context, q store.Query) ([]progress.Snapshot, s
 		return nil, "", fmt.Errorf("sqlite: list jobs: %w", err)
 	}
 	return jobs, next, nil
-}
-
-// listQuery builds the SELECT for q. Only placeholders carry values.
-func listQuery(q store.Query) (string, []any) {
-	var where []string
-	var args []any
-	if q.Project != "" {
-		where = append(where, "project = ?")
-		args = append(args, q.Project)
-	}
-	if q.Owner != "" {
-		where = append(where, "owner = ?")
-		args = append(args, q.Owner)
-	}
-	if len(q.States) > 0 {
-		where = append(where, "state IN (?"+strings.Repeat(", ?", len(q.States)-1)+")")
-		for _, st := range q.States {
-			args = append(args, string(st))
-		}
-	}
-	if q.Cursor != "" {
-		where = append(where, "id < ?")
-		args = append(args, q.Cursor)
-	}
-	query := "SELECT id, snapshot FROM jobs"
-	if len(where) > 0 {
-		query += " WHERE " + strings.Join(where, " AND ")
-	}
-	query += " ORDER BY id DESC LIMIT ?"
-	args = append(args, q.PageSize()+1)
-	return query, args
 }

@@ -86,14 +86,14 @@ func TestListUsesIndexes(t *testing.T) {
 	s := openFile(t, filepath.Join(t.TempDir(), "progressd.db"))
 	defer s.Close()
 	for _, tc := range []struct {
-		q     store.Query
+		q     progress.Query
 		index string
 	}{
-		{store.Query{}, "sqlite_autoindex_jobs_1"},
-		{store.Query{Cursor: "x"}, "sqlite_autoindex_jobs_1"},
-		{store.Query{Project: "p1", Cursor: "x"}, "jobs_project_id"},
-		{store.Query{Owner: "alice", Cursor: "x"}, "jobs_owner_id"},
-		{store.Query{States: []progress.State{progress.Running}, Cursor: "x"}, "jobs_state_id"},
+		{progress.Query{}, "sqlite_autoindex_jobs_1"},
+		{progress.Query{Cursor: "x"}, "sqlite_autoindex_jobs_1"},
+		{progress.Query{Project: "p1", Cursor: "x"}, "jobs_project_id"},
+		{progress.Query{Owner: "alice", Cursor: "x"}, "jobs_owner_id"},
+		{progress.Query{States: []progress.State{progress.Running}, Cursor: "x"}, "jobs_state_id"},
 	} {
 		plan := sqlite.ExplainList(t, s, tc.q)
 		if strings.Contains(plan, "TEMP B-TREE") || !strings.Contains(plan, "INDEX "+tc.index) {

@@ -365,7 +365,7 @@ func testSaveUpdatesListFilters(t *testing.T, b *bundle) {
 		state progress.State
 		want  int
 	}{{progress.Queued, 0}, {progress.Succeeded, 1}} {
-		jobs, _, err := b.store.List(t.Context(), store.Query{States: []progress.State{tc.state}})
+		jobs, _, err := b.store.List(t.Context(), progress.Query{States: []progress.State{tc.state}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -401,7 +401,7 @@ func fixture(t *testing.T, b *bundle, n int) []progress.Snapshot {
 }
 
 // expect returns the ids of jobs matching q (ignoring paging), newest first.
-func expect(jobs []progress.Snapshot, q store.Query) []string {
+func expect(jobs []progress.Snapshot, q progress.Query) []string {
 	var ids []string
 	for _, s := range jobs {
 		if (q.Project == "" || s.Project == q.Project) &&
@@ -424,24 +424,24 @@ func jobIDs(jobs []progress.Snapshot) []string {
 }
 
 func testListFilters(t *testing.T, b *bundle) {
-	jobs := fixture(t, b, store.DefaultLimit-5) // one page: pagination is tested below
+	jobs := fixture(t, b, progress.DefaultLimit-5) // one page: pagination is tested below
 	byID := map[string]progress.Snapshot{}
 	for _, s := range jobs {
 		byID[s.JobID] = s
 	}
 	tests := []struct {
 		name string
-		q    store.Query
+		q    progress.Query
 	}{
-		{"all", store.Query{}},
-		{"project", store.Query{Project: "p1"}},
-		{"owner", store.Query{Owner: "bob"}},
-		{"project and owner", store.Query{Project: "p2", Owner: "alice"}},
-		{"one state", store.Query{States: []progress.State{progress.Running}}},
-		{"several states", store.Query{States: []progress.State{progress.Succeeded, progress.Failed}}},
-		{"project and state", store.Query{Project: "p0", States: []progress.State{progress.Queued}}},
-		{"everything", store.Query{Project: "p1", Owner: "alice", States: []progress.State{progress.Queued, progress.Running}}},
-		{"unknown project", store.Query{Project: "nope"}},
+		{"all", progress.Query{}},
+		{"project", progress.Query{Project: "p1"}},
+		{"owner", progress.Query{Owner: "bob"}},
+		{"project and owner", progress.Query{Project: "p2", Owner: "alice"}},
+		{"one state", progress.Query{States: []progress.State{progress.Running}}},
+		{"several states", progress.Query{States: []progress.State{progress.Succeeded, progress.Failed}}},
+		{"project and state", progress.Query{Project: "p0", States: []progress.State{progress.Queued}}},
+		{"everything", progress.Query{Project: "p1", Owner: "alice", States: []progress.State{progress.Queued, progress.Running}}},
+		{"unknown project", progress.Query{Project: "nope"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -464,7 +464,7 @@ func testListFilters(t *testing.T, b *bundle) {
 
 // pages walks every page of q and returns the ids in order, failing on a
 // page longer than the limit or a cursor that does not advance.
-func pages(t *testing.T, s store.Store, q store.Query) (all []string, n int) {
+func pages(t *testing.T, s store.Store, q progress.Query) (all []string, n int) {
 	t.Helper()
 	for {
 		got, next, err := s.List(t.Context(), q)
@@ -490,13 +490,13 @@ func testListPagination(t *testing.T, b *bundle) {
 	jobs := fixture(t, b, 250)
 	tests := []struct {
 		name  string
-		q     store.Query
+		q     progress.Query
 		pages int
 	}{
-		{"all, partial last page", store.Query{Limit: 100}, 3},
-		{"all, full last page", store.Query{Limit: 50}, 5},
-		{"filtered", store.Query{Project: "p1", Limit: 7}, 12},
-		{"filtered by state", store.Query{States: []progress.State{progress.Running, progress.Queued}, Limit: 40}, 4},
+		{"all, partial last page", progress.Query{Limit: 100}, 3},
+		{"all, full last page", progress.Query{Limit: 50}, 5},
+		{"filtered", progress.Query{Project: "p1", Limit: 7}, 12},
+		{"filtered by state", progress.Query{States: []progress.State{progress.Running, progress.Queued}, Limit: 40}, 4},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -512,18 +512,18 @@ func testListPagination(t *testing.T, b *bundle) {
 }
 
 func testListLimits(t *testing.T, b *bundle) {
-	fixture(t, b, store.MaxLimit+20)
+	fixture(t, b, progress.MaxLimit+20)
 	for _, tc := range []struct {
 		limit, want int
 	}{
-		{0, store.DefaultLimit},
-		{-1, store.DefaultLimit},
+		{0, progress.DefaultLimit},
+		{-1, progress.DefaultLimit},
 		{1, 1},
-		{store.MaxLimit, store.MaxLimit},
-		{store.MaxLimit + 1, store.MaxLimit},
-		{1 << 30, store.MaxLimit},
+		{progress.MaxLimit, progress.MaxLimit},
+		{progress.MaxLimit + 1, progress.MaxLimit},
+		{1 << 30, progress.MaxLimit},
 	} {
-		got, next, err := b.store.List(t.Context(), store.Query{Limit: tc.limit})
+		got, next, err := b.store.List(t.Context(), progress.Query{Limit: tc.limit})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -606,11 +606,11 @@ func testReopen(t *testing.T, b *bundle) {
 	for _, want := range jobs {
 		Equal(t, b.get(t, want.JobID), want)
 	}
-	got, _, err := b.store.List(t.Context(), store.Query{})
+	got, _, err := b.store.List(t.Context(), progress.Query{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := expect(jobs, store.Query{}); !slices.Equal(jobIDs(got), want) {
+	if want := expect(jobs, progress.Query{}); !slices.Equal(jobIDs(got), want) {
 		t.Fatalf("List after reopen\n got %v\nwant %v", jobIDs(got), want)
 	}
 	b.save(t, withSeq(saved, 51))
@@ -635,7 +635,7 @@ func testCanceledContext(t *testing.T, b *bundle) {
 		"Create": func() error { return b.store.Create(ctx, b.job(t, "p1", "alice")) },
 		"Save":   func() error { return b.store.Save(ctx, []progress.Snapshot{withSeq(s, 2)}) },
 		"Get":    func() error { _, err := b.store.Get(ctx, s.JobID); return err },
-		"List":   func() error { _, _, err := b.store.List(ctx, store.Query{}); return err },
+		"List":   func() error { _, _, err := b.store.List(ctx, progress.Query{}); return err },
 		"Ping":   func() error { return b.store.Ping(ctx) },
 	}
 	for name, call := range calls {
