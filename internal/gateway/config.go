@@ -20,6 +20,8 @@ import (
 // Jobs is what the gateway reads to send a new subscriber the current
 // state. *jobs.Service implements it (package node checks that); Get
 // returns an error matching progress.ErrNotFound for an unknown job.
+// Recent takes a Filter with Project and Owner both set as that owner's
+// jobs of the project.
 type Jobs interface {
 	Get(ctx context.Context, id string) (progress.Snapshot, error)
 	Recent(ctx context.Context, f progress.Filter, limit int) ([]progress.Snapshot, error)

@@ -81,8 +81,13 @@ func (g *Gateway) current(p auth.Principal, t target) ([]progress.Snapshot, *pro
 		return []progress.Snapshot{snap}, nil
 	}
 	f := progress.Filter{Project: t.key}
-	if t.kind == auth.UserChannel {
+	switch {
+	case t.kind == auth.UserChannel:
 		f = progress.Filter{Owner: t.key}
+	case !p.Admin:
+		// Only the caller's own jobs of the project: read them as such,
+		// so other users' jobs cannot crowd them out of the limit.
+		f.Owner = p.Subject
 	}
 	ctx, cancel := context.WithTimeout(g.ctx, g.cfg.RequestTimeout)
 	defer cancel()

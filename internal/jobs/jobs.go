@@ -261,12 +261,6 @@ func (s *Service) List(ctx context.Context, q progress.Query) ([]progress.Snapsh
 	return page, next, nil
 }
 
-// Recent returns the active and recently finished jobs of a project or
-// owner, for a subscriber's first view.
-func (s *Service) Recent(ctx context.Context, f progress.Filter, limit int) ([]progress.Snapshot, error) {
-	return s.cfg.Snapshots.Recent(ctx, f, limit)
-}
-
 // Warm loads every unfinished job from the durable store into the snapshot
 // store, so subscribers to a project see its running jobs after a restart.
 func (s *Service) Warm(ctx context.Context) error {

@@ -45,6 +45,8 @@ func (q Query) PageSize() int {
 
 // Filter selects the recent jobs of one project (Owner empty) or of one
 // owner (Project empty): what a project: or user: subscriber is sent first.
+// jobs.Service.Recent also takes both, for one owner's jobs of a project;
+// a snapshot store is only given one.
 type Filter struct {
 	Project string
 	Owner   string
