@@ -208,6 +208,35 @@ func (s *Service) ReportAs(ctx context.Context, id string, r progress.Report, al
 	return next, nil
 }
 
+// Finish applies r, a report of a final state (a command's outcome), and
+// returns only once the job's terminal snapshot is in the durable store:
+// an error means the outcome may not have landed, and the caller must hold
+// it and call Finish again. The snapshot returned is the job's terminal
+// one; its state differs from r's when the job had already ended (a
+// cancel). A job found terminal already may be this outcome applied by an
+// earlier call whose durable write failed (disk full): its terminal
+// snapshot is written again, durably, and published again, since the
+// earlier call returned before publishing.
+func (s *Service) Finish(ctx context.Context, id string, r progress.Report) (progress.Snapshot, error) {
+	snap, err := s.Report(ctx, id, r)
+	if !errors.Is(err, progress.ErrJobFinished) {
+		return snap, err
+	}
+	if snap, err = s.Get(ctx, id); err != nil {
+		return progress.Snapshot{}, err
+	}
+	if !snap.State.Terminal() {
+		// The snapshot store said terminal, the durable copy says not: the
+		// snapshot store is down again. Try again later.
+		return progress.Snapshot{}, fmt.Errorf("%w: job %s is terminal in the snapshot store only", ErrUnavailable, id)
+	}
+	if err := s.cfg.DB.Save(ctx, snap, true); err != nil {
+		return progress.Snapshot{}, s.reject(unavailable("record final state", err))
+	}
+	s.publish(ctx, snap)
+	return snap, nil
+}
+
 // Cancel cancels job id, stopping its command if one runs.
 func (s *Service) Cancel(ctx context.Context, id, reason string) (progress.Snapshot, error) {
 	return s.CancelAs(ctx, id, reason, nil)

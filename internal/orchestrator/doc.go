@@ -14,6 +14,8 @@
 // snapshot, runs the stages in order and reports the outcome: succeeded;
 // failed with an error naming the stage, its exit status and the last line
 // of stderr; or, with max_attempts > 1, a retry after a doubling backoff.
+// An outcome that cannot be recorded at once is held in the River row and
+// retried until it lands (outcome.go).
 //
 // Commands run without a shell, argv exactly as the pipeline declares it
 // with {{param}} replaced by the param's bytes, each in a process group of

@@ -12,12 +12,12 @@ type metrics struct {
 }
 
 // outcomes label attempts.
-var outcomes = []string{"succeeded", "failed", "retried", "canceled", "handed_back", "fenced"}
+var outcomes = []string{"succeeded", "failed", "retried", "canceled", "handed_back", "fenced", "held"}
 
 func newMetrics(reg prometheus.Registerer, running func() int) (*metrics, error) {
 	m := &metrics{attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "progressd_pipeline_attempts_total",
-		Help: "Pipeline job attempts run on this node, by outcome (succeeded, failed, retried, canceled, handed_back, fenced: stopped because the node lost the shared job queue).",
+		Help: "Pipeline job attempts run on this node, by outcome (succeeded, failed, retried, canceled, handed_back, fenced: stopped because the node lost the shared job queue; held: ended, but the outcome could not be recorded yet and is held in the queue row, retried until it lands).",
 	}, []string{"outcome"})}
 	for _, o := range outcomes {
 		m.attempts.WithLabelValues(o)

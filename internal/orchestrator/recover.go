@@ -165,6 +165,13 @@ func (o *Orchestrator) orphanDecision(ctx context.Context, row *rivertype.JobRow
 		return rivertype.JobStateCancelled, &now, func() {}
 	}
 	log := o.log.With("job", args.JobID, "attempt", row.Attempt, "max_attempts", row.MaxAttempts)
+	if out, held := heldOutcome(row.Metadata); held {
+		// The stages had ended; the node died while recording their
+		// outcome. Make the row due again: its next worker records it.
+		return rivertype.JobStateAvailable, nil, func() {
+			log.Warn("job's outcome was being recorded on a node that stopped; recording it here", "outcome", out.State, "why", why)
+		}
+	}
 	if row.Attempt < row.MaxAttempts {
 		return rivertype.JobStateAvailable, nil, func() {
 			log.Warn("job was running on a node that stopped; retrying it", "why", why)

@@ -84,6 +84,10 @@ func (o *Orchestrator) work(ctx context.Context, job *river.Job[pipelineArgs]) e
 		// The job queue is unreachable: start nothing (see shared.go).
 		return o.fencedResult(ctx, job, o.log.With("job", id, "attempt", job.Attempt))
 	}
+	if out, ok := heldOutcome(job.Metadata); ok {
+		// The stages ran; only their outcome is left to record (outcome.go).
+		return o.settle(ctx, job, out, heldResult(out), o.log.With("job", id, "attempt", job.Attempt))
+	}
 
 	snap, err := o.cfg.Jobs.Get(ctx, id)
 	switch {
@@ -97,8 +101,8 @@ func (o *Orchestrator) work(ctx context.Context, job *river.Job[pipelineArgs]) e
 	}
 	plan, err := o.plan(snap)
 	if err != nil {
-		o.fail(id, err.Error())
-		return river.JobCancel(err)
+		return o.settle(ctx, job, outcome{State: progress.Failed, Error: tidy(err.Error(), progress.MaxMessageBytes)},
+			river.JobCancel(err), o.log.With("job", id, "attempt", job.Attempt))
 	}
 
 	var wg sync.WaitGroup
@@ -119,14 +123,7 @@ func (o *Orchestrator) work(ctx context.Context, job *river.Job[pipelineArgs]) e
 func (o *Orchestrator) finish(ctx, runCtx context.Context, job *river.Job[pipelineArgs], err error, log *slog.Logger) error {
 	id := job.Args.JobID
 	if err == nil {
-		if o.report(id, progress.Report{State: ptr(progress.Succeeded)}) == errJobEnded {
-			log.Info("job was canceled as it finished")
-			o.metrics.attempt("canceled")
-			return nil
-		}
-		log.Info("job succeeded")
-		o.metrics.attempt("succeeded")
-		return nil
+		return o.settle(ctx, job, outcome{State: progress.Succeeded}, nil, log)
 	}
 	if _, fenced := errors.AsType[fencedError](context.Cause(runCtx)); fenced {
 		// Nothing is reported: the job is the rescuing node's, or runs
@@ -162,10 +159,17 @@ func (o *Orchestrator) finish(ctx, runCtx context.Context, job *river.Job[pipeli
 	if job.MaxAttempts > 1 {
 		msg = fmt.Sprintf("%s (attempt %d of %d; no attempts left)", msg, job.Attempt, job.MaxAttempts)
 	}
-	log.Warn("job failed", "err", msg)
-	o.metrics.attempt("failed")
-	o.fail(id, msg)
-	return err // River discards it: no attempts left
+	// River discards the row once the failure has landed: no attempts left.
+	return o.settle(ctx, job, outcome{State: progress.Failed, Error: tidy(msg, progress.MaxMessageBytes)}, err, log)
+}
+
+// heldResult is what River is told once a held outcome lands: a success
+// completes the row, a failure cancels it (no retry: the outcome is final).
+func heldResult(out outcome) error {
+	if out.State == progress.Succeeded {
+		return nil
+	}
+	return river.JobCancel(errors.New(out.Error))
 }
 
 // ended reports whether job id is terminal (canceled, or finished by a
@@ -359,31 +363,45 @@ func (o *Orchestrator) watch(ctx context.Context, id string, cancel context.Canc
 // report applies r to the job through the same path as an HTTP report. It
 // returns errJobEnded if the job is terminal, and nil otherwise: a report
 // the model rejects (a value out of range) or a store hiccup costs one
-// update, not the job. A report of a final state is tried three times
-// over about a second and a half before it is given up, since without it
-// the job would look running until the next restart.
+// update, not the job. A report of a state is tried three times over about
+// a second and a half before it is given up. (A job's outcome goes through
+// settle instead, which holds it until it lands.)
 func (o *Orchestrator) report(id string, r progress.Report) error {
 	tries := 1
 	if r.State != nil {
 		tries = 3
 	}
+	err := tryStore(tries, func(ctx context.Context) error {
+		_, err := o.cfg.Jobs.Report(ctx, id, r)
+		return err
+	})
+	var pe *progress.Error
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, progress.ErrJobFinished):
+		return errJobEnded
+	case errors.As(err, &pe):
+		o.log.Debug("report rejected", "job", id, "err", err)
+	default:
+		o.log.Warn("report failed", "job", id, "err", err)
+	}
+	return nil
+}
+
+// tryStore calls call (with a reportTimeout context) up to tries times
+// over about a second and a half, while it fails for a store that may be
+// back in a moment; a verdict on the report itself (a *progress.Error, an
+// unknown job) is returned at once.
+func tryStore(tries int, call func(ctx context.Context) error) error {
 	wait := 250 * time.Millisecond
 	for try := 1; ; try++ {
 		ctx, cancel := context.WithTimeout(context.Background(), reportTimeout)
-		_, err := o.cfg.Jobs.Report(ctx, id, r)
+		err := call(ctx)
 		cancel()
 		var pe *progress.Error
-		switch {
-		case err == nil:
-			return nil
-		case errors.Is(err, progress.ErrJobFinished):
-			return errJobEnded
-		case errors.As(err, &pe):
-			o.log.Debug("report rejected", "job", id, "err", err)
-			return nil
-		case try >= tries:
-			o.log.Warn("report failed", "job", id, "err", err)
-			return nil
+		if err == nil || try >= tries || errors.As(err, &pe) || errors.Is(err, jobs.ErrNotFound) {
+			return err
 		}
 		time.Sleep(wait) // backoff between tries of a store that failed
 		wait *= 4

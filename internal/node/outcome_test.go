@@ -1,0 +1,129 @@
+package node
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/progressd/progressd/internal/progress"
+	"github.com/progressd/progressd/internal/testsvc"
+)
+
+// gatedPipelines: a one-stage job that notes each run of its command in
+// $dir/runs, reports 20%, and exits 0 once $dir/go exists.
+const gatedPipelines = `
+pipelines:
+  gated:
+    params: [dir]
+    stages:
+      - name: work
+        run: ["sh", "-c", "echo run >> \"$1/runs\"; echo 20%; while [ ! -e \"$1/go\" ]; do sleep 0.05; done", "sh", "{{dir}}"]
+`
+
+func writePipelines(t *testing.T, yaml string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "pipelines.yaml")
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// metric returns the line of /metrics that starts with series, or "".
+func metric(c client, series string) string {
+	for line := range strings.Lines(string(c.do("GET", "/metrics", nil).body)) {
+		if strings.HasPrefix(line, series+" ") {
+			return strings.TrimSpace(line)
+		}
+	}
+	return ""
+}
+
+// waitState polls GET until job id is in state want.
+func waitState(t *testing.T, c client, id string, want progress.State, timeout time.Duration) progress.Snapshot {
+	t.Helper()
+	var last progress.Snapshot
+	if err := testsvc.WaitFor(timeout, func() error {
+		if last = get(t, c, id); last.State != want {
+			return fmt.Errorf("job is %s, want %s", last.State, want)
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("%v: %+v", err, last)
+	}
+	return last
+}
+
+// TestOutcomeOutlastsRedisOutage: a pipeline command exits 0 while Redis is
+// down. The outcome is held in the job's queue row, and once Redis is back
+// the job is succeeded for GET and for a subscriber — with the node running
+// throughout, or restarted while Redis was down — and the command ran once.
+func TestOutcomeOutlastsRedisOutage(t *testing.T) {
+	for _, restart := range []bool{false, true} {
+		t.Run(fmt.Sprintf("restart=%v", restart), func(t *testing.T) {
+			t.Parallel()
+			rs := testsvc.StartRedis(t)
+			dataDir, gate := t.TempDir(), t.TempDir()
+			mod := func(c *Config) {
+				c.Redis, c.RedisPrefix, c.Pipelines = rs.URL(), "outcome:", writePipelines(t, gatedPipelines)
+			}
+			n := startNode(t, dataDir, mod)
+			c := client{t: t, base: n.URL()}
+			s := create(t, c, map[string]any{"project": "p", "pipeline": "gated", "params": map[string]string{"dir": gate}})
+			if err := testsvc.WaitFor(20*time.Second, func() error {
+				if g := get(t, c, s.JobID); g.State != progress.Running || !near(g.Progress, 0.2) {
+					return fmt.Errorf("job: %+v", g)
+				}
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+
+			rs.Stop()
+			if err := os.WriteFile(filepath.Join(gate, "go"), nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			const held = `progressd_pipeline_attempts_total{outcome="held"}`
+			if err := testsvc.WaitFor(20*time.Second, func() error {
+				if m := metric(c, held); m == "" || m == held+" 0" {
+					return fmt.Errorf("metric %q", m)
+				}
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if g := get(t, c, s.JobID); g.State != progress.Running {
+				t.Fatalf("with Redis down the durable record should still say running: %+v", g)
+			}
+
+			if restart {
+				stopNode(t, n)
+				rs.Start()
+				n = startNode(t, dataDir, mod)
+				c.base = n.URL()
+			} else {
+				rs.Start()
+			}
+			ws := dialWS(t, n.URL(), "job:"+s.JobID)
+			g := waitState(t, c, s.JobID, progress.Succeeded, 30*time.Second)
+			if g.Progress != 1 {
+				t.Fatalf("succeeded job: %+v", g)
+			}
+			if err := testsvc.WaitFor(10*time.Second, func() error {
+				if last, _, err := ws.last(s.JobID); last.State != progress.Succeeded {
+					return fmt.Errorf("subscriber's last snapshot: %+v (%v)", last, err)
+				}
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			runs, err := os.ReadFile(filepath.Join(gate, "runs"))
+			if err != nil || string(runs) != "run\n" {
+				t.Fatalf("the command should have run once: %q %v", runs, err)
+			}
+		})
+	}
+}
