@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Runs every test of progressd: vet, the Go tests with the race detector,
-# a check that the committed web assets match a fresh build, the web
+# Runs every test of progressd: vet and the linters (scripts/lint.sh:
+# staticcheck, deadcode), the Go tests with the race detector, the web
+# client's type check and a check that the committed web assets match a
+# fresh build, the web
 # client's tests (vitest, against a real server) and the browser tests
 # (playwright-core driving Chromium at /usr/bin/chromium).
 # Usage: scripts/test.sh   (from anywhere in the repo)
@@ -10,8 +12,10 @@ cd "$(dirname "$0")/.."
 echo "== go vet"
 go vet ./...
 
+scripts/lint.sh
+
 if command -v npm >/dev/null 2>&1; then
-  echo "== web: build and compare with the committed web/dist"
+  echo "== web: type check (tsc, noEmit), build and compare with the committed web/dist"
   (cd web && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build)
   if ! git diff --quiet -- web/dist || [ -n "$(git ls-files --others --exclude-standard web/dist)" ]; then
     git status --short web/dist

@@ -98,9 +98,6 @@ func New(mux *http.ServeMux, cfg Config) *API {
 	return a
 }
 
-// OpenAPI returns the generated OpenAPI document, for tests and tools.
-func (a *API) OpenAPI() *huma.OpenAPI { return a.huma.OpenAPI() }
-
 // authenticate puts the caller's principal in the context of every
 // operation that declares security; others (health) pass through. It also
 // holds a job-scoped principal to its job (jobScopedOps).

@@ -189,7 +189,7 @@ func ParseChannel(ch string) (ChannelKind, string, error) {
 		}
 		return k, key, nil
 	}
-	return "", "", fmt.Errorf("channel %q: unknown kind %q; use job:, project: or user:", ch, kind)
+	return "", "", fmt.Errorf("channel %q: unknown kind %q (use job:, project: or user:)", ch, kind)
 }
 
 // MaySubscribeUser reports whether p may subscribe to user:<id>: its own,

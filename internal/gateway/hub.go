@@ -150,13 +150,6 @@ func (h *hub) publishTo(ch string, u broker.Update, filter bool) {
 	}
 }
 
-// subscriberCount returns how many subscribers channel ch has, for tests.
-func (h *hub) subscriberCount(ch string) int {
-	sh := h.shard(ch)
-	sh.mu.RLock()
-	defer sh.mu.RUnlock()
-	return len(sh.channels[ch])
-}
 
 // channelNames returns every channel that has a subscriber now.
 func (h *hub) channelNames() []string {

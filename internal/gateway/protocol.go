@@ -72,7 +72,7 @@ func decodeFrame(data []byte) (clientFrame, *protoError) {
 	if err := json.Unmarshal(data, &w); err != nil {
 		return clientFrame{ID: nullID}, errorf(CodeBadRequest, "a frame must be one JSON object {\"op\", \"id\", ...}: %v", err)
 	}
-	f := clientFrame{Op: w.Op, ID: w.ID, Token: w.Token, Channel: w.Channel, ClientID: w.ClientID}
+	f := clientFrame(w)
 	if len(f.ID) == 0 || bytes.Equal(f.ID, nullID) {
 		f.ID = nullID
 	} else if !isJSONNumber(f.ID) {
@@ -161,9 +161,3 @@ func newUpdate(ch string, data []byte, seq uint64) *message {
 
 // job returns the snapshot JSON of an update.
 func (m *message) job() []byte { return m.frame[m.jobAt : len(m.frame)-1] }
-
-// channelFrame returns {"channel":…,"job":…}: the update without its type,
-// what the SSE multi-channel stream sends as data.
-func (m *message) channelFrame() []byte {
-	return append([]byte{'{'}, m.frame[len(updatePrefix):]...)
-}

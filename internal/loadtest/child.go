@@ -164,10 +164,6 @@ func (p *ServerProcess) Exited() bool {
 	}
 }
 
-// Output is the end of what the server printed: its last lines, at most
-// 16 KiB.
-func (p *ServerProcess) Output() string { return p.out.String() }
-
 // Stop sends SIGTERM, waits for the exit (killing the process if ctx ends
 // first) and removes the data directory. It is safe to call more than
 // once; an error says the server did not exit cleanly.

@@ -82,7 +82,7 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("--redis: %w (use redis://[user:password@]host:6379/0, or rediss:// for TLS)", err))
 		}
 		if c.RedisPrefix == "" {
-			errs = append(errs, errors.New("--redis-prefix is empty; nodes that work together need the same non-empty prefix, such as progressd:"))
+			errs = append(errs, errors.New("--redis-prefix is empty; nodes that work together need the same non-empty prefix, such as \"progressd:\""))
 		}
 	}
 	if _, err := ParseLevel(c.LogLevel); err != nil {

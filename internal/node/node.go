@@ -236,8 +236,8 @@ func (n *Node) Addr() string { return n.ln.Addr().String() }
 // URL is the node's base URL.
 func (n *Node) URL() string { return "http://" + n.Addr() }
 
-// Done is closed... it returns the error that stopped serving, if the
-// server stops by itself.
+// Done delivers, once, the error that ended serving: why the server stopped
+// by itself, or http.ErrServerClosed after Shutdown. It is never closed.
 func (n *Node) Done() <-chan error { return n.serveErr }
 
 // Shutdown stops accepting, ends every connection, flushes pending writes

@@ -2,9 +2,9 @@
 // SQLite store behind its write-behind, memory snapshots, the local
 // broker, the jobs service, the orchestrator with its River queue, the
 // HTTP API and the WebSocket gateway — on a loopback port, for the tests
-// of the orchestrator, the Go client and the CLI. It wires them the way
-// the node does, in fewer lines, because those tests may not depend on
-// package node.
+// of the Go client and the CLI. It wires them the way the node does, in
+// fewer lines: a second wiring that can drift from the node's (it has no
+// SSE, metrics or readiness), kept until those tests start a node instead.
 package orchtest
 
 import (
