@@ -37,7 +37,7 @@ Every flag can also be set as PROGRESSD_<FLAG>, e.g. PROGRESSD_DATA_DIR.`,
 	f.StringVar(&cfg.Redis, "redis", cfg.Redis, "Redis URL for snapshots and cross-node fan-out (empty: in memory)")
 	f.StringVar(&cfg.RedisPrefix, "redis-prefix", cfg.RedisPrefix, "prefix of every Redis key and of the pub/sub channel; nodes that work together use the same")
 	f.StringVar(&cfg.AuthSecret, "auth-secret", cfg.AuthSecret, "HS256 secret for tokens; empty is single-user mode (loopback only)")
-	f.StringSliceVar(&cfg.AllowedOrigins, "allowed-origins", cfg.AllowedOrigins, "origins allowed to open WebSockets, comma-separated (default: the server's own)")
+	f.StringSliceVar(&cfg.AllowedOrigins, "allowed-origins", cfg.AllowedOrigins, "browser origins allowed besides the server's own, comma-separated: they may open WebSockets, call the API with CORS and write")
 	f.StringVar(&cfg.Pipelines, "pipelines", cfg.Pipelines, "pipelines YAML file (default: the built-in demo pipeline)")
 	f.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
 	f.DurationVar(&cfg.FlushInterval, "flush-interval", cfg.FlushInterval, "how often intermediate progress is written to the database")

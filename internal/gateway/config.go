@@ -5,15 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
-	"path"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/progressd/progressd/internal/auth"
 	"github.com/progressd/progressd/internal/broker"
+	"github.com/progressd/progressd/internal/origin"
 	"github.com/progressd/progressd/internal/progress"
 )
 
@@ -53,13 +51,11 @@ type Config struct {
 	Jobs   Jobs
 	Auth   *auth.Authenticator
 
-	// AllowedOrigins lists the browser origins that may open a WebSocket:
-	// full origins ("https://app.example.com") or host patterns
-	// ("app.example.com", "*.example.com", "localhost:*", path.Match
-	// syntax), or "*" for any. The server's own origin (Origin host equal
-	// to the Host header) is always allowed, and so is a request with no
-	// Origin header (not a browser).
-	AllowedOrigins []string
+	// Origins says which browser origins may open a WebSocket: the
+	// server's own (from its listen address, never from the Host header)
+	// and those of --allowed-origins. A request with no Origin header (not
+	// a browser) is always allowed; with Origins nil, only such requests.
+	Origins *origin.Policy
 
 	// MaxFrameBytes is the largest client frame; a larger one closes the
 	// connection with 1009.
@@ -175,47 +171,5 @@ func (c Config) Validate() error {
 	if c.MinWriteInterval < 0 || c.MinWriteInterval > MaxWriteInterval {
 		errs = append(errs, fmt.Errorf("gateway: Config.MinWriteInterval is %v; it must be between 0 and %v", c.MinWriteInterval, MaxWriteInterval))
 	}
-	if _, err := parseOrigins(c.AllowedOrigins); err != nil {
-		errs = append(errs, err)
-	}
 	return errors.Join(errs...)
-}
-
-// originPattern is one parsed AllowedOrigins entry.
-type originPattern struct {
-	scheme string // "" matches any scheme
-	host   string // lower case, path.Match pattern
-}
-
-// parseOrigins checks and parses AllowedOrigins.
-func parseOrigins(list []string) ([]originPattern, error) {
-	var out []originPattern
-	for _, o := range list {
-		o = strings.ToLower(strings.TrimSpace(o))
-		if o == "" {
-			continue
-		}
-		p := originPattern{host: o}
-		if strings.Contains(o, "://") {
-			u, err := url.Parse(o)
-			if err != nil || u.Host == "" || (u.Path != "" && u.Path != "/") {
-				return nil, fmt.Errorf("gateway: allowed origin %q must be scheme://host[:port] or a host pattern", o)
-			}
-			p = originPattern{scheme: u.Scheme, host: u.Host}
-		}
-		if _, err := path.Match(p.host, ""); err != nil {
-			return nil, fmt.Errorf("gateway: allowed origin %q is not a valid pattern: %w", o, err)
-		}
-		out = append(out, p)
-	}
-	return out, nil
-}
-
-// match reports whether origin u is allowed by p.
-func (p originPattern) match(u *url.URL) bool {
-	if p.scheme != "" && p.scheme != strings.ToLower(u.Scheme) {
-		return false
-	}
-	ok, _ := path.Match(p.host, strings.ToLower(u.Host))
-	return ok
 }

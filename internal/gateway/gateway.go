@@ -3,8 +3,6 @@ package gateway
 import (
 	"context"
 	"log/slog"
-	"net/url"
-	"strings"
 	"sync"
 	"time"
 
@@ -17,12 +15,11 @@ import (
 // Create it with New, mount ServeWS, ServeJobEvents and ServeEvents, and
 // call Shutdown before closing the broker.
 type Gateway struct {
-	cfg     Config
-	origins []originPattern
-	hub     *hub
-	m       *metrics
-	log     *slog.Logger
-	warn    rateLimiter
+	cfg  Config
+	hub  *hub
+	m    *metrics
+	log  *slog.Logger
+	warn rateLimiter
 
 	// ctx is canceled by Shutdown: it ends SSE streams and job store reads.
 	ctx    context.Context
@@ -49,7 +46,6 @@ func New(cfg Config) (*Gateway, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	origins, _ := parseOrigins(cfg.AllowedOrigins) // checked by Validate
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {
 		return nil, err
@@ -57,7 +53,6 @@ func New(cfg Config) (*Gateway, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	g := &Gateway{
 		cfg:     cfg,
-		origins: origins,
 		hub:     newHub(m),
 		m:       m,
 		log:     cfg.Log.With("component", "gateway"),
@@ -200,24 +195,13 @@ func (g *Gateway) release(a admission) {
 	}
 }
 
-// originAllowed applies the Origin check (SPEC.md, "Origins").
-func (g *Gateway) originAllowed(origin, host string) bool {
-	if origin == "" {
-		return true // not a browser: nothing to protect against
+// originAllowed applies the Origin check (SPEC.md, "Origins"): no
+// Origin (not a browser), the server's own, or a listed one.
+func (g *Gateway) originAllowed(o string) bool {
+	if g.cfg.Origins == nil {
+		return o == ""
 	}
-	u, err := url.Parse(origin)
-	if err != nil || u.Host == "" {
-		return false
-	}
-	if strings.EqualFold(u.Host, host) {
-		return true
-	}
-	for _, p := range g.origins {
-		if p.match(u) {
-			return true
-		}
-	}
-	return false
+	return g.cfg.Origins.Allowed(o)
 }
 
 // rateLimiter lets a warning through at most once per interval, so one

@@ -23,6 +23,7 @@ import (
 	"github.com/progressd/progressd/internal/auth"
 	"github.com/progressd/progressd/internal/broker"
 	"github.com/progressd/progressd/internal/jobs"
+	"github.com/progressd/progressd/internal/origin"
 	"github.com/progressd/progressd/internal/progress"
 	"github.com/progressd/progressd/internal/snapshot"
 	"github.com/progressd/progressd/internal/store"
@@ -51,6 +52,17 @@ type option func(*Config)
 // singleUser turns auth off.
 func singleUser(c *Config) { c.Auth = auth.New("") }
 
+// allowOrigins lists origins besides the server's own.
+func allowOrigins(list ...string) option {
+	return func(c *Config) {
+		p, err := origin.New(origin.Config{Listen: c.Origins.Addr(), Allowed: list})
+		if err != nil {
+			panic(err)
+		}
+		c.Origins = p
+	}
+}
+
 // setup starts a gateway behind an httptest server. Cleanup shuts the
 // gateway down before the server, then the stores.
 func setup(t testing.TB, opts ...option) *env {
@@ -70,10 +82,18 @@ func setup(t testing.TB, opts ...option) *env {
 		Broker:    e.broker,
 		Log:       slog.New(slog.DiscardHandler),
 	})
+	// Bound first: the server's own origin comes from its address.
+	e.srv = httptest.NewUnstartedServer(nil)
+	t.Cleanup(e.srv.Close)
+	own, err := origin.New(origin.Config{Listen: e.srv.Listener.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
 	cfg := Config{
 		Broker:     e.broker,
 		Jobs:       e.svc,
 		Auth:       auth.New(testSecret),
+		Origins:    own,
 		Registerer: e.reg,
 		Log:        slog.New(slog.DiscardHandler),
 	}
@@ -89,8 +109,8 @@ func setup(t testing.TB, opts ...option) *env {
 	mux.HandleFunc("GET /ws", e.gw.ServeWS)
 	mux.HandleFunc("GET /api/v1/jobs/{id}/events", e.gw.ServeJobEvents)
 	mux.HandleFunc("GET /api/v1/events", e.gw.ServeEvents)
-	e.srv = httptest.NewServer(mux)
-	t.Cleanup(e.srv.Close)
+	e.srv.Config.Handler = mux
+	e.srv.Start()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
@@ -174,7 +194,8 @@ func (e *env) dial(t testing.TB, query string, h http.Header) *client {
 func (e *env) tryDial(t testing.TB, query string, h http.Header) (*client, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	ws, resp, err := websocket.Dial(ctx, e.wsURL(query), &websocket.DialOptions{HTTPHeader: h})
+	// A Host in h is sent as the Host header, as a browser on that name would.
+	ws, resp, err := websocket.Dial(ctx, e.wsURL(query), &websocket.DialOptions{HTTPHeader: h, Host: h.Get("Host")})
 	if err != nil {
 		if resp != nil {
 			return nil, fmt.Errorf("dial: %w (HTTP %d)", err, resp.StatusCode)

@@ -23,7 +23,7 @@ import (
 // is told after the upgrade, as close code 4001, because a browser cannot
 // read the status of a refused upgrade.
 func (g *Gateway) ServeWS(w http.ResponseWriter, r *http.Request) {
-	if !g.originAllowed(r.Header.Get("Origin"), r.Host) {
+	if !g.originAllowed(r.Header.Get("Origin")) {
 		g.m.refused.WithLabelValues(refusedOrigin).Inc()
 		writeHTTPError(w, http.StatusForbidden, errorf(CodeForbidden,
 			"origin %q may not open a WebSocket here; add it to --allowed-origins", truncate(r.Header.Get("Origin"), 200)))

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -283,24 +284,30 @@ func (c *client) awaitReplyAny() frame {
 
 func TestWSOrigins(t *testing.T) {
 	t.Parallel()
-	e := setup(t, func(c *Config) { c.AllowedOrigins = []string{"https://app.example.com", "*.trusted.test"} })
+	e := setup(t, allowOrigins("https://app.example.com", "*.trusted.test"))
 	tok := "token=" + url.QueryEscape(e.token(t, "alice", false, time.Hour))
 	host := strings.TrimPrefix(e.srv.URL, "http://")
+	_, port, _ := net.SplitHostPort(host)
 	for _, tt := range []struct {
 		origin string
 		ok     bool
 	}{
-		{"", true},                        // not a browser
-		{"http://" + host, true},          // the server's own origin
-		{"https://app.example.com", true}, // listed
-		{"https://a.trusted.test", true},  // pattern
-		{"http://app.example.com", false}, // scheme differs
-		{"https://evil.example", false},   // cross-site
-		{"null", false},                   // opaque origin
+		{"", true},                                // not a browser
+		{"http://" + host, true},                  // the server's own origin
+		{"http://localhost:" + port, true},        // the same, by name
+		{"http://rebound.example:" + port, false}, // DNS rebinding: Host is this name too
+		{"https://app.example.com", true},         // listed
+		{"https://a.trusted.test", true},          // pattern
+		{"http://app.example.com", false},         // scheme differs
+		{"https://evil.example", false},           // cross-site
+		{"null", false},                           // opaque origin
 	} {
 		h := http.Header{}
 		if tt.origin != "" {
 			h.Set("Origin", tt.origin)
+		}
+		if u, err := url.Parse(tt.origin); err == nil && u.Host != "" {
+			h.Set("Host", u.Host) // as a browser sends it
 		}
 		c, err := e.tryDial(t, tok, h)
 		if tt.ok != (err == nil) {
@@ -314,8 +321,8 @@ func TestWSOrigins(t *testing.T) {
 			c.ws.Close(websocket.StatusNormalClosure, "")
 		}
 	}
-	if got := value(e.gw.m.refused.WithLabelValues(refusedOrigin)); got != 3 {
-		t.Errorf("refused{origin} = %v, want 3", got)
+	if got := value(e.gw.m.refused.WithLabelValues(refusedOrigin)); got != 4 {
+		t.Errorf("refused{origin} = %v, want 4", got)
 	}
 
 	// By default only the server's own origin may connect.

@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/progressd/progressd/internal/gateway"
+	"github.com/progressd/progressd/internal/origin"
 )
 
 // Config is everything `progressd serve` can be told. Its zero value is not
@@ -24,7 +25,7 @@ type Config struct {
 	Redis          string        // "" (in memory) or redis://…
 	RedisPrefix    string        // starts every Redis key and the pub/sub channel; nodes that work together share it
 	AuthSecret     string        // "" is single-user mode (loopback only)
-	AllowedOrigins []string      // origins allowed to open WebSockets; empty: the server's own
+	AllowedOrigins []string      // browser origins allowed besides the server's own: WebSocket, CORS, writes
 	Pipelines      string        // YAML pipelines file; "" gives the built-in demo
 	LogLevel       string        // debug, info, warn, error
 	FlushInterval  time.Duration // write-behind interval for intermediate progress
@@ -92,6 +93,9 @@ func (c *Config) Validate() error {
 		if u, err := url.Parse(o); err != nil || u.Scheme == "" || u.Host == "" {
 			errs = append(errs, fmt.Errorf("--allowed-origins: %q is not an origin such as https://app.example.com", o))
 		}
+	}
+	if err := origin.Check(c.AllowedOrigins); err != nil {
+		errs = append(errs, fmt.Errorf("--allowed-origins: %w (use origins such as https://app.example.com)", err))
 	}
 	if c.FlushInterval <= 0 {
 		errs = append(errs, errors.New("--flush-interval must be positive"))

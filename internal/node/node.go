@@ -28,6 +28,7 @@ import (
 	"github.com/progressd/progressd/internal/gateway"
 	"github.com/progressd/progressd/internal/jobs"
 	"github.com/progressd/progressd/internal/orchestrator"
+	"github.com/progressd/progressd/internal/origin"
 	"github.com/progressd/progressd/internal/snapshot"
 	"github.com/progressd/progressd/internal/snapshot/redissnap"
 	"github.com/progressd/progressd/internal/store"
@@ -175,9 +176,15 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Node, err erro
 		return nil, err
 	}
 
+	// The server's own origins come from the address it is bound to (the
+	// real port with --addr :0), never from a request's Host header.
+	origins, err := origin.New(origin.Config{Listen: n.ln.Addr(), Allowed: cfg.AllowedOrigins, SingleUser: !authn.Enabled()})
+	if err != nil {
+		return nil, fmt.Errorf("--allowed-origins: %w", err)
+	}
 	n.gw, err = gateway.New(gateway.Config{
 		Broker: n.broker, Jobs: n.Jobs, Auth: authn,
-		AllowedOrigins:   cfg.AllowedOrigins,
+		Origins:          origins,
 		MaxFrameBytes:    int64(cfg.MaxFrameBytes),
 		MaxSubscriptions: cfg.MaxSubscriptions,
 		MaxConnsPerUser:  cfg.MaxConnsPerUser,
@@ -201,7 +208,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Node, err erro
 	mux.Handle("GET /", http.FileServerFS(web.Dist()))
 
 	n.srv = &http.Server{
-		Handler:           instrument(n.reg, api.JSONByDefault(mux)),
+		Handler:           instrument(n.reg, origins.Guard(api.JSONByDefault(mux))),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
@@ -211,7 +218,8 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Node, err erro
 	if cfg.Postgres() {
 		dbDesc = "postgres"
 	}
-	log.Info("progressd serving", "addr", n.Addr(), "db", dbDesc, "redis", cfg.Redis != "", "auth", authn.Enabled(), "version", Version)
+	log.Info("progressd serving", "addr", n.Addr(), "db", dbDesc, "redis", cfg.Redis != "", "auth", authn.Enabled(),
+		"own_origins", origins.Own(), "allowed_origins", cfg.AllowedOrigins, "version", Version)
 	return n, nil
 }
 

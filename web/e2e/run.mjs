@@ -166,6 +166,44 @@ async function serveFixture(dir, fport) {
   return srv;
 }
 
+/**
+ * Serves pages from an origin progressd does not list, on another loopback
+ * port: a stand-in for any web site the user happens to visit. Its pages
+ * try to write to progressd the ways a page can without CORS.
+ */
+async function serveForeign(eport) {
+  const { createServer: createHttpServer } = await import("node:http");
+  const srv = createHttpServer((req, res) => {
+    const u = new URL(req.url, "http://x");
+    const server = JSON.stringify(u.searchParams.get("server") ?? "");
+    const project = JSON.stringify(u.searchParams.get("project") ?? "");
+    const pages = {
+      // The classic form trick: enctype=text/plain turns name=value into a JSON body.
+      "/form.html": `<!doctype html><form id=f method=POST enctype=text/plain>
+        <input type=hidden id=i></form><script>
+        const f = document.getElementById("f"), i = document.getElementById("i");
+        f.action = ${server} + "/api/v1/jobs";
+        i.name = JSON.stringify({ stages: [{ name: "x" }], project: ${project} }).slice(0, -2); // the body: {…,"project":"<project>="}
+        i.value = '"}';
+        f.submit();</script>`,
+      "/fetch.html": `<!doctype html><p id=out>pending</p><script>
+        const out = document.getElementById("out");
+        const body = JSON.stringify({ project: ${project}, stages: [{ name: "x" }] });
+        const post = (path, mode, type) => fetch(${server} + path, { method: "POST", mode, headers: { "Content-Type": type }, body });
+        Promise.allSettled([
+          post("/api/v1/jobs", "no-cors", "text/plain"),
+          post("/api/v1/jobs", "no-cors", "application/x-www-form-urlencoded"),
+          post("/api/v1/jobs", "cors", "application/json"),
+        ]).then((rs) => { out.dataset.done = "1"; out.textContent = rs.map((r) => r.status + ":" + (r.value?.type ?? r.reason)).join(" "); });
+        </script>`,
+    };
+    const page = pages[u.pathname];
+    res.writeHead(page ? 200 : 404, { "Content-Type": "text/html" }).end(page ?? "");
+  });
+  await new Promise((r) => srv.listen(eport, "127.0.0.1", r));
+  return srv;
+}
+
 // ---- a tiny runner ---------------------------------------------------------
 
 class Skip extends Error {}
@@ -181,8 +219,10 @@ const expect = (cond, msg) => {
 // ---- tests -----------------------------------------------------------------
 
 let S; // the running server
-let bin, port, dataDir, fixtureDir, features, fixtureOrigin, fixtureServer;
-const serverArgs = () => ["--allowed-origins", fixtureOrigin];
+let bin, port, dataDir, fixtureDir, features, fixtureOrigin, fixtureServer, foreignServer, fport, eport;
+// The fixture is listed twice: by address (same site as the server, another
+// port) and by name (localhost: another site to Chromium).
+const serverArgs = () => ["--allowed-origins", `${fixtureOrigin},http://localhost:${fport}`];
 
 async function newPage() {
   const page = await context.newPage();
@@ -381,6 +421,47 @@ test("with auth on: the dashboard asks for a token, takes ?token= and shows that
   }
 });
 
+test("cross-site: a page on an unlisted origin cannot create a job (form or fetch)", async () => {
+  const project = "e2e-csrf";
+  const q = `server=${encodeURIComponent(S.url)}&project=${project}`;
+  // localhost vs 127.0.0.1 is cross-site (Sec-Fetch-Site: cross-site); another port of 127.0.0.1 is same-site.
+  for (const origin of [`http://localhost:${eport}`, `http://127.0.0.1:${eport}`]) {
+    const page = await newPage();
+    await page.goto(`${origin}/fetch.html?${q}`);
+    await page.locator("#out[data-done]").waitFor({ timeout: 10_000 });
+    const out = await page.locator("#out").textContent();
+    expect(out.includes("rejected:TypeError"), "the CORS fetch to fail in the page, got " + out);
+    // The form navigates the page to progressd's answer: a 403 the page cannot read.
+    const answered = page.waitForResponse((r) => r.url() === S.url + "/api/v1/jobs", { timeout: 10_000 });
+    await page.goto(`${origin}/form.html?${q}`);
+    const r = await answered;
+    expect(r.status() === 403, `the form POST from ${origin} to be refused with 403, got ${r.status()}`);
+    expect((await r.text()).includes('"code":"forbidden"'), "a forbidden error body");
+    await page.close();
+  }
+  for (const p of [project, project + "="]) {
+    const list = await api(S.url, "GET", `/api/v1/jobs?project=${encodeURIComponent(p)}`);
+    expect(list.jobs.length === 0, `no job created from another origin, found ${list.jobs.length} in ${p}`);
+  }
+});
+
+test("CORS: a page on a listed origin creates a job with fetch and reads an error body", async () => {
+  const page = await newPage();
+  await page.goto(`http://localhost:${fport}/__e2e/bars.html?server=${encodeURIComponent(S.url)}&jobs=`);
+  const got = await page.evaluate(async (server) => {
+    const post = async (body) => {
+      const r = await fetch(server + "/api/v1/jobs", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+      return { status: r.status, body: await r.json() };
+    };
+    return { ok: await post({ project: "e2e-cors", stages: [{ name: "x" }] }), bad: await post({ project: "e2e-cors", stages: [{ name: "" }] }) };
+  }, S.url);
+  expect(got.ok.status === 201 && got.ok.body.project === "e2e-cors", "201 and the snapshot, got " + JSON.stringify(got.ok));
+  expect(got.bad.status === 400 && typeof got.bad.body.error?.code === "string", "a readable 400 error, got " + JSON.stringify(got.bad));
+  const server = await api(S.url, "GET", `/api/v1/jobs/${got.ok.body.job_id}`);
+  expect(server.project === "e2e-cors", "the job on the server");
+  await page.close();
+});
+
 test("screenshot of the dashboard", async () => {
   needWs();
   await closePages();
@@ -427,7 +508,8 @@ try {
   if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} not found: apt-get install -y chromium`);
   bin = binary();
   port = await freePort();
-  const fport = await freePort();
+  fport = await freePort();
+  eport = await freePort();
   fixtureOrigin = `http://127.0.0.1:${fport}`;
   dataDir = join(tmp, "data");
   S = await startServer(bin, port, dataDir, serverArgs());
@@ -441,6 +523,7 @@ try {
   console.log(`server ${S.url}: /ws ${features.ws ? "wired" : "not wired"}, demo pipeline ${features.demo ? "present" : "missing"}`);
   fixtureDir = await buildFixture();
   fixtureServer = await serveFixture(fixtureDir, fport);
+  foreignServer = await serveForeign(eport);
   context = await chromium.launchPersistentContext(join(tmp, "profile"), {
     executablePath: CHROMIUM,
     headless: true,
@@ -481,6 +564,7 @@ try {
   await context?.close().catch(() => undefined);
   await S?.stop().catch(() => undefined);
   fixtureServer?.close();
+  foreignServer?.close();
   for (const c of children) c.kill("SIGKILL");
   rmSync(tmp, { recursive: true, force: true });
 }

@@ -1,0 +1,105 @@
+package origin
+
+import (
+	"net"
+	"strings"
+	"testing"
+)
+
+func mustNew(t *testing.T, addr string, allowed ...string) *Policy {
+	t.Helper()
+	a, err := net.ResolveTCPAddr("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := New(Config{Listen: a, Allowed: allowed, SingleUser: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestOwnOriginsFromTheListenAddress(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		addr      string
+		own, not  []string
+		hosts, no []string
+	}{
+		{addr: "127.0.0.1:8000",
+			own:   []string{"http://127.0.0.1:8000", "http://localhost:8000", "http://[::1]:8000", "HTTP://LOCALHOST:8000"},
+			not:   []string{"https://127.0.0.1:8000", "http://127.0.0.1:8001", "http://localhost", "http://evil.example:8000", "null", "", "http://127.0.0.1:8000.evil.example"},
+			hosts: []string{"127.0.0.1:8000", "localhost:8000", "[::1]:8000", "LocalHost:8000"},
+			no:    []string{"127.0.0.1", "localhost:8001", "evil.example:8000", "127.0.0.1:8000.evil.example", ""}},
+		{addr: "127.0.0.2:9000", own: []string{"http://127.0.0.2:9000", "http://localhost:9000"}, hosts: []string{"127.0.0.2:9000"}},
+		{addr: "[::1]:8000", own: []string{"http://[::1]:8000", "http://127.0.0.1:8000"}},
+		{addr: "127.0.0.1:80", own: []string{"http://localhost", "http://127.0.0.1:80"}, hosts: []string{"localhost", "[::1]", "127.0.0.1:80"}},
+		{addr: "0.0.0.0:8000", own: []string{"http://127.0.0.1:8000", "http://localhost:8000"}, not: []string{"http://evil.example:8000"}},
+		{addr: "192.0.2.7:8000", own: []string{"http://192.0.2.7:8000"}, not: []string{"http://localhost:8000", "http://127.0.0.1:8000"},
+			hosts: []string{"192.0.2.7:8000"}, no: []string{"localhost:8000"}},
+	} {
+		p := mustNew(t, tt.addr)
+		for _, o := range tt.own {
+			if !p.IsOwn(o) {
+				t.Errorf("listening on %s: %q is not own (own: %v)", tt.addr, o, p.Own())
+			}
+		}
+		for _, o := range tt.not {
+			if p.IsOwn(o) {
+				t.Errorf("listening on %s: %q is own", tt.addr, o)
+			}
+		}
+		for _, h := range tt.hosts {
+			if !p.HostAllowed(h) {
+				t.Errorf("listening on %s: Host %q refused", tt.addr, h)
+			}
+		}
+		for _, h := range tt.no {
+			if p.HostAllowed(h) {
+				t.Errorf("listening on %s: Host %q served", tt.addr, h)
+			}
+		}
+	}
+}
+
+func TestListedOrigins(t *testing.T) {
+	t.Parallel()
+	p := mustNew(t, "127.0.0.1:8000", "https://app.example.com", "*.trusted.test", "localhost:*")
+	for o, want := range map[string]bool{
+		"https://app.example.com":  true,
+		"HTTPS://APP.EXAMPLE.COM":  true,
+		"http://app.example.com":   false, // scheme differs
+		"https://a.trusted.test":   true,
+		"http://a.trusted.test":    true, // a host pattern takes any scheme
+		"http://localhost:5173":    true,
+		"https://localhost:5173":   true,
+		"http://localhost":         false,
+		"https://evil.example":     false,
+		"null":                     false,
+		"":                         false,
+		"https://app.example.com.": false,
+	} {
+		if got := p.IsListed(o); got != want {
+			t.Errorf("IsListed(%q) = %v, want %v", o, got, want)
+		}
+	}
+	if !p.Allowed("") {
+		t.Error("a request without Origin (not a browser) must be allowed")
+	}
+}
+
+func TestBadAllowedOrigins(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct{ in, want string }{
+		{"https://x.test/path", `allowed origin "https://x.test/path" must be scheme://host`},
+		{"[bad", "not a valid pattern"},
+		{"https://", "must be scheme://host"},
+	} {
+		if err := Check([]string{tt.in}); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("Check(%q) = %v, want it to say %q", tt.in, err, tt.want)
+		}
+	}
+	if _, err := New(Config{}); err == nil || !strings.Contains(err.Error(), "Listen is required") {
+		t.Errorf("New without a listen address: %v", err)
+	}
+}
