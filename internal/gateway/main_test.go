@@ -179,6 +179,9 @@ type client struct {
 	ws     *websocket.Conn
 	nextID atomic.Int64
 	early  []frame
+	// revoked holds the error frames (subscriptions the server ended)
+	// read while waiting for a reply.
+	revoked []frame
 }
 
 // dial connects with query appended to /ws, failing the test on error.
@@ -290,6 +293,8 @@ func (c *client) awaitReply(id string) frame {
 		switch {
 		case f.Type == "update":
 			c.early = append(c.early, f)
+		case f.Type == "error":
+			c.revoked = append(c.revoked, f)
 		case f.Type == "reply" && string(f.ID) == id:
 			return f
 		default:

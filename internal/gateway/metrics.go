@@ -40,6 +40,7 @@ type metrics struct {
 	duplicates    prometheus.Counter
 	refused       *prometheus.CounterVec
 	expired       prometheus.Counter
+	revoked       prometheus.Counter
 }
 
 // newMetrics makes the series and registers them with reg (nil: none).
@@ -72,6 +73,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		expired: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "progressd_gateway_token_expired_closes_total", Help: "Connections closed because their token expired.",
 		}),
+		revoked: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "progressd_gateway_subscriptions_revoked_total", Help: "Subscriptions ended because a refreshed token no longer allowed them.",
+		}),
 	}
 	m.sentWS = m.sent.WithLabelValues(transportWS)
 	for _, t := range []string{transportWS, transportSSE} {
@@ -86,7 +90,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	if reg != nil {
 		all := []prometheus.Collector{m.connections, m.subscriptions, m.sent, m.coalesced,
-			m.stale, m.slowCloses, m.duplicates, m.refused, m.expired}
+			m.stale, m.slowCloses, m.duplicates, m.refused, m.expired, m.revoked}
 		for i, c := range all {
 			if err := reg.Register(c); err != nil {
 				for _, done := range all[:i] {

@@ -128,6 +128,21 @@ func encodeReply(id json.RawMessage, perr *protoError) []byte {
 	return append(b, '}')
 }
 
+// encodeChannelError returns the frame that tells a client the server
+// ended its subscription to ch: {"type":"error","channel":ch,"error":
+// {"code","message"}}. It answers no request, so it has no id; a client
+// treats it as it treats a refused subscribe of ch.
+func encodeChannelError(ch string, perr *protoError) []byte {
+	chJSON, _ := json.Marshal(ch) // a string: cannot fail
+	e, _ := json.Marshal(perr)    // two strings: cannot fail
+	b := make([]byte, 0, 48+len(chJSON)+len(e))
+	b = append(b, `{"type":"error","channel":`...)
+	b = append(b, chJSON...)
+	b = append(b, `,"error":`...)
+	b = append(b, e...)
+	return append(b, '}')
+}
+
 // updatePrefix starts every update frame. The SSE multi-channel stream
 // sends the same frame without it: {"channel":…,"job":…}.
 const updatePrefix = `{"type":"update",`

@@ -22,8 +22,9 @@ func scopedToken(t *testing.T, job string) string {
 
 // TestWSJobScopedToken: a stage's token may watch its own job over
 // WebSocket, and nothing else of its owner's — not another job, not the
-// owner's project: or user: channels — and cannot be swapped on the
-// connection for one of another scope.
+// owner's project: or user: channels. A refresh to a token of another
+// scope of the same user is taken, and what it does not allow is dropped
+// (TestWSRefreshWithFewerRights).
 func TestWSJobScopedToken(t *testing.T) {
 	t.Parallel()
 	e := setup(t)
@@ -44,20 +45,10 @@ func TestWSJobScopedToken(t *testing.T) {
 	if f := c.next(); f.Job.JobID != mine.JobID || f.Job.Progress != 0.6 {
 		t.Fatalf("update %+v, want job %s at 0.6 (and nothing of job %s)", f.Job, mine.JobID, other.JobID)
 	}
-
-	// A refresh must keep the scope: neither alice's full token nor one
-	// for her other job is taken.
-	c.expectError(CodeForbidden, "auth", map[string]any{"token": e.token(t, "alice", false, time.Hour)})
-	c.expectError(CodeForbidden, "auth", map[string]any{"token": scopedToken(t, other.JobID)})
-	if r := c.call("auth", map[string]any{"token": scopedToken(t, mine.JobID)}); r.Error != nil {
-		t.Fatalf("refresh with a token of the same scope: %v", r.Error)
+	if r := c.call("auth", map[string]any{"token": scopedToken(t, mine.JobID)}); r.Error != nil || len(c.revoked) > 0 {
+		t.Fatalf("refresh with a token of the same scope: %v, revoked %+v", r.Error, c.revoked)
 	}
 	c.expectError(CodeForbidden, "subscribe", ch("project:p"))
-
-	// And the other way: a connection of alice's full token takes no
-	// stage token.
-	full := e.dialAs(t, "alice")
-	full.expectError(CodeForbidden, "auth", map[string]any{"token": scopedToken(t, mine.JobID)})
 }
 
 // TestSSEJobScopedToken: the same over Server-Sent Events. Another job is

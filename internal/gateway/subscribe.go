@@ -54,6 +54,39 @@ func (g *Gateway) authorize(p auth.Principal, ch string) (target, *protoError) {
 	return t, nil
 }
 
+// recheck drops every subscription of s that next, a refreshed token of
+// prev's user, does not allow (SPEC.md part two: "A token refreshed
+// in-band with fewer rights ... loses the subscriptions it no longer
+// allows"): each is unsubscribed first, so no update of it follows, and
+// then named in an error frame. The new principal is already in force,
+// so project: channels carry only what it may see from now on. Runs on
+// the connection's reader goroutine, like subscribe.
+func (g *Gateway) recheck(s *subscriber, prev, next auth.Principal) {
+	for _, ch := range s.channelNames() {
+		perr := g.reauthorize(prev, next, ch)
+		if perr == nil {
+			continue
+		}
+		if g.hub.unsubscribe(ch, s) {
+			g.m.revoked.Inc()
+			s.reply(encodeChannelError(ch, perr))
+		}
+	}
+}
+
+// reauthorize checks channel ch, which prev was allowed, for next, a token
+// of the same user. A job: channel needs no read unless the user lost its
+// admin rights: the job's owner, checked on subscribe, does not change.
+// A job that can no longer be read is dropped: the check fails closed.
+func (g *Gateway) reauthorize(prev, next auth.Principal, ch string) *protoError {
+	kind, key, err := auth.ParseChannel(ch)
+	if err == nil && kind == auth.JobChannel && next.Covers(key) && (next.Admin || !prev.Admin) {
+		return nil
+	}
+	_, perr := g.authorize(next, ch)
+	return perr
+}
+
 // getJob reads one job for authorize and maps the failure to a reply.
 func (g *Gateway) getJob(id string) (progress.Snapshot, *protoError) {
 	ctx, cancel := context.WithTimeout(g.ctx, g.cfg.RequestTimeout)

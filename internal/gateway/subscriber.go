@@ -148,6 +148,17 @@ func (s *subscriber) channelCount() int {
 	return len(s.channels)
 }
 
+// channelNames returns the channels the subscriber is in now.
+func (s *subscriber) channelNames() []string {
+	s.chMu.Lock()
+	defer s.chMu.Unlock()
+	names := make([]string, 0, len(s.channels))
+	for ch := range s.channels {
+		names = append(names, ch)
+	}
+	return names
+}
+
 // isSubscribed reports whether the subscriber is in channel ch.
 func (s *subscriber) isSubscribed(ch string) bool {
 	s.chMu.Lock()

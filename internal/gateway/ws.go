@@ -123,10 +123,12 @@ func (c *wsConn) handle(op ws.OpCode, data []byte) {
 // auth serves an auth frame. The first one authenticates the connection (a
 // bad token closes it with 4001). A later one refreshes the token before it
 // expires; it must be for the same user — a different subject is refused
-// with forbidden and the connection keeps its user, because its
-// subscriptions were authorized for that user (and so is a token of
-// another job scope, auth.Principal.Job) — and a bad one is refused with
-// unauthorized, leaving the current token in force until it expires.
+// with forbidden and the connection keeps its user, because it was
+// admitted and counted for that user — and a bad one is refused with
+// unauthorized, leaving the current token in force until it expires. A
+// refresh with fewer rights (an admin token replaced by a plain one, a
+// token narrowed to one job) drops every subscription the new token does
+// not allow, each with an error frame, before the reply (recheck).
 func (c *wsConn) auth(f clientFrame, cur *auth.Principal) {
 	p, err := c.g.cfg.Auth.Verify(f.Token)
 	if cur == nil {
@@ -149,13 +151,9 @@ func (c *wsConn) auth(f clientFrame, cur *auth.Principal) {
 	case p.Subject != cur.Subject:
 		c.sub.reply(encodeReply(f.ID, errorf(CodeForbidden,
 			"this connection belongs to user %q; open a new connection for user %q", cur.Subject, p.Subject)))
-	case p.Job != cur.Job:
-		// Likewise for a job-scoped token: its subscriptions were
-		// authorized for one scope and must not carry over to another.
-		c.sub.reply(encodeReply(f.ID, errorf(CodeForbidden,
-			"this connection was opened with a token of another scope (job %q); open a new connection for this token", cur.Job)))
 	default:
 		c.setPrincipal(p)
+		c.g.recheck(c.sub, *cur, p)
 		c.sub.reply(encodeReply(f.ID, nil))
 	}
 }

@@ -355,6 +355,24 @@ describe("tokens", () => {
     expect(c.channelError("user:bob")?.code).toBe("forbidden");
     expect(c.getStatus().state).toBe("open");
   });
+
+  it("a subscription the server ends after a token refresh is reported for its channel", async () => {
+    const c = make({ token: alice1 });
+    const errors: string[] = [];
+    c.onChannelError((e) => errors.push(`${e.channel}:${e.error.code}`));
+    c.watchUser("bob");
+    c.watchJob("mine");
+    await flush();
+    const ws = FakeWebSocket.last();
+    ws.open();
+    for (const f of ws.sent) ws.receive({ type: "reply", id: f.id });
+    expect(errors).toEqual([]);
+    ws.receive({ type: "error", channel: "user:bob", error: { code: "forbidden", message: "no longer allowed" } });
+    expect(errors).toEqual(["user:bob:forbidden"]);
+    expect(c.channelError("user:bob")?.code).toBe("forbidden");
+    expect(c.channelError("job:mine")).toBeUndefined();
+    expect(c.getStatus().state).toBe("open");
+  });
 });
 
 describe("SSE fallback", () => {

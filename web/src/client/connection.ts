@@ -399,6 +399,15 @@ export class Connection {
       if (frame.job && typeof frame.channel === "string") this.events.onUpdate?.(frame.channel, frame.job);
       return;
     }
+    if (frame.type === "error") {
+      // A subscription the server ended (a refreshed token with fewer
+      // rights): as if its subscribe had been refused.
+      if (typeof frame.channel === "string" && frame.error) {
+        tx.wire.delete(frame.channel);
+        this.events.onChannelError?.({ channel: frame.channel, error: frame.error });
+      }
+      return;
+    }
     if (frame.type !== "reply") return;
     const req = typeof frame.id === "number" ? tx.pending.get(frame.id) : undefined;
     if (req) tx.pending.delete(frame.id as number);

@@ -53,7 +53,9 @@ export type ClientFrame =
 /** Frames the server sends on /ws. */
 export type ServerFrame =
   | { type: "reply"; id: number | null; error?: ProtocolError }
-  | { type: "update"; channel: string; job: JobSnapshot };
+  | { type: "update"; channel: string; job: JobSnapshot }
+  /** The server ended a subscription: a refreshed token no longer allows it. */
+  | { type: "error"; channel: string; error: ProtocolError };
 
 /**
  * connecting: the first attempt is under way. open: subscribed and live.
