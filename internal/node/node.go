@@ -101,7 +101,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Node, err erro
 	}
 	n.db = db
 	n.wb = store.NewWriteBehind(db, cfg.FlushInterval, log)
-	ready := []api.Checker{{Name: "database", Ping: n.db.Ping}}
+	ready := []api.Checker{{Name: "database", Ping: n.wb.Ready}}
 	if cfg.Redis == "" {
 		n.snaps = snapshot.NewMemory(snapshot.MemoryOptions{})
 		n.broker = broker.NewLocal()

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -40,6 +41,21 @@ func metric(c client, series string) string {
 		}
 	}
 	return ""
+}
+
+// waitHeld waits until the node has held a job's outcome in the queue
+// because it could not record it.
+func waitHeld(t *testing.T, c client) {
+	t.Helper()
+	const held = `progressd_pipeline_attempts_total{outcome="held"}`
+	if err := testsvc.WaitFor(20*time.Second, func() error {
+		if m := metric(c, held); m == "" || m == held+" 0" {
+			return fmt.Errorf("metric %q", m)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // waitState polls GET until job id is in state want.
@@ -86,15 +102,7 @@ func TestOutcomeOutlastsRedisOutage(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(gate, "go"), nil, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			const held = `progressd_pipeline_attempts_total{outcome="held"}`
-			if err := testsvc.WaitFor(20*time.Second, func() error {
-				if m := metric(c, held); m == "" || m == held+" 0" {
-					return fmt.Errorf("metric %q", m)
-				}
-				return nil
-			}); err != nil {
-				t.Fatal(err)
-			}
+			waitHeld(t, c)
 			if g := get(t, c, s.JobID); g.State != progress.Running {
 				t.Fatalf("with Redis down the durable record should still say running: %+v", g)
 			}
@@ -125,5 +133,74 @@ func TestOutcomeOutlastsRedisOutage(t *testing.T) {
 				t.Fatalf("the command should have run once: %q %v", runs, err)
 			}
 		})
+	}
+}
+
+// TestOutcomeOutlastsFullDisk: the database's disk (a real tmpfs) fills up
+// while a pipeline command runs. A create is refused with 503 and /readyz
+// turns 503 naming the database although it still answers reads. The
+// command exits 0; its outcome cannot be made durable and is held in the
+// queue (on another disk). The node stops while the disk is full; once
+// space is freed and it starts again, the job is succeeded — not failed for
+// a lost queue entry — /readyz is 200 again, and the command ran once.
+func TestOutcomeOutlastsFullDisk(t *testing.T) {
+	t.Parallel()
+	disk := testsvc.TinyDisk(t, 2<<20)
+	dataDir, gate := t.TempDir(), t.TempDir()
+	mod := func(c *Config) {
+		c.DB, c.Pipelines = filepath.Join(disk.Dir(), "progressd.db"), writePipelines(t, gatedPipelines)
+	}
+	cfg := Defaults()
+	cfg.Addr, cfg.DataDir, cfg.FlushInterval = "127.0.0.1:0", dataDir, 50*time.Millisecond
+	mod(&cfg)
+	n, err := Start(t.Context(), cfg, discardLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	t.Cleanup(func() {
+		if !stopped {
+			_ = n.Shutdown(context.Background())
+		}
+	})
+	c := client{t: t, base: n.URL()}
+	s := create(t, c, map[string]any{"project": "p", "pipeline": "gated", "params": map[string]string{"dir": gate}})
+	waitState(t, c, s.JobID, progress.Running, 20*time.Second)
+	if r := c.do("GET", "/readyz", nil); r.status != 200 {
+		t.Fatalf("readyz before the disk filled: %d %s", r.status, r.body)
+	}
+
+	disk.Fill()
+	if r := c.do("POST", "/api/v1/jobs", `{"project":"p"}`); r.status != 503 || r.errCode() != "unavailable" {
+		t.Fatalf("create with the disk full: %d %s", r.status, r.body)
+	}
+	r := c.do("GET", "/readyz", nil)
+	if r.status != 503 || !strings.Contains(string(r.body), `"database":"`) || strings.Contains(string(r.body), `"database":"ok"`) ||
+		!strings.Contains(string(r.body), "writes fail") {
+		t.Fatalf("readyz with the disk full: %d %s", r.status, r.body)
+	}
+	if err := os.WriteFile(filepath.Join(gate, "go"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitHeld(t, c)
+	stopped = true
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := n.Shutdown(ctx); err == nil {
+		t.Fatal("shutdown with the disk full flushed everything: the test did not fill the disk")
+	}
+
+	disk.Free()
+	n = startNode(t, dataDir, mod)
+	c.base = n.URL()
+	if g := waitState(t, c, s.JobID, progress.Succeeded, 30*time.Second); g.Progress != 1 {
+		t.Fatalf("succeeded job: %+v", g)
+	}
+	if r := c.do("GET", "/readyz", nil); r.status != 200 {
+		t.Fatalf("readyz after space was freed: %d %s", r.status, r.body)
+	}
+	runs, err := os.ReadFile(filepath.Join(gate, "runs"))
+	if err != nil || string(runs) != "run\n" {
+		t.Fatalf("the command should have run once: %q %v", runs, err)
 	}
 }

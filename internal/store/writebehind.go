@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -64,7 +65,21 @@ type WriteBehind struct {
 	batches, written, durable, coalesced, failures atomic.Uint64
 
 	failing bool // the last background flush failed; guarded by flushMu
+
+	// The last write that failed, until one succeeds: Ready reports it.
+	healthMu   sync.Mutex
+	writeErr   error
+	writeErrAt time.Time
+	now        func() time.Time
 }
+
+// WriteErrorWindow is how long a failed write keeps Ready failing when no
+// write is tried after it. Any write that succeeds ends it at once, and
+// every failed one (the background flush retries pending snapshots each
+// interval) starts it again; the window only matters when nothing is left
+// to write, so that a node taken out of a load balancer for a failed write
+// is tried again instead of staying out for ever.
+const WriteErrorWindow = 30 * time.Second
 
 // WriteBehindStats are WriteBehind's counters since it was made, for metrics.
 type WriteBehindStats struct {
@@ -96,6 +111,7 @@ func NewWriteBehind(db Store, interval time.Duration, log *slog.Logger) *WriteBe
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 		cancel:   cancel,
+		now:      time.Now,
 	}
 	go w.loop(ctx)
 	return w
@@ -118,7 +134,9 @@ func (w *WriteBehind) Save(ctx context.Context, s progress.Snapshot, durable boo
 	}
 	w.mu.Unlock()
 
-	if err := w.db.Save(ctx, []progress.Snapshot{s}); err != nil {
+	err := w.db.Save(ctx, []progress.Snapshot{s})
+	w.noteWrite(err)
+	if err != nil {
 		w.failures.Add(1)
 		w.mu.Lock()
 		w.addPending(s)
@@ -179,7 +197,9 @@ func (w *WriteBehind) flushLocked(ctx context.Context) error {
 	written := 0
 	for written < len(batch) {
 		chunk := batch[written:min(written+flushChunk, len(batch))]
-		if err = w.db.Save(ctx, chunk); err != nil {
+		err = w.db.Save(ctx, chunk)
+		w.noteWrite(err)
+		if err != nil {
 			w.failures.Add(1)
 			break
 		}
@@ -285,7 +305,11 @@ func (w *WriteBehind) Stats() WriteBehindStats {
 
 // Create creates the job in the database; creation is always durable.
 func (w *WriteBehind) Create(ctx context.Context, s progress.Snapshot) error {
-	return w.db.Create(ctx, s)
+	err := w.db.Create(ctx, s)
+	if !errors.Is(err, ErrExists) {
+		w.noteWrite(err)
+	}
+	return err
 }
 
 // Get returns the newest snapshot of job id: the stored one, or the one
@@ -347,3 +371,35 @@ func (w *WriteBehind) newest(id string) (progress.Snapshot, bool) {
 
 // Ping reports whether the database answers.
 func (w *WriteBehind) Ping(ctx context.Context) error { return w.db.Ping(ctx) }
+
+// Ready is Ping, and fails too while writes fail: after a write to the
+// database failed, until one succeeds (or WriteErrorWindow passes with no
+// write tried). A database that answers reads but refuses every write (a
+// full disk, a read-only file) must take the node out of rotation, since
+// every change sent to it would be answered 503.
+func (w *WriteBehind) Ready(ctx context.Context) error {
+	if err := w.db.Ping(ctx); err != nil {
+		return err
+	}
+	w.healthMu.Lock()
+	defer w.healthMu.Unlock()
+	if w.writeErr != nil && w.now().Sub(w.writeErrAt) < WriteErrorWindow {
+		return fmt.Errorf("writes fail (last at %s): %w", w.writeErrAt.UTC().Format(time.RFC3339), w.writeErr)
+	}
+	return nil
+}
+
+// noteWrite records how a write to the database went, for Ready. A write
+// abandoned because its caller went away says nothing about the database.
+func (w *WriteBehind) noteWrite(err error) {
+	if errors.Is(err, context.Canceled) {
+		return
+	}
+	w.healthMu.Lock()
+	defer w.healthMu.Unlock()
+	if err == nil {
+		w.writeErr = nil
+		return
+	}
+	w.writeErr, w.writeErrAt = err, w.now()
+}
