@@ -16,6 +16,7 @@ import (
 
 func newServe() *cobra.Command {
 	cfg := node.Defaults()
+	var secretFile string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the server: API, WebSocket/SSE gateway and dashboard",
@@ -27,6 +28,9 @@ Every flag can also be set as PROGRESSD_<FLAG>, e.g. PROGRESSD_DATA_DIR.`,
 			if err := bindEnv(cmd); err != nil {
 				return err
 			}
+			if err := readSecretFile(&cfg.AuthSecret, secretFile); err != nil {
+				return err
+			}
 			return serve(cmd.Context(), cfg)
 		},
 	}
@@ -36,7 +40,9 @@ Every flag can also be set as PROGRESSD_<FLAG>, e.g. PROGRESSD_DATA_DIR.`,
 	f.StringVar(&cfg.DB, "db", cfg.DB, "database: empty for SQLite in the data dir, a SQLite file path, or postgres://user:password@host:5432/database")
 	f.StringVar(&cfg.Redis, "redis", cfg.Redis, "Redis URL for snapshots and cross-node fan-out (empty: in memory)")
 	f.StringVar(&cfg.RedisPrefix, "redis-prefix", cfg.RedisPrefix, "prefix of every Redis key and of the pub/sub channel; nodes that work together use the same")
-	f.StringVar(&cfg.AuthSecret, "auth-secret", cfg.AuthSecret, "HS256 secret for tokens; empty is single-user mode (loopback only)")
+	f.StringVar(&cfg.AuthSecret, "auth-secret", cfg.AuthSecret, "HS256 secret for tokens, at least 16 bytes; empty is single-user mode (loopback only). "+
+		"On the command line it is visible in the process list: prefer PROGRESSD_AUTH_SECRET or --auth-secret-file")
+	f.StringVar(&secretFile, "auth-secret-file", "", "read --auth-secret from this file (surrounding whitespace dropped)")
 	f.StringSliceVar(&cfg.AllowedOrigins, "allowed-origins", cfg.AllowedOrigins, "browser origins allowed besides the server's own, comma-separated: they may open WebSockets, call the API with CORS and write")
 	f.StringVar(&cfg.Pipelines, "pipelines", cfg.Pipelines, "pipelines YAML file (default: the built-in demo pipeline)")
 	f.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")

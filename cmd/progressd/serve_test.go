@@ -107,14 +107,92 @@ func TestServeSIGTERM(t *testing.T) {
 // loopback, and the refusal says what to do.
 func TestServeRefusesOpenAddressWithoutSecret(t *testing.T) {
 	cmd, stderr := serveProcess(t, nil, "--addr", "0.0.0.0:0", "--data-dir", t.TempDir())
+	if err := waitExit(t, cmd); err == nil || !strings.Contains(stderr.String(), "--auth-secret") {
+		t.Fatalf("serve on 0.0.0.0 without a secret: %v\n%s", err, stderr)
+	}
+}
+
+// waitExit waits for a serve process that must refuse to start.
+func waitExit(t *testing.T, cmd *exec.Cmd) error {
+	t.Helper()
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	select {
 	case err := <-done:
-		if err == nil || !strings.Contains(stderr.String(), "--auth-secret") {
-			t.Fatalf("serve on 0.0.0.0 without a secret: %v\n%s", err, stderr)
-		}
+		return err
 	case <-time.After(30 * time.Second):
-		t.Fatal("serve on 0.0.0.0 without a secret kept running")
+		t.Fatal("serve kept running")
+		return nil
+	}
+}
+
+// TestServeRefusesShortSecret: a secret under 16 bytes stops the server
+// at start, with a message saying how to make one; from the environment
+// too.
+func TestServeRefusesShortSecret(t *testing.T) {
+	for _, tc := range []struct {
+		env  []string
+		args []string
+	}{
+		{args: []string{"--auth-secret", "x"}},
+		{env: []string{"PROGRESSD_AUTH_SECRET=fifteen-bytes!!"}},
+	} {
+		cmd, stderr := serveProcess(t, tc.env, append([]string{"--addr", freeAddr(t), "--data-dir", t.TempDir()}, tc.args...)...)
+		if err := waitExit(t, cmd); err == nil || !strings.Contains(stderr.String(), "at least 16") || !strings.Contains(stderr.String(), "openssl rand -hex 32") {
+			t.Errorf("serve %v %v with a short secret: %v\n%s", tc.env, tc.args, err, stderr)
+		}
+	}
+}
+
+// TestServeAuthSecretFile: --auth-secret-file (or PROGRESSD_AUTH_SECRET_FILE)
+// takes the secret from a file, trailing newline and all; set together
+// with --auth-secret, or empty, it is refused; `token` reads it too.
+func TestServeAuthSecretFile(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "secret")
+	if err := os.WriteFile(file, []byte("0123456789abcdef0123456789abcdef\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	serveProcess(t, []string{"PROGRESSD_AUTH_SECRET_FILE=" + file}, "--addr", addr, "--data-dir", filepath.Join(dir, "data"))
+	waitHealthy(t, "http://"+addr)
+	tok, errOut, code := run(t, "token", "--auth-secret-file", file, "--sub", "alice")
+	if code != 0 {
+		t.Fatalf("token --auth-secret-file: %s", errOut)
+	}
+	for _, tc := range []struct {
+		token string
+		want  int
+	}{{"", http.StatusUnauthorized}, {strings.TrimSpace(tok), http.StatusOK}} {
+		req, _ := http.NewRequest("GET", "http://"+addr+"/api/v1/jobs", nil)
+		if tc.token != "" {
+			req.Header.Set("Authorization", "Bearer "+tc.token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("token %q: %d, want %d (the secret is not the file's)", tc.token, resp.StatusCode, tc.want)
+		}
+	}
+
+	empty := filepath.Join(dir, "empty")
+	if err := os.WriteFile(empty, []byte("\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--auth-secret-file", file, "--auth-secret", "0123456789abcdef-other"}, "both set"},
+		{[]string{"--auth-secret-file", empty}, "is empty"},
+		{[]string{"--auth-secret-file", filepath.Join(dir, "missing")}, "no such file"},
+	} {
+		cmd, stderr := serveProcess(t, nil, append([]string{"--addr", freeAddr(t), "--data-dir", t.TempDir()}, tc.args...)...)
+		if err := waitExit(t, cmd); err == nil || !strings.Contains(stderr.String(), tc.want) {
+			t.Errorf("serve %v: %v\n%s, want it to say %q", tc.args, err, stderr, tc.want)
+		}
 	}
 }

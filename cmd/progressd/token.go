@@ -11,9 +11,9 @@ import (
 
 func newToken() *cobra.Command {
 	var (
-		secret, sub, job string
-		admin            bool
-		ttl              time.Duration
+		secret, secretFile, sub, job string
+		admin                        bool
+		ttl                          time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "token --sub USER [--admin | --job ID] [--ttl 1h]",
@@ -28,6 +28,9 @@ reports on a job, so a leaked token exposes nothing else of its user.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := bindEnv(cmd); err != nil {
+				return err
+			}
+			if err := readSecretFile(&secret, secretFile); err != nil {
 				return err
 			}
 			var t string
@@ -49,6 +52,7 @@ reports on a job, so a leaked token exposes nothing else of its user.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&secret, "auth-secret", "", "the server's --auth-secret (or PROGRESSD_AUTH_SECRET)")
+	f.StringVar(&secretFile, "auth-secret-file", "", "read the secret from this file, like serve's --auth-secret-file")
 	f.StringVar(&sub, "sub", "", "user id the token stands for")
 	f.BoolVar(&admin, "admin", false, "let the token do anything")
 	f.StringVar(&job, "job", "", "limit the token to this job: read, report on and watch it, nothing else")

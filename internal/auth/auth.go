@@ -203,6 +203,22 @@ func (p Principal) MaySubscribeUser(id string) bool {
 // except a job-scoped principal.
 func (p Principal) MaySubscribeProject() bool { return p.ManyJobs() }
 
+// MinSecretBytes is the shortest secret a server accepts: HS256 with a
+// short secret is open to guessing offline from any one token.
+const MinSecretBytes = 16
+
+// CheckSecret refuses a secret shorter than MinSecretBytes ("" is
+// single-user mode, and passes), saying how to make a good one.
+func CheckSecret(secret string) error {
+	if secret == "" || len(secret) >= MinSecretBytes {
+		return nil
+	}
+	return fmt.Errorf("--auth-secret is %d bytes; it must be at least %d (32 random bytes is good): "+
+		"make one with `openssl rand -hex 32` or `head -c 32 /dev/urandom | base64`, and pass it as "+
+		"PROGRESSD_AUTH_SECRET or in a file named by --auth-secret-file (on the command line it is visible in the process list)",
+		len(secret), MinSecretBytes)
+}
+
 // CheckListen refuses single-user mode on an address other clients could
 // reach: without a secret anyone who can connect acts as the local user.
 func CheckListen(addr string, a *Authenticator) error {

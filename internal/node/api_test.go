@@ -271,7 +271,7 @@ func TestListPagination(t *testing.T) {
 
 func TestAuthAndVisibility(t *testing.T) {
 	t.Parallel()
-	const secret = "test-secret"
+	const secret = "api-visibility-test-secret"
 	n := startNode(t, "", func(c *Config) { c.AuthSecret = secret })
 	tok := func(sub string, admin bool, ttl time.Duration) string {
 		now := time.Now()

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/progressd/progressd/internal/auth"
 	"github.com/progressd/progressd/internal/gateway"
 	"github.com/progressd/progressd/internal/origin"
 )
@@ -85,6 +86,9 @@ func (c *Config) Validate() error {
 		if c.RedisPrefix == "" {
 			errs = append(errs, errors.New("--redis-prefix is empty; nodes that work together need the same non-empty prefix, such as \"progressd:\""))
 		}
+	}
+	if err := auth.CheckSecret(c.AuthSecret); err != nil {
+		errs = append(errs, err)
 	}
 	if _, err := ParseLevel(c.LogLevel); err != nil {
 		errs = append(errs, err)

@@ -30,6 +30,8 @@ func TestValidateNamesTheFlag(t *testing.T) {
 		{"--node-timeout", func(c *Config) { c.NodeTimeout = 500 * time.Millisecond }},
 		{"--max-subscriptions", func(c *Config) { c.MaxSubscriptions = 0 }},
 		{"--workers", func(c *Config) { c.Workers = -1 }},
+		{"--auth-secret", func(c *Config) { c.AuthSecret = "x" }},
+		{"openssl rand -hex 32", func(c *Config) { c.AuthSecret = "fifteen-bytes!!" }},
 	} {
 		c := Defaults()
 		tc.set(&c)
@@ -40,7 +42,8 @@ func TestValidateNamesTheFlag(t *testing.T) {
 	}
 	ok := Defaults()
 	ok.MinWriteInterval = 16 * time.Millisecond
+	ok.AuthSecret = "sixteen-bytes-ok"
 	if err := ok.Validate(); err != nil {
-		t.Errorf("--min-write-interval 16ms refused: %v", err)
+		t.Errorf("--min-write-interval 16ms, a 16-byte secret: refused: %v", err)
 	}
 }

@@ -157,19 +157,16 @@ func (c *command) stop(pgid int, exited <-chan error, grace time.Duration) {
 	<-exited
 }
 
-// secretEnv are variables of the server a command must not inherit.
-var secretEnv = []string{"PROGRESSD_AUTH_SECRET="}
-
-// serverEnv is the server's environment without its secrets.
+// serverEnv is the server's environment without any PROGRESSD_ variable:
+// those are the server's own settings (PROGRESSD_DB and PROGRESSD_REDIS
+// with their passwords, PROGRESSD_AUTH_SECRET, …), and a stage, which runs
+// with only a token scoped to its job, must not inherit them. The runner
+// then adds the PROGRESSD_ variables it sets for the stage (jobEnv).
 func serverEnv() []string {
 	env := os.Environ()
 	out := env[:0:0]
 	for _, kv := range env {
-		secret := false
-		for _, p := range secretEnv {
-			secret = secret || strings.HasPrefix(kv, p)
-		}
-		if !secret {
+		if !strings.HasPrefix(kv, "PROGRESSD_") {
 			out = append(out, kv)
 		}
 	}

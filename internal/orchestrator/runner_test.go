@@ -508,23 +508,36 @@ pipelines:
 }
 
 // TestCommandEnvironment is not parallel: it sets the process environment.
+// A stage gets the PROGRESSD_ variables the orchestrator sets for it and
+// none of the server's own (its database and Redis URLs carry passwords),
+// and the rest of the environment unchanged.
 func TestCommandEnvironment(t *testing.T) {
-	t.Setenv("PROGRESSD_AUTH_SECRET", "do-not-leak")
+	for k, v := range map[string]string{
+		"PROGRESSD_AUTH_SECRET": "do-not-leak", "PROGRESSD_AUTH_SECRET_FILE": "/do/not/leak",
+		"PROGRESSD_DB": "postgres://u:do-not-leak@127.0.0.1:5432/x", "PROGRESSD_REDIS": "redis://:do-not-leak@127.0.0.1:6379/0",
+		"PROGRESSD_ANYTHING_ELSE": "do-not-leak", "PROGRESSD_TOKEN": "the server's own, do-not-leak",
+		"SEC_TEST_KEPT": "kept",
+	} {
+		t.Setenv(k, v)
+	}
 	dir := t.TempDir()
-	s := orchtest.Start(t, orchtest.Options{Pipelines: `
+	s := orchtest.Start(t, orchtest.Options{AuthSecret: "command-env-secret-0123456789", Pipelines: `
 pipelines:
   env:
     params: [out]
     stages:
       - name: show
-        run: ["sh", "-c", "printf '%s|%s|%s|%s' \"$PROGRESSD_JOB_ID\" \"$PROGRESSD_STAGE\" \"$PROGRESSD_ATTEMPT\" \"$PROGRESSD_AUTH_SECRET\" > \"$1\"", "sh", "{{out}}"]
+        run: ["sh", "-c", "printf '%s|%s|%s|%s\\n' \"$PROGRESSD_JOB_ID\" \"$PROGRESSD_STAGE\" \"$PROGRESSD_ATTEMPT\" \"$SEC_TEST_KEPT\" > \"$1\"; env | grep '^PROGRESSD_' | cut -d= -f1 | sort >> \"$1\"; env | grep -c do-not-leak >> \"$1\"", "sh", "{{out}}"]
 `})
 	out := filepath.Join(dir, "env")
 	snap := s.Create(t, "p", "env", map[string]string{"out": out})
 	s.WaitTerminal(t, snap.JobID, 20*time.Second)
 	got, _ := os.ReadFile(out)
-	if want := snap.JobID + "|show|1|"; string(got) != want {
-		t.Fatalf("the command saw %q, want %q", got, want)
+	want := snap.JobID + "|show|1|kept\n" +
+		"PROGRESSD_ATTEMPT\nPROGRESSD_JOB_ID\nPROGRESSD_SERVER\nPROGRESSD_STAGE\nPROGRESSD_TOKEN\n" +
+		"0\n" // no value of the server's environment reached the command
+	if string(got) != want {
+		t.Fatalf("the command saw\n%s\nwant\n%s", got, want)
 	}
 }
 
