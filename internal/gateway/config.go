@@ -32,6 +32,7 @@ const (
 	DefaultMaxConnsPerUser  = 1000
 	DefaultMaxQueuedFrames  = 10_000
 	DefaultMaxQueuedBytes   = 16 << 20
+	DefaultSendBuffer       = 8 << 10
 	DefaultRecentLimit      = 50
 	DefaultAuthTimeout      = 10 * time.Second
 	DefaultWriteTimeout     = 10 * time.Second
@@ -69,6 +70,13 @@ type Config struct {
 	// frames after coalescing; over either, the client is too slow (4008).
 	MaxQueuedFrames int
 	MaxQueuedBytes  int
+	// SendBuffer is the kernel send buffer (SO_SNDBUF) of every WebSocket
+	// connection and SSE stream, in bytes; Linux allots twice that, part
+	// of it for its own bookkeeping. It bounds what the server has
+	// written but a slow peer has not taken, so coalescing reaches the
+	// socket: a slow reader gets the newest snapshot of each job next,
+	// not seconds of stale ones queued in the kernel (see sendbuf.go).
+	SendBuffer int
 	// RecentLimit is how many finished jobs a project: or user: subscriber
 	// is sent first, besides every active one.
 	RecentLimit int
@@ -124,6 +132,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxQueuedBytes == 0 {
 		c.MaxQueuedBytes = DefaultMaxQueuedBytes
 	}
+	if c.SendBuffer == 0 {
+		c.SendBuffer = DefaultSendBuffer
+	}
 	if c.RecentLimit == 0 {
 		c.RecentLimit = DefaultRecentLimit
 	}
@@ -155,6 +166,7 @@ func (c Config) Validate() error {
 		"MaxFrameBytes": c.MaxFrameBytes, "MaxSubscriptions": int64(c.MaxSubscriptions),
 		"MaxConnsPerUser": int64(c.MaxConnsPerUser), "MaxQueuedFrames": int64(c.MaxQueuedFrames),
 		"MaxQueuedBytes": int64(c.MaxQueuedBytes), "RecentLimit": int64(c.RecentLimit),
+		"SendBuffer": int64(c.SendBuffer),
 	} {
 		if v < 0 {
 			errs = append(errs, fmt.Errorf("gateway: Config.%s is %d; it must be positive (0 means the default)", name, v))

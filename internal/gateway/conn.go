@@ -74,6 +74,10 @@ type wsConn struct {
 	// late, or when the token expires.
 	deadline *time.Timer
 
+	// sendBuffer is the socket's send buffer as set on accept
+	// (Config.SendBuffer); 0 if the socket is not TCP and was left alone.
+	sendBuffer int
+
 	// Owned by the running writer (writers never overlap).
 	writeDeadline time.Time // the socket's write deadline
 	lastWrite     time.Time // when the last batch was written (MinWriteInterval)
@@ -86,6 +90,9 @@ type wsConn struct {
 
 func newWSConn(g *Gateway, conn net.Conn, pre []byte, clientID string) *wsConn {
 	c := &wsConn{g: g, conn: conn, clientID: clientID, rd: prefixReader{pre: pre, conn: conn}}
+	if boundSendBuffer(conn, g.cfg.SendBuffer) {
+		c.sendBuffer = g.cfg.SendBuffer
+	}
 	c.sub = newSubscriber(transportWS, newQueue(g.cfg.MaxQueuedFrames, g.cfg.MaxQueuedBytes), g.m)
 	c.sub.wake = c.wakeLocked
 	c.sub.overflow = func() { c.closeLocked(StatusTooSlow, "too slow to keep up") }

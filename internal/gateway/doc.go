@@ -20,6 +20,14 @@
 // after coalescing — MaxQueuedFrames unsent frames (10,000 distinct jobs by
 // default) or MaxQueuedBytes — is closed with 4008.
 //
+// Coalescing only helps if frames wait in the queue rather than in the
+// kernel, so each socket's send buffer is set small (Config.SendBuffer,
+// sendbuf.go): the writer blocks as soon as the peer lags by that much. A
+// peer that takes nothing for WriteTimeout is closed with 4008 too: the
+// writer finishes the frame it was cut off in and writes the close frame
+// into a send buffer grown to hold it (writeFailed), so the peer reads
+// why if it reads again.
+//
 // Subscribing has no gap (mercure#178): the subscriber is registered in the
 // hub first, with the channel held; then the current snapshots are read
 // and queued; then the reply is queued and the channel released, so the

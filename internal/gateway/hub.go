@@ -150,7 +150,6 @@ func (h *hub) publishTo(ch string, u broker.Update, filter bool) {
 	}
 }
 
-
 // channelNames returns every channel that has a subscriber now.
 func (h *hub) channelNames() []string {
 	var out []string

@@ -1,9 +1,11 @@
 package gateway
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"math"
+	"net"
 	"os"
 	"sync"
 	"time"
@@ -105,7 +107,7 @@ func (c *wsConn) write() {
 			return
 		}
 		c.sub.mu.Unlock()
-		n, err := c.writeBatch(wb)
+		n, cut, err := c.writeBatch(wb)
 		c.lastWrite = time.Now()
 		if n > 0 {
 			c.g.m.sentWS.Add(float64(n))
@@ -113,7 +115,7 @@ func (c *wsConn) write() {
 		clear(wb.msgs)
 		wb.msgs = wb.msgs[:0]
 		if err != nil {
-			c.writeFailed(err)
+			c.writeFailed(err, cut)
 			return
 		}
 		if sendClose {
@@ -134,30 +136,59 @@ func spaceWrite(last time.Time, interval time.Duration) {
 }
 
 // writeBatch writes wb.out followed by the frames of wb.msgs, and returns
-// how many of those frames it wrote. The batch shares one deadline.
-func (c *wsConn) writeBatch(wb *writeBuf) (int, error) {
+// how many of those frames it wrote. The batch shares one deadline. When
+// a write fails part way through a frame, cut is the rest of that frame:
+// the close frame can only follow it.
+func (c *wsConn) writeBatch(wb *writeBuf) (sent int, cut []byte, err error) {
 	if err := c.armWriteDeadline(); err != nil {
-		return 0, err
+		return 0, nil, err
 	}
-	b, sent, pending := wb.out, 0, 0
+	b, pending := wb.out, 0
 	defer func() { wb.out = b[:0] }() // keep a grown buffer for the next round
 	for _, m := range wb.msgs {
 		if len(b) > 0 && len(b)+len(m.frame) > flushAt {
-			if _, err := c.conn.Write(b); err != nil {
-				return sent, err
+			if n, err := c.conn.Write(b); err != nil {
+				return sent, restOfFrame(b, n), err
 			}
 			sent, pending, b = sent+pending, 0, b[:0]
 			if c.closing.Load() {
-				return sent, nil // the close frame goes next
+				return sent, nil, nil // the close frame goes next
 			}
 		}
 		b = appendFrame(b, ws.OpText, m.frame)
 		pending++
 	}
-	if _, err := c.conn.Write(b); err != nil {
-		return sent, err
+	if n, err := c.conn.Write(b); err != nil {
+		return sent, restOfFrame(b, n), err
 	}
-	return sent + pending, nil
+	return sent + pending, nil, nil
+}
+
+// restOfFrame returns a copy of what is left unwritten of the frame in b
+// that byte n falls in (nil when n ends a frame). b holds whole frames
+// that appendHeader encoded.
+func restOfFrame(b []byte, n int) []byte {
+	end := 0
+	for end < n && end < len(b) {
+		end += frameLen(b[end:])
+	}
+	if end <= n || end > len(b) {
+		return nil
+	}
+	return bytes.Clone(b[n:end])
+}
+
+// frameLen returns the length of the frame b starts with, header included
+// (an unmasked frame of appendHeader's).
+func frameLen(b []byte) int {
+	switch n := int(b[1] & 0x7f); n {
+	case 126:
+		return 4 + int(binary.BigEndian.Uint16(b[2:]))
+	case 127:
+		return 10 + int(binary.BigEndian.Uint64(b[2:]))
+	default:
+		return 2 + n
+	}
 }
 
 // armWriteDeadline gives the next write at least 7/8 of WriteTimeout and
@@ -176,18 +207,67 @@ func (c *wsConn) armWriteDeadline() error {
 }
 
 // writeFailed ends a connection whose write failed: nothing more is
-// written (writing stays set, so no writer starts again) and the socket is
-// closed, which ends the reader.
-func (c *wsConn) writeFailed(err error) {
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		c.g.m.slowCloses.WithLabelValues(transportWS, "write_timeout").Inc()
-	}
+// written by a writer (writing stays set, so none starts again).
+//
+// A write that timed out means the peer took nothing for WriteTimeout:
+// it is closed with 4008 (or the close already decided), and the close
+// frame is given room in the socket, so the peer reads it, after
+// everything written before it, if it ever reads again (SPEC.md part two,
+// "Slow readers": "the close frame is kept room for"). cut, the rest of
+// the frame the write stopped in, goes first, so the close frame starts
+// on a frame boundary. The reader then waits closeTimeout for the peer's
+// answer, as after any close frame. Any other failure, or a peer that
+// cannot take even the close frame, closes the socket at once, which
+// ends the reader.
+func (c *wsConn) writeFailed(err error, cut []byte) {
 	c.g.log.Debug("websocket write failed", "err", err)
 	c.sub.mu.Lock()
-	c.closing.Store(true)
+	if !c.closing.Load() {
+		c.closing.Store(true)
+		c.closeCode, c.closeReason = StatusTooSlow, "too slow: read nothing for the write timeout"
+	}
+	owed := !c.closeSent
+	c.closeSent = true
+	code, reason := c.closeCode, c.closeReason
 	c.sub.mu.Unlock()
-	_ = c.conn.Close()
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		_ = c.conn.Close()
+		return
+	}
+	c.g.m.slowCloses.WithLabelValues(transportWS, "write_timeout").Inc()
+	last := cut
+	if owed {
+		last = appendClose(last, code, reason)
+	}
+	if len(last) > 0 && !c.writeWithRoom(last) {
+		_ = c.conn.Close()
+		return
+	}
+	_ = c.conn.SetReadDeadline(time.Now().Add(closeTimeout))
 }
+
+// writeWithRoom writes b, the last bytes the connection will send, to a
+// socket whose send buffer is full: it grows the buffer by what b needs
+// first, so the kernel takes b at once. It reports whether b was taken.
+func (c *wsConn) writeWithRoom(b []byte) bool {
+	if c.sendBuffer > 0 {
+		tc, ok := c.conn.(*net.TCPConn)
+		// The kernel counts its own overhead in the buffer too: twice
+		// the bytes, and a page besides, is ample.
+		if !ok || tc.SetWriteBuffer(c.sendBuffer+2*len(b)+4096) != nil {
+			return false
+		}
+	}
+	if c.conn.SetWriteDeadline(time.Now().Add(closeWriteTimeout)) != nil {
+		return false
+	}
+	_, err := c.conn.Write(b)
+	return err == nil
+}
+
+// closeWriteTimeout bounds the write of the close frame after a write
+// timed out: with room made for it the kernel takes it at once.
+const closeWriteTimeout = time.Second
 
 // appendHeader appends the header of an unmasked, final frame of op with
 // an n-byte payload.

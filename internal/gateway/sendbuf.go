@@ -1,0 +1,38 @@
+package gateway
+
+import "net"
+
+// What a connection has written but its peer has not read is bounded by
+// the socket's send buffer (SPEC.md part two, "Slow readers"). Left to
+// itself, Linux sizes a TCP send buffer from the congestion window: about
+// 1.3 MB from the first packet on loopback, up to net.ipv4.tcp_wmem's 4 MB.
+// A reader slower than the updates then has every report the kernel could
+// hold queued ahead of the newest one — the gateway's queue, which
+// replaces an unsent snapshot with a newer one, never saw them pile up —
+// and reads seconds of stale snapshots (issue 10: 400 over 16.9 s). With
+// the buffer set to Config.SendBuffer the writer blocks as soon as the
+// peer lags by that much, and what comes meanwhile coalesces in the queue.
+//
+// The size is a trade. In flight beyond the peer's own receive buffer is
+// about twice the setting (the kernel's allotment): ~16 KB at the default
+// 8 KiB, measured as 22, 40, 72 and 113 small (450-byte) snapshots ahead
+// of the terminal one at 4, 8, 16 and 32 KiB
+// (TestWSSlowReaderGetsTheNewestNotStaleOnes), against 1,915 of 2,000
+// with the kernel's default. 8 KiB keeps that well under a second of a
+// job reporting 100 times a second (SPEC.md asks for that). The price: a
+// connection carries at most about the buffer per round trip, ~160 KB/s
+// at 100 ms — dozens of jobs each updating every frame of a 60 Hz display
+// — and a subscriber's first burst (up to 1,050 snapshots of a project,
+// ~500 KB) takes a few seconds over such a link instead of one. On
+// loopback and LANs round trips are short enough that it costs nothing
+// (docs/benchmarks.md, fan-out before and after). Not chosen:
+// TCP_NOTSENT_LOWAT, which bounds only the unsent bytes and keeps
+// autotuning: it is not in package net, and a write it holds back leaves
+// no room for the close frame either (writeWithRoom).
+
+// boundSendBuffer sets conn's send buffer to size bytes; false if conn is
+// not a TCP socket (or the kernel refused), which keeps its default.
+func boundSendBuffer(conn net.Conn, size int) bool {
+	tc, ok := conn.(*net.TCPConn)
+	return ok && size > 0 && tc.SetWriteBuffer(size) == nil
+}
