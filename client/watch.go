@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/progressd/progressd/internal/protocol"
 )
 
 const (
@@ -22,14 +24,12 @@ const (
 	maxReconnectDelay = 5 * time.Second
 )
 
-// Close codes of the server that end Watch instead of reconnecting.
-const closeUnauthorized websocket.StatusCode = 4001
-
 // Watch follows job id live over the server's WebSocket endpoint, calling
 // fn (if not nil) with each newer snapshot, the current one first, and
 // returns the terminal snapshot once the job succeeds, fails or is
 // canceled. fn runs on Watch's goroutine. When the connection drops, Watch
-// reconnects (waiting up to 5 s between tries) and resubscribes; the
+// reconnects (waiting up to 5 s between tries, and at least what the
+// server's close code asks: 5 s after 4029) and resubscribes; the
 // snapshot sent on resubscribe makes up for anything missed, and
 // snapshots at or below the last seq are skipped. A server without the
 // WebSocket endpoint is polled over HTTP instead.
@@ -80,6 +80,7 @@ func (w *watcher) run(ctx context.Context) (Snapshot, error) {
 			// Never reached the server: a wrong --server, not a blip.
 			return w.last, err
 		}
+		delay = waitBefore(delay, err)
 		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
@@ -90,6 +91,30 @@ func (w *watcher) run(ctx context.Context) (Snapshot, error) {
 		delay = min(2*delay, maxReconnectDelay)
 	}
 }
+
+// waitBefore returns how long to wait before reconnecting after err: the
+// backoff's delay, or the least delay of the server's close code if that
+// is longer (reconnecting sooner after 4029 would only be refused again).
+func waitBefore(backoff time.Duration, err error) time.Duration {
+	var closed *closedError
+	if errors.As(err, &closed) {
+		return max(backoff, closed.close.MinDelay)
+	}
+	return backoff
+}
+
+// closedError is a connection the server closed with a code of
+// protocol.Closes that allows reconnecting, at the least delay it names.
+type closedError struct {
+	close protocol.Close
+	err   error
+}
+
+func (e *closedError) Error() string {
+	return fmt.Sprintf("the server closed the connection: %s (%d): %v", e.close.Meaning, e.close.Code, e.err)
+}
+
+func (e *closedError) Unwrap() error { return e.err }
 
 // finalError ends Watch instead of reconnecting.
 type finalError struct{ err error }
@@ -139,8 +164,11 @@ func (w *watcher) session(ctx context.Context, connected *bool) error {
 	for {
 		_, data, err := conn.Read(ctx)
 		if err != nil {
-			if websocket.CloseStatus(err) == closeUnauthorized {
-				return &finalError{&Error{Code: "unauthorized", Message: "the server closed the connection: no valid token (set --token or PROGRESSD_TOKEN)"}}
+			if c, ok := protocol.CloseOf(int(websocket.CloseStatus(err))); ok {
+				if !c.Reconnect {
+					return &finalError{&Error{Code: c.Name, Message: fmt.Sprintf("the server closed the connection (%d): %s (set --token or PROGRESSD_TOKEN)", c.Code, c.Meaning)}}
+				}
+				return &closedError{close: c, err: err}
 			}
 			return fmt.Errorf("read: %w", err)
 		}

@@ -4,6 +4,8 @@ import (
 	"net/http"
 
 	"github.com/danielgtaylor/huma/v2"
+
+	"github.com/progressd/progressd/internal/protocol"
 )
 
 // documentStreams adds the gateway's streaming endpoints to the OpenAPI
@@ -44,7 +46,7 @@ func (a *API) documentStreams() {
 		Summary: "WebSocket: subscribe to job, project and user channels",
 		Description: "Text frames, one JSON object each. Client: `{\"op\": \"auth\"|\"subscribe\"|\"unsubscribe\"|\"ping\", \"id\": N, ...}`. " +
 			"Server: `{\"type\": \"reply\", \"id\": N, \"error\"?: {...}}` and `{\"type\": \"update\", \"channel\", \"job\"}`. " +
-			"Close codes: 4001 unauthorized, 4008 too slow, 4029 too many connections, 1009 frame too large, 1001 going away.",
+			protocol.Describe(),
 		Tags: []string{"streams"}, Parameters: []*huma.Param{token},
 		Responses: map[string]*huma.Response{"101": {Description: "Switching protocols."}, "403": {Description: "Origin not allowed."}},
 	})

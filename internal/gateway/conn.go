@@ -12,14 +12,15 @@ import (
 	"github.com/gobwas/ws"
 
 	"github.com/progressd/progressd/internal/auth"
+	"github.com/progressd/progressd/internal/protocol"
 )
 
-// Close codes of SPEC.md beyond RFC 6455's. They are untyped, so they fit
-// the status code type of any WebSocket library a client is written with.
+// Close codes of SPEC.md beyond RFC 6455's: rows of package protocol's
+// table, which says what clients do on each.
 const (
-	StatusUnauthorized       = 4001
-	StatusTooSlow            = 4008
-	StatusTooManyConnections = 4029
+	StatusUnauthorized       = protocol.CloseUnauthorized
+	StatusTooSlow            = protocol.CloseTooSlow
+	StatusTooManyConnections = protocol.CloseTooManyConnections
 )
 
 // closeTimeout bounds how long a connection waits for the peer's close

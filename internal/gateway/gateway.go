@@ -6,9 +6,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/gobwas/ws"
-
 	"github.com/progressd/progressd/internal/auth"
+	"github.com/progressd/progressd/internal/protocol"
 )
 
 // Gateway fans job updates out to WebSocket connections and SSE streams.
@@ -86,7 +85,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		g.unsubscribe()
 		g.cancel()
 		for _, c := range conns {
-			c.closeWith(ws.StatusGoingAway, "server going away")
+			c.closeWith(protocol.CloseGoingAway, "server going away")
 		}
 		go func() {
 			g.wg.Wait()

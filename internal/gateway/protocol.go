@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/progressd/progressd/internal/protocol"
 )
 
 // The operations a client may send (SPEC.md, "WebSocket protocol").
@@ -16,17 +18,17 @@ const (
 	opPing        = "ping"
 )
 
-// Error codes of replies and HTTP errors. They are part of the contract:
-// clients match on them, so never rename one.
+// Error codes of replies and HTTP errors: the rows of package protocol's
+// table, which the clients and the docs read too.
 const (
-	CodeBadRequest    = "bad_request"
-	CodeUnauthorized  = "unauthorized"
-	CodeForbidden     = "forbidden"
-	CodeNotFound      = "not_found"
-	CodeLimitExceeded = "limit_exceeded"
-	CodeInternal      = "internal"
+	CodeBadRequest    = protocol.CodeBadRequest
+	CodeUnauthorized  = protocol.CodeUnauthorized
+	CodeForbidden     = protocol.CodeForbidden
+	CodeNotFound      = protocol.CodeNotFound
+	CodeLimitExceeded = protocol.CodeLimitExceeded
+	CodeInternal      = protocol.CodeInternal
 	// CodeUnavailable is only sent over HTTP, while the gateway shuts down.
-	CodeUnavailable = "unavailable"
+	CodeUnavailable = protocol.CodeUnavailable
 )
 
 // protoError is a refusal sent to the client: a reply error on WebSocket,

@@ -10,6 +10,7 @@ import (
 	"github.com/gobwas/ws"
 
 	"github.com/progressd/progressd/internal/auth"
+	"github.com/progressd/progressd/internal/protocol"
 )
 
 // ServeWS upgrades a request to the WebSocket protocol of SPEC.md and
@@ -72,7 +73,7 @@ func (g *Gateway) ServeWS(w http.ResponseWriter, r *http.Request) {
 	if !g.track(c) {
 		g.m.refused.WithLabelValues(refusedShutdown).Inc()
 		_ = conn.SetWriteDeadline(time.Now().Add(g.cfg.WriteTimeout))
-		_, _ = conn.Write(appendClose(nil, ws.StatusGoingAway, "server going away"))
+		_, _ = conn.Write(appendClose(nil, protocol.CloseGoingAway, "server going away"))
 		_ = conn.Close()
 		return
 	}

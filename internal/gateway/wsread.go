@@ -7,6 +7,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/gobwas/ws"
+
+	"github.com/progressd/progressd/internal/protocol"
 )
 
 // The reader's side of the WebSocket protocol (RFC 6455): frame headers
@@ -66,7 +68,7 @@ func (c *wsConn) read() (graceful bool, err error) {
 			state = state.Set(ws.StateFragmented)
 		}
 		if err := ws.CheckHeader(h, state); err != nil {
-			c.closeWith(ws.StatusProtocolError, err.Error())
+			c.closeWith(protocol.CloseProtocolError, err.Error())
 			return true, err
 		}
 		if h.OpCode.IsControl() {
@@ -85,7 +87,7 @@ func (c *wsConn) read() (graceful bool, err error) {
 			op = h.OpCode
 		}
 		if !c.closing.Load() && h.Length > limit-int64(len(msg)) {
-			c.closeWith(ws.StatusMessageTooBig, "frame too large")
+			c.closeWith(protocol.CloseTooLarge, "frame too large")
 		}
 		if c.closing.Load() {
 			// The close handshake reads until the peer's close frame.
@@ -102,7 +104,7 @@ func (c *wsConn) read() (graceful bool, err error) {
 			continue
 		}
 		if op == ws.OpText && !utf8.Valid(msg) {
-			c.closeWith(ws.StatusInvalidFramePayloadData, "text frames must be UTF-8")
+			c.closeWith(protocol.CloseInvalidPayload, "text frames must be UTF-8")
 			msg = nil
 			continue
 		}
@@ -148,7 +150,7 @@ func (c *wsConn) control(op ws.OpCode, p []byte) (closed bool, err error) {
 			if err == nil {
 				err = ws.ProtocolError("close frame payload of one byte")
 			}
-			c.closeWith(ws.StatusProtocolError, err.Error())
+			c.closeWith(protocol.CloseProtocolError, err.Error())
 			return true, err
 		}
 		c.closeWith(code, "") // echo the peer's code (RFC 6455 5.5.1)

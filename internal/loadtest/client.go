@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/progressd/progressd/internal/protocol"
 )
 
 const (
@@ -175,7 +177,7 @@ func (c *client) abandon() {
 }
 
 // permanentError is a refusal that retrying cannot change (a 404 on /ws,
-// a forbidden subscribe, too many connections for the user): it ends the
+// a forbidden subscribe, a token refused with 4001): it ends the
 // connect phase and the run.
 type permanentError struct{ err error }
 
@@ -193,26 +195,52 @@ func isPermanent(err error) bool {
 func replyError(code, msg string) error {
 	err := fmt.Errorf("the server refused the subscription: %s: %s", code, msg)
 	switch code {
-	case "internal":
+	case protocol.CodeInternal:
 		return err
-	case "unauthorized":
+	case protocol.CodeUnauthorized:
 		return permanent(fmt.Errorf("%w (the server has --auth-secret: pass --token)", err))
-	case "limit_exceeded":
+	case protocol.CodeLimitExceeded:
 		return permanent(fmt.Errorf("%w (raise the server's --max-subscriptions or --max-conns-per-user)", err))
 	}
 	return permanent(err)
 }
 
-// closedError describes a connection that ended before its first reply.
+// closedError describes a connection that ended before its first reply,
+// as package protocol's table says: permanent for a code after which
+// reconnecting cannot help (4001), else to retry no sooner than the code's
+// least delay (5 s after 4029).
 func closedError(err error) error {
-	switch code := websocket.CloseStatus(err); code {
-	case 4001:
-		return permanent(fmt.Errorf("the server closed the connection as unauthorized (4001): pass a valid --token: %w", err))
-	case 4029:
-		return permanent(fmt.Errorf("the server closed the connection: too many connections for this user (4029); "+
-			"start the server with a higher --max-conns-per-user, or use an admin --token: %w", err))
+	row, ok := protocol.CloseOf(int(websocket.CloseStatus(err)))
+	switch {
+	case !ok:
+		return fmt.Errorf("the connection ended before the server replied: %w", err)
+	case !row.Reconnect:
+		return permanent(fmt.Errorf("the server closed the connection: %s (%d); pass a valid --token: %w", row.Meaning, row.Code, err))
 	}
-	return fmt.Errorf("the connection ended before the server replied: %w", err)
+	err = fmt.Errorf("the server closed the connection: %s (%d): %w", row.Meaning, row.Code, err)
+	if row.Code == protocol.CloseTooManyConnections {
+		err = fmt.Errorf("%w; start the server with a higher --max-conns-per-user, or use an admin --token", err)
+	}
+	return &retryAfterError{err: err, after: row.MinDelay}
+}
+
+// retryAfterError is a failure to retry no sooner than after.
+type retryAfterError struct {
+	err   error
+	after time.Duration
+}
+
+func (e *retryAfterError) Error() string { return e.err.Error() }
+func (e *retryAfterError) Unwrap() error { return e.err }
+
+// retryDelay is how long to wait before retrying after err: backoff, or
+// longer if err asks for it.
+func retryDelay(backoff time.Duration, err error) time.Duration {
+	var ra *retryAfterError
+	if errors.As(err, &ra) {
+		return max(backoff, ra.after)
+	}
+	return backoff
 }
 
 // handshakeError describes a failed WebSocket handshake.
@@ -307,7 +335,7 @@ func (r *run) connectWithRetry(ctx context.Context, c *client) error {
 		if attempt > 0 {
 			backoff := min(50*time.Millisecond<<(attempt-1), 2*time.Second)
 			backoff += rand.N(backoff / 2)
-			t := time.NewTimer(backoff)
+			t := time.NewTimer(retryDelay(backoff, err))
 			select {
 			case <-ctx.Done():
 				t.Stop()

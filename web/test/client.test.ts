@@ -1,6 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ProgressClient, type ProgressClientOptions } from "../src/client/client";
 import { fullJitter } from "../src/client/backoff";
+import { CLOSE_CODES } from "../src/client/protocol.gen";
 import { FakeEventSource, FakeTimers, FakeWebSocket, flush, snapshot } from "./fakes";
 
 // A JWT's shape with readable claims (the server, not the client, verifies signatures).
@@ -208,6 +209,26 @@ describe("reconnecting", () => {
     FakeWebSocket.last().serverClose(4029);
     expect(c.getStatus()).toMatchObject({ state: "reconnecting", reason: "too_many_connections" });
     expect(c.getStatus().retryAt! - timers.now()).toBe(5000);
+  });
+
+  it("follows the server's close-code table for every code", async () => {
+    for (const [key, row] of Object.entries(CLOSE_CODES)) {
+      const code = Number(key);
+      const c = make({ random: () => 0 });
+      c.watchJob("a");
+      await flush();
+      await accept();
+      FakeWebSocket.last().serverClose(code);
+      const s = c.getStatus();
+      expect(s.reason).toBe(row.name);
+      if (row.reconnect) {
+        expect(s.state).toBe("reconnecting");
+        expect(s.retryAt! - timers.now()).toBe(row.minDelayMs);
+      } else {
+        expect(s.state).toBe("closed");
+      }
+      c.dispose();
+    }
   });
 
   it("4008, 1009 and 1001 reconnect", async () => {

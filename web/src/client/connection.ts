@@ -20,6 +20,7 @@ import {
   type WebSocketLike,
 } from "./env";
 import { identityKey } from "./jwt";
+import { CLOSE_CODES } from "./protocol.gen";
 import type {
   ChannelError,
   ClientFrame,
@@ -31,7 +32,11 @@ import type {
   TransportKind,
 } from "./types";
 
-/** WebSocket close codes of SPEC.md. */
+/**
+ * WebSocket close codes by name: those the server sends (their meaning and
+ * what to do on each are in CLOSE_CODES, generated from the server's
+ * table) and the two a client sees locally (1000, 1006).
+ */
 export const CloseCode = {
   Normal: 1000,
   GoingAway: 1001,
@@ -41,6 +46,9 @@ export const CloseCode = {
   TooSlow: 4008,
   TooManyConnections: 4029,
 } as const;
+
+/** One row of the server's close-code table. */
+type CloseRow = (typeof CLOSE_CODES)[keyof typeof CLOSE_CODES];
 
 export interface ConnectionOptions {
   /** Base URL of the server, absolute, no trailing slash. */
@@ -73,7 +81,7 @@ export interface ConnectionOptions {
   sseDebounceMs?: number;
   /** Close the connection after this long with nothing subscribed. Default 2 s. */
   idleCloseMs?: number;
-  /** Smallest delay after 4029 too many connections. Default 5 s. */
+  /** Smallest delay after 4029 too many connections. Default: the server's table (5 s). */
   tooManyConnsMinMs?: number;
 }
 
@@ -168,7 +176,7 @@ export class Connection {
     this.closeTimeoutMs = opts.closeTimeoutMs ?? 3_000;
     this.sseDebounceMs = opts.sseDebounceMs ?? 30;
     this.idleCloseMs = opts.idleCloseMs ?? 2_000;
-    this.tooManyConnsMinMs = opts.tooManyConnsMinMs ?? 5_000;
+    this.tooManyConnsMinMs = opts.tooManyConnsMinMs ?? CLOSE_CODES[CloseCode.TooManyConnections].minDelayMs;
     this.onlineTarget?.addEventListener("online", this.onOnline);
   }
 
@@ -594,10 +602,14 @@ export class Connection {
   private transportClosed(tx: Tx, code: number): void {
     if (tx !== this.current || this.phase === "disposed") return;
     if (tx.kind === "websocket" && !tx.opened) this.wsFailStreak++;
-    if (code === CloseCode.Unauthorized) {
+    const row: CloseRow | undefined = Object.hasOwn(CLOSE_CODES, code)
+      ? CLOSE_CODES[code as keyof typeof CLOSE_CODES]
+      : undefined;
+    if (row && !row.reconnect) {
+      // Reconnecting cannot help until something changes (a new token).
       this.phase = "blocked";
       this.clearRetry();
-      this.setStatus({ state: "closed", transport: null, reason: "unauthorized", closeCode: code, retryAt: undefined });
+      this.setStatus({ state: "closed", transport: null, reason: row.name, closeCode: code, retryAt: undefined });
       return;
     }
     if (this.desired.size === 0) {
@@ -605,23 +617,18 @@ export class Connection {
       this.setStatus({ state: "closed", transport: null, reason: "idle", closeCode: code });
       return;
     }
-    const reason: ConnectionReason =
-      code === CloseCode.GoingAway
-        ? "going_away"
-        : code === CloseCode.TooSlow
-          ? "too_slow"
-          : code === CloseCode.TooManyConnections
-            ? "too_many_connections"
-            : code === CloseCode.TooLarge
-              ? "frame_too_large"
-              : typeof navigator !== "undefined" && navigator.onLine === false
-                ? "offline"
-                : "network";
-    this.failAttempt(reason, code);
+    const reason: ConnectionReason = row
+      ? row.name
+      : typeof navigator !== "undefined" && navigator.onLine === false
+        ? "offline"
+        : "network";
+    this.failAttempt(reason, code, row?.minDelayMs ?? 0);
   }
 
-  private failAttempt(reason: ConnectionReason, code?: number): void {
-    const minMs = reason === "too_many_connections" ? this.tooManyConnsMinMs : this.backoff.minMs;
+  /** Schedules the next attempt: backoff, but no sooner than the close code's least delay (minDelayMs). */
+  private failAttempt(reason: ConnectionReason, code?: number, minDelayMs = 0): void {
+    const codeMin = reason === "too_many_connections" ? this.tooManyConnsMinMs : minDelayMs;
+    const minMs = Math.max(this.backoff.minMs ?? 0, codeMin);
     const delay = fullJitter(this.attempt, this.random, { ...this.backoff, minMs });
     this.attempt++;
     this.phase = "waiting";

@@ -1,3 +1,5 @@
+import type { CloseName } from "./protocol.gen";
+
 // The wire shapes of SPEC.md ("Job snapshot", "WebSocket protocol").
 
 export type JobState = "queued" | "running" | "succeeded" | "failed" | "canceled";
@@ -66,14 +68,15 @@ export type ConnectionState = "connecting" | "open" | "reconnecting" | "closed";
 
 export type TransportKind = "websocket" | "sse";
 
-/** Why a connection is closed or reconnecting. */
+/**
+ * Why a connection is closed or reconnecting: the name of the server's
+ * close code (CLOSE_CODES: "unauthorized" for 4001 or an unauthorized
+ * reply, waiting for a new token; "going_away", "too_slow",
+ * "too_many_connections", …), or one of the client's own.
+ */
 export type ConnectionReason =
+  | CloseName
   | "idle" // nothing subscribed
-  | "unauthorized" // 4001 or an unauthorized reply: waiting for a new token
-  | "going_away" // 1001: the server is restarting
-  | "too_slow" // 4008
-  | "too_many_connections" // 4029
-  | "frame_too_large" // 1009
   | "network" // the connection failed or dropped
   | "offline" // the browser says it is offline
   | "disposed"; // the client was shut down
