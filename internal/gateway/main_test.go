@@ -110,6 +110,7 @@ func setup(t testing.TB, opts ...option) *env {
 	mux.HandleFunc("GET /api/v1/jobs/{id}/events", e.gw.ServeJobEvents)
 	mux.HandleFunc("GET /api/v1/events", e.gw.ServeEvents)
 	e.srv.Config.Handler = mux
+	e.srv.Config.ConnContext = ConnContext // as package node wires it
 	e.srv.Start()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

@@ -1,6 +1,10 @@
 package gateway
 
-import "net"
+import (
+	"context"
+	"net"
+	"net/http"
+)
 
 // What a connection has written but its peer has not read is bounded by
 // the socket's send buffer (SPEC.md part two, "Slow readers"). Left to
@@ -35,4 +39,24 @@ import "net"
 func boundSendBuffer(conn net.Conn, size int) bool {
 	tc, ok := conn.(*net.TCPConn)
 	return ok && size > 0 && tc.SetWriteBuffer(size) == nil
+}
+
+// connKey is the context key ConnContext stores a connection under.
+type connKey struct{}
+
+// ConnContext is meant for http.Server.ConnContext: it keeps each
+// connection in its requests' context, so that an SSE stream, which is
+// not hijacked, can bound its socket's send buffer as a WebSocket does.
+func ConnContext(ctx context.Context, c net.Conn) context.Context {
+	return context.WithValue(ctx, connKey{}, c)
+}
+
+// boundStreamBuffer bounds the send buffer of the connection an SSE
+// request came on, if the server was given ConnContext. The response then
+// says Connection: close: the small buffer stays with the socket, which
+// must not go back to serving other requests with it.
+func (g *Gateway) boundStreamBuffer(w http.ResponseWriter, r *http.Request) {
+	if c, ok := r.Context().Value(connKey{}).(net.Conn); ok && boundSendBuffer(c, g.cfg.SendBuffer) {
+		w.Header().Set("Connection", "close")
+	}
 }

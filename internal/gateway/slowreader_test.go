@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/url"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -24,14 +26,10 @@ import (
 // side of the connection, where the server can bound it.
 const slowClientRcvBuf = 4096
 
-// slowDial connects a raw WebSocket client with a small receive buffer
-// (set before connecting, so the window it advertises is small too) and
-// subscribes it to ch. It returns once the subscribe reply came.
-func (e *env) slowDial(t *testing.T, sub, ch string) *rawClient {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+// slowNetDialer dials with a small receive buffer, set before connecting
+// so that the window the client advertises is small too.
+func slowNetDialer() *net.Dialer {
+	return &net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
 		var serr error
 		if err := rc.Control(func(fd uintptr) {
 			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, slowClientRcvBuf)
@@ -40,6 +38,16 @@ func (e *env) slowDial(t *testing.T, sub, ch string) *rawClient {
 		}
 		return serr
 	}}
+}
+
+// slowDial connects a raw WebSocket client with a small receive buffer
+// (set before connecting, so the window it advertises is small too) and
+// subscribes it to ch. It returns once the subscribe reply came.
+func (e *env) slowDial(t *testing.T, sub, ch string) *rawClient {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	d := slowNetDialer()
 	u := e.wsURL("token=" + url.QueryEscape(e.token(t, sub, false, time.Hour)))
 	conn, br, _, err := ws.Dialer{NetDial: d.DialContext}.Dial(ctx, u)
 	if err != nil {
@@ -100,14 +108,7 @@ func TestWSSlowReaderGetsTheNewestNotStaleOnes(t *testing.T) {
 	e := setup(t, func(c *Config) { c.WriteTimeout = time.Minute })
 	job := e.createJob(t, "alice", "slow")
 	c := e.slowDial(t, "alice", "job:"+job.JobID)
-	const n = 2000
-	pace := time.NewTicker(time.Millisecond)
-	defer pace.Stop()
-	for k := 1; k <= n; k++ {
-		<-pace.C // a job reporting at a steady rate, not a wait for a condition
-		e.report(t, job.JobID, float64(k)/(n+1), "")
-	}
-	done := e.report(t, job.JobID, 0, progress.Succeeded)
+	done := reportSteadily(t, e, job.JobID)
 	defer c.readSlowly(4096, 25*time.Millisecond)()
 
 	before := 0 // snapshots read before the terminal one
@@ -126,11 +127,83 @@ func TestWSSlowReaderGetsTheNewestNotStaleOnes(t *testing.T) {
 		}
 		before++
 	}
-	t.Logf("%d snapshots before the terminal one, of %d reports", before, n)
+	t.Logf("%d snapshots before the terminal one, of %d reports", before, steadyReports)
 	if before > maxStale {
 		t.Fatalf("%d snapshots came before the terminal one; want at most %d: the server must not write seconds of stale snapshots ahead of the newest", before, maxStale)
 	}
 }
+
+// steadyReports is how many progress reports reportSteadily sends.
+const steadyReports = 2000
+
+// reportSteadily reports on job steadyReports times, about once a
+// millisecond, then finishes it, and returns the terminal snapshot.
+func reportSteadily(t *testing.T, e *env, job string) progress.Snapshot {
+	pace := time.NewTicker(time.Millisecond)
+	defer pace.Stop()
+	for k := 1; k <= steadyReports; k++ {
+		<-pace.C // a job reporting at a steady rate, not a wait for a condition
+		e.report(t, job, float64(k)/(steadyReports+1), "")
+	}
+	return e.report(t, job, 0, progress.Succeeded)
+}
+
+// TestSSESlowReaderGetsTheNewestNotStaleOnes: the same over Server-Sent
+// Events (GET /api/v1/jobs/{id}/events): the stream's socket has the
+// small send buffer too.
+func TestSSESlowReaderGetsTheNewestNotStaleOnes(t *testing.T) {
+	t.Parallel()
+	e := setup(t, func(c *Config) { c.WriteTimeout = time.Minute })
+	job := e.createJob(t, "alice", "slow")
+	conn, err := slowNetDialer().Dial("tcp", e.srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	req, err := http.NewRequest("GET", e.srv.URL+"/api/v1/jobs/"+job.JobID+"/events?token="+url.QueryEscape(e.token(t, "alice", false, time.Hour)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := req.Write(conn); err != nil {
+		t.Fatal(err)
+	}
+	pr := &pacedReader{r: conn, chunk: 1 << 20, tick: closedTick}
+	resp, err := http.ReadResponse(bufio.NewReaderSize(pr, 4096), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK || !resp.Close {
+		t.Fatalf("events: %d %v, want 200 with Connection: close", resp.StatusCode, resp.Header)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() && !strings.HasPrefix(sc.Text(), "data:") { // the current snapshot
+	}
+	done := reportSteadily(t, e, job.JobID)
+	tk := time.NewTicker(25 * time.Millisecond)
+	defer tk.Stop()
+	pr.chunk, pr.tick = 4096, tk.C // read slowly from now on
+
+	before, last := 0, fmt.Sprintf("id: %d", done.Seq)
+	for sc.Scan() && sc.Text() != last {
+		if strings.HasPrefix(sc.Text(), "id: ") {
+			before++
+		}
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d snapshots before the terminal one, of %d reports", before, steadyReports)
+	if before > maxStale {
+		t.Fatalf("%d snapshots came before the terminal one; want at most %d", before, maxStale)
+	}
+}
+
+// closedTick never holds a pacedReader back.
+var closedTick = func() <-chan time.Time {
+	ch := make(chan time.Time)
+	close(ch)
+	return ch
+}()
 
 // maxStale bounds the stale snapshots a slow client may have in flight:
 // the server's send buffer (SendBuffer) and the client's 4 KiB receive

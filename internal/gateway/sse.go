@@ -149,6 +149,7 @@ func (g *Gateway) stream(w http.ResponseWriter, r *http.Request, p auth.Principa
 		}
 	}
 
+	g.boundStreamBuffer(w, r)
 	rc := http.NewResponseController(w)
 	defer func() { _ = rc.SetWriteDeadline(time.Time{}) }()
 	h := w.Header()

@@ -211,6 +211,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Node, err erro
 		Handler:           instrument(n.reg, origins.Guard(api.JSONByDefault(mux))),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
+		ConnContext:       gateway.ConnContext, // SSE streams bound their send buffer
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	go func() { n.serveErr <- n.srv.Serve(n.ln) }()
