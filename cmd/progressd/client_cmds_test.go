@@ -52,7 +52,7 @@ func run(t *testing.T, args ...string) (string, string, int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := root.ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(&errOut, "progressd:", err)
+		fmt.Fprintln(&errOut, errorText(err))
 		return out.String(), errOut.String(), exitCode(err)
 	}
 	return out.String(), errOut.String(), 0

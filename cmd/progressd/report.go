@@ -80,7 +80,7 @@ example 409 once the job has finished).`,
 			if err != nil {
 				return err
 			}
-			_, err = fmt.Fprintln(cmd.OutOrStdout(), string(data))
+			_, err = fmt.Fprintln(cmd.OutOrStdout(), termSafe(string(data)))
 			return err
 		},
 	}

@@ -38,7 +38,7 @@ never through a shell. With --watch, follow the job like "progressd watch"
 			if err != nil {
 				return fmt.Errorf("submit: %w", err)
 			}
-			if _, err := fmt.Fprintln(cmd.OutOrStdout(), job.JobID); err != nil {
+			if _, err := fmt.Fprintln(cmd.OutOrStdout(), termSafe(job.JobID)); err != nil {
 				return err
 			}
 			if !watch {

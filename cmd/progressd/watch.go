@@ -96,7 +96,7 @@ func followJob(ctx context.Context, c *client.Client, id string, out io.Writer, 
 		if final.Error != nil && *final.Error != "" && *final.Error != msg {
 			msg += ": " + *final.Error
 		}
-		return &exitError{code: 1, err: fmt.Errorf("job %s %s", id, msg)}
+		return &exitError{code: 1, err: fmt.Errorf("job %s %s", termSafe(id), termSafe(msg))}
 	}
 }
 
@@ -107,7 +107,8 @@ type jobView interface {
 	abort()               // Watch failed
 }
 
-// describeJob is the part of a line after the percent: stage, ETA, message.
+// describeJob is the part of a line after the percent: stage, ETA,
+// message, made safe for a terminal.
 func describeJob(s client.Snapshot) string {
 	var parts []string
 	if s.Stage != "" {
@@ -125,7 +126,7 @@ func describeJob(s client.Snapshot) string {
 	if s.Message != "" {
 		parts = append(parts, s.Message)
 	}
-	return strings.Join(parts, " · ")
+	return termSafe(strings.Join(parts, " · "))
 }
 
 func formatETA(sec float64) string {
@@ -142,7 +143,12 @@ func formatETA(sec float64) string {
 
 func percentDone(p float64) int { return int(math.Floor(p*100 + 1e-9)) }
 
+// finishedLine is the last line watch prints, made safe for a terminal.
 func finishedLine(s client.Snapshot) string {
+	return termSafe(finishedText(s))
+}
+
+func finishedText(s client.Snapshot) string {
 	took := ""
 	if s.StartedAt != nil && s.FinishedAt != nil {
 		took = " in " + s.FinishedAt.Sub(s.StartedAt.Time).Round(100*time.Millisecond).String()
@@ -166,7 +172,7 @@ type lineView struct {
 }
 
 func (l *lineView) update(s client.Snapshot) {
-	line := fmt.Sprintf("%-9s %3d%%", s.State, percentDone(s.Progress))
+	line := fmt.Sprintf("%-9s %3d%%", termSafe(string(s.State)), percentDone(s.Progress))
 	if d := describeJob(s); d != "" {
 		line += "  " + d
 	}
