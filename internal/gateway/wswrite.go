@@ -115,7 +115,8 @@ func (c *wsConn) write() {
 		clear(wb.msgs)
 		wb.msgs = wb.msgs[:0]
 		if err != nil {
-			c.writeFailed(err, cut)
+			// A close frame of which nothing was written is still owed.
+			c.writeFailed(err, cut, sendClose && len(cut) == 0)
 			return
 		}
 		if sendClose {
@@ -215,18 +216,19 @@ func (c *wsConn) armWriteDeadline() error {
 // everything written before it, if it ever reads again (SPEC.md part two,
 // "Slow readers": "the close frame is kept room for"). cut, the rest of
 // the frame the write stopped in, goes first, so the close frame starts
-// on a frame boundary. The reader then waits closeTimeout for the peer's
-// answer, as after any close frame. Any other failure, or a peer that
-// cannot take even the close frame, closes the socket at once, which
+// on a frame boundary; closeUnsent says the failed write was the close
+// frame and wrote none of it. The reader then waits closeTimeout for the
+// peer's answer, as after any close frame. Any other failure, or a peer
+// that cannot take even the close frame, closes the socket at once, which
 // ends the reader.
-func (c *wsConn) writeFailed(err error, cut []byte) {
+func (c *wsConn) writeFailed(err error, cut []byte, closeUnsent bool) {
 	c.g.log.Debug("websocket write failed", "err", err)
 	c.sub.mu.Lock()
 	if !c.closing.Load() {
 		c.closing.Store(true)
 		c.closeCode, c.closeReason = StatusTooSlow, "too slow: read nothing for the write timeout"
 	}
-	owed := !c.closeSent
+	owed := !c.closeSent || closeUnsent
 	c.closeSent = true
 	code, reason := c.closeCode, c.closeReason
 	c.sub.mu.Unlock()
