@@ -7,14 +7,17 @@ export default defineConfig({
   plugins: [react()],
   base: "/",
   // `npm run dev`: the dashboard with hot reload, talking to a running
-  // progressd (PROGRESSD_SERVER, default the CLI's default address). The
-  // Host header is kept, so the browser's Origin matches it and the server's
-  // same-origin WebSocket check passes.
+  // progressd (PROGRESSD_SERVER, default the CLI's default address) that
+  // lists this page's origin: `progressd serve --allowed-origins
+  // http://localhost:5173`. Host is rewritten to the server's (a server in
+  // single-user mode serves only its own address: DNS rebinding), while the
+  // browser's Origin and Sec-Fetch-Site go through unchanged, so a page on
+  // another site still cannot write through this proxy.
   server: {
     proxy: Object.fromEntries(
       ["/api", "/ws", "/openapi.json", "/metrics", "/healthz", "/readyz"].map((p) => [
         p,
-        { target: process.env.PROGRESSD_SERVER ?? "http://127.0.0.1:8000", ws: p === "/ws" },
+        { target: process.env.PROGRESSD_SERVER ?? "http://127.0.0.1:8000", ws: p === "/ws", changeOrigin: true },
       ]),
     ),
   },
