@@ -3,7 +3,6 @@ package broker
 import (
 	"context"
 	"errors"
-	"sync"
 )
 
 // ErrClosed is returned by Publish after Close.
@@ -14,49 +13,22 @@ var ErrClosed = errors.New("broker: closed")
 // subscriber in the order they were published; subscribers only enqueue, so
 // this costs the publisher little.
 type Local struct {
-	mu     sync.RWMutex
-	subs   map[int]func(Update)
-	nextID int
-	closed bool
+	subs Subscribers
 }
 
 var _ Broker = (*Local)(nil)
 
 // NewLocal returns an in-process broker.
-func NewLocal() *Local { return &Local{subs: make(map[int]func(Update))} }
+func NewLocal() *Local { return &Local{} }
 
 // Publish implements Broker.
-func (l *Local) Publish(_ context.Context, u Update) error {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	if l.closed {
-		return ErrClosed
-	}
-	for _, fn := range l.subs {
-		fn(u)
-	}
-	return nil
-}
+func (l *Local) Publish(_ context.Context, u Update) error { return l.subs.Deliver(u) }
 
 // Subscribe implements Broker.
-func (l *Local) Subscribe(fn func(Update)) func() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	id := l.nextID
-	l.nextID++
-	l.subs[id] = fn
-	return func() {
-		l.mu.Lock()
-		delete(l.subs, id)
-		l.mu.Unlock()
-	}
-}
+func (l *Local) Subscribe(fn func(Update)) func() { return l.subs.Add(fn) }
 
-// Close implements Broker.
+// Close implements Broker. Calling it again does nothing.
 func (l *Local) Close() error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.closed = true
-	clear(l.subs)
+	l.subs.Close()
 	return nil
 }

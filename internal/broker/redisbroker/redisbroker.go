@@ -8,13 +8,13 @@
 //
 // # Message
 //
-// A message is a small binary header — format version, the publishing
-// node's id, the job's seq, id, project and owner — followed by the
-// snapshot's JSON exactly as the publisher encoded it (broker.Update.Data);
-// it is not encoded again. A receiving node decodes the snapshot once and
-// hands the same Update to all its subscribers. The header lets a node
-// recognise its own messages without decoding them, and leaves room to
-// route on job, project or owner later.
+// A message is package broker's wire format (broker.AppendMessage): a
+// small binary header — format version, the publishing node's id, the
+// job's seq, id, project and owner — followed by the snapshot's JSON
+// exactly as the publisher encoded it (broker.Update.Data); it is not
+// encoded again. A receiving node decodes the snapshot once and hands the
+// same Update to all its subscribers (a broker.Subscribers). The header
+// lets a node recognise its own messages without decoding them.
 //
 // # Delivery and order
 //
@@ -65,12 +65,8 @@ package redisbroker
 import (
 	"context"
 	"crypto/rand"
-	"encoding/binary"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -78,7 +74,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/progressd/progressd/internal/broker"
-	"github.com/progressd/progressd/internal/progress"
 )
 
 const (
@@ -123,14 +118,11 @@ type Stats struct {
 type Broker struct {
 	rdb     redis.UniversalClient
 	channel string
-	origin  [16]byte // this node's id in the header of what it publishes
+	origin  broker.Origin // this node's id in the header of what it publishes
 	opts    Options
 	log     *slog.Logger
 
-	subsMu sync.RWMutex
-	subs   map[int]func(broker.Update)
-	nextID int
-	closed bool
+	subs broker.Subscribers // this node's subscribers
 
 	// psMu guards ps, the current subscription, which the subscription
 	// goroutine replaces on reconnect and Close and the health check
@@ -172,7 +164,6 @@ func New(ctx context.Context, rdb redis.UniversalClient, o Options) (*Broker, er
 		channel: o.Prefix + "updates",
 		opts:    o,
 		log:     o.Log.With("component", "redisbroker"),
-		subs:    make(map[int]func(broker.Update)),
 	}
 	if _, err := rand.Read(b.origin[:]); err != nil {
 		return nil, fmt.Errorf("redisbroker: node id: %w", err)
@@ -222,25 +213,13 @@ func (b *Broker) Channel() string { return b.channel }
 // sends u to the other nodes in one PUBLISH. An error means other nodes
 // did not get u; local subscribers did.
 func (b *Broker) Publish(ctx context.Context, u broker.Update) error {
-	b.subsMu.RLock()
-	if b.closed {
-		b.subsMu.RUnlock()
-		return broker.ErrClosed
+	if err := b.subs.Deliver(u); err != nil {
+		return err
 	}
-	for _, fn := range b.subs {
-		fn(u)
+	msg, err := broker.AppendMessage(make([]byte, 0, broker.MessageSize(&u)), b.origin, &u)
+	if err != nil {
+		return fmt.Errorf("redisbroker: %w", err)
 	}
-	b.subsMu.RUnlock()
-
-	data := u.Data
-	if len(data) == 0 {
-		var err error
-		if data, err = u.Snapshot.AppendJSON(nil); err != nil {
-			return fmt.Errorf("redisbroker: encode job %s seq %d: %w", u.Snapshot.JobID, u.Snapshot.Seq, err)
-		}
-	}
-	msg := appendHeader(make([]byte, 0, headerSize(&u.Snapshot)+len(data)), b.origin, &u.Snapshot)
-	msg = append(msg, data...)
 	if err := b.rdb.Publish(ctx, b.channel, msg).Err(); err != nil {
 		return fmt.Errorf("redisbroker: publish job %s seq %d: %w (other nodes miss this update until the next)", u.Snapshot.JobID, u.Snapshot.Seq, err)
 	}
@@ -249,21 +228,7 @@ func (b *Broker) Publish(ctx context.Context, u broker.Update) error {
 }
 
 // Subscribe implements broker.Broker.
-func (b *Broker) Subscribe(fn func(broker.Update)) (cancel func()) {
-	b.subsMu.Lock()
-	defer b.subsMu.Unlock()
-	if b.closed {
-		return func() {}
-	}
-	id := b.nextID
-	b.nextID++
-	b.subs[id] = fn
-	return func() {
-		b.subsMu.Lock()
-		delete(b.subs, id)
-		b.subsMu.Unlock()
-	}
-}
+func (b *Broker) Subscribe(fn func(broker.Update)) (cancel func()) { return b.subs.Add(fn) }
 
 // Ping reports whether the subscription is up: while it is not, updates
 // from other nodes do not reach this node's clients.
@@ -298,10 +263,7 @@ func (b *Broker) Stats() Stats {
 // Redis client. Calling it again does nothing.
 func (b *Broker) Close() error {
 	b.once.Do(func() {
-		b.subsMu.Lock()
-		b.closed = true
-		clear(b.subs)
-		b.subsMu.Unlock()
+		b.subs.Close()
 
 		b.cancel()
 		b.psMu.Lock()
@@ -440,28 +402,21 @@ func (b *Broker) healthCheck() {
 // deliver decodes a message from another node and hands it to every
 // subscriber. This node's own messages were delivered by Publish.
 func (b *Broker) deliver(payload string) {
-	h, data, err := parseHeader(payload)
+	h, data, err := broker.ParseHeader(payload)
 	if err != nil {
 		b.dropMalformed(err)
 		return
 	}
-	if h.origin == b.origin {
+	if h.Origin == b.origin {
 		return
 	}
-	u := broker.Update{Data: []byte(data)}
-	if err := json.Unmarshal(u.Data, &u.Snapshot); err != nil {
-		b.dropMalformed(fmt.Errorf("job %s seq %d: snapshot: %w", h.job, h.seq, err))
+	u, err := broker.DecodeUpdate(h, data)
+	if err != nil {
+		b.dropMalformed(err)
 		return
-	}
-	if u.Snapshot.Stages == nil {
-		u.Snapshot.Stages = []progress.Stage{}
 	}
 	b.received.Add(1)
-	b.subsMu.RLock()
-	for _, fn := range b.subs {
-		fn(u)
-	}
-	b.subsMu.RUnlock()
+	_ = b.subs.Deliver(u) // ErrClosed: Close is under way, and drops it
 }
 
 func (b *Broker) dropMalformed(err error) {
@@ -473,77 +428,4 @@ func (b *Broker) dropMalformed(err error) {
 	}
 	b.log.Warn("dropped a malformed message; do all nodes run the same progressd version?",
 		"channel", b.channel, "err", err, "malformed_total", b.malformed.Load())
-}
-
-// headerVersion is the first byte of every message; a node that reads
-// another version drops the message (and says so) rather than misread it.
-const headerVersion = 1
-
-// header is what precedes the snapshot in a message.
-type header struct {
-	origin              [16]byte
-	seq                 uint64
-	job, project, owner string
-}
-
-func headerSize(s *progress.Snapshot) int {
-	return 1 + 16 + 3*binary.MaxVarintLen64 + binary.MaxVarintLen64 + len(s.JobID) + len(s.Project) + len(s.Owner)
-}
-
-// appendHeader writes: version, origin, uvarint seq, then job id, project
-// and owner, each as uvarint length and bytes.
-func appendHeader(b []byte, origin [16]byte, s *progress.Snapshot) []byte {
-	b = append(b, headerVersion)
-	b = append(b, origin[:]...)
-	b = binary.AppendUvarint(b, s.Seq)
-	for _, f := range []string{s.JobID, s.Project, s.Owner} {
-		b = binary.AppendUvarint(b, uint64(len(f)))
-		b = append(b, f...)
-	}
-	return b
-}
-
-var errShort = errors.New("message ends inside its header")
-
-// parseHeader splits a message into its header and the snapshot JSON.
-func parseHeader(msg string) (h header, data string, err error) {
-	if len(msg) < 17 {
-		return h, "", errShort
-	}
-	if msg[0] != headerVersion {
-		return h, "", fmt.Errorf("message format %d, this node reads %d", msg[0], headerVersion)
-	}
-	copy(h.origin[:], msg[1:17])
-	rest := msg[17:]
-	seq, n := uvarint(rest)
-	if n <= 0 {
-		return h, "", errShort
-	}
-	h.seq, rest = seq, rest[n:]
-	for _, f := range []*string{&h.job, &h.project, &h.owner} {
-		l, n := uvarint(rest)
-		if n <= 0 || l > math.MaxInt32 || uint64(len(rest)-n) < l {
-			return h, "", errShort
-		}
-		*f, rest = rest[n:n+int(l)], rest[n+int(l):]
-	}
-	return h, rest, nil
-}
-
-// uvarint is binary.Uvarint over a string, without copying it.
-func uvarint(s string) (uint64, int) {
-	var x uint64
-	var shift uint
-	for i := 0; i < len(s) && i < binary.MaxVarintLen64; i++ {
-		c := s[i]
-		if c < 0x80 {
-			if i == binary.MaxVarintLen64-1 && c > 1 {
-				return 0, -1
-			}
-			return x | uint64(c)<<shift, i + 1
-		}
-		x |= uint64(c&0x7f) << shift
-		shift += 7
-	}
-	return 0, 0
 }

@@ -1,14 +1,12 @@
 package redisbroker_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,8 +15,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/progressd/progressd/internal/broker"
+	"github.com/progressd/progressd/internal/broker/brokertest"
 	"github.com/progressd/progressd/internal/broker/redisbroker"
-	"github.com/progressd/progressd/internal/progress"
 	"github.com/progressd/progressd/internal/testsvc"
 )
 
@@ -63,116 +61,38 @@ func sharedNodes(t testing.TB, n int) []*redisbroker.Broker {
 	return nodes
 }
 
-// recorder is a subscriber that keeps what it receives.
-type recorder struct {
-	mu      sync.Mutex
-	updates []broker.Update
-}
+// update is brokertest.Update: one update of job at seq.
+var update = brokertest.Update
 
-func (r *recorder) add(u broker.Update) {
-	r.mu.Lock()
-	r.updates = append(r.updates, u)
-	r.mu.Unlock()
-}
-
-func (r *recorder) len() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.updates)
-}
-
-func (r *recorder) all() []broker.Update {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]broker.Update(nil), r.updates...)
-}
-
-// waitLen waits until r holds n updates.
-func (r *recorder) waitLen(t testing.TB, n int) {
-	t.Helper()
-	err := testsvc.WaitFor(15*time.Second, func() error {
-		if got := r.len(); got < n {
-			return fmt.Errorf("%d of %d updates received", got, n)
-		}
-		return nil
+// TestConformance runs the suite every broker passes, with two nodes on
+// a channel of each subtest's own.
+func TestConformance(t *testing.T) {
+	url := testsvc.RedisURL(t)
+	brokertest.Run(t, func(t *testing.T) brokertest.Nodes {
+		prefix := testsvc.RedisPrefix(t, url)
+		return brokertest.Nodes{Shared: true, Open: func(t *testing.T) broker.Broker {
+			return newNode(t, url, redisbroker.Options{Prefix: prefix})
+		}}
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
-func update(t testing.TB, job string, seq uint64) broker.Update {
-	t.Helper()
-	s, err := progress.New(progress.NewJob{
-		ID: job, Project: "p-" + job[len(job)-1:], Owner: "alice",
-		Stages: []progress.StageSpec{{Name: "a"}, {Name: "b"}},
-	}, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Seq = seq
-	s.Message = fmt.Sprintf("%s at %d — ünïcödé \"quoted\"", job, seq)
-	s.Progress = float64(seq%1000) / 1000
-	data, err := s.AppendJSON(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return broker.Update{Snapshot: s, Data: data}
-}
-
-// TestTwoNodesOrderPerJob publishes 1,000 updates of four jobs on one node:
-// both nodes deliver every one, once, in seq order per job, with the
-// publisher's bytes and a snapshot decoded from them.
-func TestTwoNodesOrderPerJob(t *testing.T) {
+// TestStats: the publisher counts what it published, the receiver what
+// it received; neither counts the publisher's own messages coming back.
+func TestStats(t *testing.T) {
 	nodes := sharedNodes(t, 2)
-	recs := []*recorder{{}, {}}
-	for i, n := range nodes {
-		n.Subscribe(recs[i].add)
-	}
-	const total = 1000
-	jobs := []string{"job-1", "job-2", "job-3", "job-4"}
-	sent := make(map[string]broker.Update, total)
+	var r brokertest.Recorder
+	nodes[1].Subscribe(r.Add)
+	const total = 50
 	for i := range total {
-		u := update(t, jobs[i%len(jobs)], uint64(2+i/len(jobs)))
-		sent[fmt.Sprint(u.Snapshot.JobID, u.Snapshot.Seq)] = u
-		if err := nodes[0].Publish(t.Context(), u); err != nil {
+		if err := nodes[0].Publish(t.Context(), update(t, "job-1", uint64(i+1))); err != nil {
 			t.Fatal(err)
 		}
 	}
-	for i, r := range recs {
-		r.waitLen(t, total)
-		last := map[string]uint64{}
-		for _, u := range r.all() {
-			id, seq := u.Snapshot.JobID, u.Snapshot.Seq
-			if seq <= last[id] {
-				t.Fatalf("node %d: job %s seq %d after %d", i, id, seq, last[id])
-			}
-			last[id] = seq
-			want := sent[fmt.Sprint(id, seq)]
-			if !bytes.Equal(u.Data, want.Data) {
-				t.Fatalf("node %d: job %s seq %d: data differs from what was published\n got %s\nwant %s", i, id, seq, u.Data, want.Data)
-			}
-			if u.Snapshot.Message != want.Snapshot.Message || u.Snapshot.Project != want.Snapshot.Project || len(u.Snapshot.Stages) != 2 {
-				t.Fatalf("node %d: decoded snapshot %+v, want %+v", i, u.Snapshot, want.Snapshot)
-			}
-		}
-	}
-	// Nothing more arrives: the publisher ignores its own messages coming
-	// back, so its subscribers got each update exactly once.
-	probe := update(t, "job-9", 1)
-	if err := nodes[0].Publish(t.Context(), probe); err != nil {
-		t.Fatal(err)
-	}
-	recs[1].waitLen(t, total+1)
-	for i, r := range recs {
-		if n := r.len(); n != total+1 {
-			t.Fatalf("node %d received %d updates, want %d", i, n, total+1)
-		}
-	}
-	if s := nodes[1].Stats(); s.Received != total+1 || s.Malformed != 0 || !s.Subscribed {
+	r.WaitLen(t, total)
+	if s := nodes[1].Stats(); s.Received != total || s.Malformed != 0 || !s.Subscribed {
 		t.Fatalf("receiver stats %+v", s)
 	}
-	if s := nodes[0].Stats(); s.Published != total+1 || s.Received != 0 {
+	if s := nodes[0].Stats(); s.Published != total || s.Received != 0 {
 		t.Fatalf("publisher stats %+v", s)
 	}
 }
@@ -180,10 +100,10 @@ func TestTwoNodesOrderPerJob(t *testing.T) {
 // TestEveryNodePublishes: updates published on any node reach every node.
 func TestEveryNodePublishes(t *testing.T) {
 	nodes := sharedNodes(t, 3)
-	recs := make([]*recorder, len(nodes))
+	recs := make([]*brokertest.Recorder, len(nodes))
 	for i, n := range nodes {
-		recs[i] = &recorder{}
-		n.Subscribe(recs[i].add)
+		recs[i] = &brokertest.Recorder{}
+		n.Subscribe(recs[i].Add)
 	}
 	for i, n := range nodes {
 		for seq := range uint64(10) {
@@ -193,33 +113,19 @@ func TestEveryNodePublishes(t *testing.T) {
 		}
 	}
 	for _, r := range recs {
-		r.waitLen(t, 30)
+		r.WaitLen(t, 30)
 	}
 }
 
-func TestUnsubscribeAndClose(t *testing.T) {
-	nodes := sharedNodes(t, 2)
-	var kept, dropped recorder
-	nodes[1].Subscribe(kept.add)
-	cancel := nodes[1].Subscribe(dropped.add)
-	cancel()
-	if err := nodes[0].Publish(t.Context(), update(t, "job-1", 1)); err != nil {
-		t.Fatal(err)
+// TestPingAfterClose: a closed broker is not ready.
+func TestPingAfterClose(t *testing.T) {
+	n := sharedNodes(t, 1)[0]
+	if err := n.Ping(t.Context()); err != nil {
+		t.Fatalf("Ping of a live broker: %v", err)
 	}
-	kept.waitLen(t, 1)
-	if dropped.len() != 0 {
-		t.Fatal("an unsubscribed function was called")
-	}
-	for range 2 {
-		if err := nodes[1].Close(); err != nil {
-			t.Fatalf("Close: %v", err)
-		}
-	}
-	if err := nodes[1].Publish(t.Context(), update(t, "job-1", 2)); !errors.Is(err, broker.ErrClosed) {
-		t.Fatalf("Publish after Close = %v, want ErrClosed", err)
-	}
-	if err := nodes[1].Ping(t.Context()); err == nil {
-		t.Fatal("Ping after Close succeeded")
+	_ = n.Close()
+	if err := n.Ping(t.Context()); !errors.Is(err, broker.ErrClosed) {
+		t.Fatalf("Ping after Close = %v, want ErrClosed", err)
 	}
 }
 
@@ -229,8 +135,8 @@ func TestMalformedMessagesAreDropped(t *testing.T) {
 	url := testsvc.RedisURL(t)
 	prefix := testsvc.RedisPrefix(t, url)
 	n := newNode(t, url, redisbroker.Options{Prefix: prefix})
-	var r recorder
-	n.Subscribe(r.add)
+	var r brokertest.Recorder
+	n.Subscribe(r.Add)
 	raw := testsvc.RedisClient(t, url)
 	for _, msg := range []string{"", "hello", "\x01short", "\x02" + strings.Repeat("x", 40), "\x01" + strings.Repeat("o", 16) + "\x02\x05job-1\x01p\x05alice{not json"} {
 		if err := raw.Publish(t.Context(), n.Channel(), msg).Err(); err != nil {
@@ -241,7 +147,7 @@ func TestMalformedMessagesAreDropped(t *testing.T) {
 	if err := other.Publish(t.Context(), update(t, "job-1", 3)); err != nil {
 		t.Fatal(err)
 	}
-	r.waitLen(t, 1)
+	r.WaitLen(t, 1)
 	if s := n.Stats(); s.Malformed != 5 || s.Received != 1 {
 		t.Fatalf("stats %+v, want 5 malformed and 1 received", s)
 	}
@@ -281,12 +187,12 @@ func (c *reconnectCounter) waitFor(t testing.TB, n int64) {
 // publishUntil publishes fresh updates on from until r holds want of them:
 // right after a restart the publisher's own pooled connections may still
 // be stale, and the first attempts may fail.
-func publishUntil(t *testing.T, from *redisbroker.Broker, r *recorder, want int, seq *uint64) {
+func publishUntil(t *testing.T, from *redisbroker.Broker, r *brokertest.Recorder, want int, seq *uint64) {
 	t.Helper()
 	err := testsvc.WaitFor(20*time.Second, func() error {
 		*seq++
 		_ = from.Publish(t.Context(), update(t, "job-1", *seq))
-		if r.len() < want {
+		if r.Len() < want {
 			return testsvc.ErrNotYet
 		}
 		return nil
@@ -304,8 +210,8 @@ func TestRedisRestart(t *testing.T) {
 	var recA, recB reconnectCounter
 	a := newNode(t, srv.URL(), redisbroker.Options{OnReconnect: recA.inc})
 	b := newNode(t, srv.URL(), redisbroker.Options{OnReconnect: recB.inc})
-	var got recorder
-	b.Subscribe(got.add)
+	var got brokertest.Recorder
+	b.Subscribe(got.Add)
 	seq := uint64(0)
 	publishUntil(t, a, &got, 1, &seq)
 
@@ -330,7 +236,7 @@ func TestRedisRestart(t *testing.T) {
 		t.Fatalf("Ping after the restart: %v", err)
 	}
 	seq = 200
-	publishUntil(t, a, &got, got.len()+1, &seq)
+	publishUntil(t, a, &got, got.Len()+1, &seq)
 	if s := b.Stats(); s.Reconnects != 1 || !s.Subscribed {
 		t.Fatalf("stats after one restart %+v", s)
 	}
@@ -358,8 +264,8 @@ func TestSilentConnectionIsReplaced(t *testing.T) {
 	}
 	rec.waitFor(t, 1)
 	other := newNode(t, srv.URL(), redisbroker.Options{})
-	var got recorder
-	b.Subscribe(got.add)
+	var got brokertest.Recorder
+	b.Subscribe(got.Add)
 	seq := uint64(0)
 	publishUntil(t, other, &got, 1, &seq)
 }
