@@ -462,6 +462,32 @@ test("CORS: a page on a listed origin creates a job with fetch and reads an erro
   await page.close();
 });
 
+test("DNS rebinding: a page on a name that resolves to 127.0.0.1 gets nothing", async () => {
+  // Chromium resolves rebound.test to 127.0.0.1 (--host-resolver-rules), as
+  // an attacker's DNS would after serving its page: to the browser, the page
+  // and progressd are then one origin, http://rebound.test:PORT.
+  const rebound = `http://rebound.test:${port}`;
+  const page = await newPage();
+  const first = await page.goto(rebound + "/");
+  expect(first.status() === 403, "the dashboard on the rebound name to be refused, got " + first.status());
+  const got = await page.evaluate(async () => {
+    const list = await fetch("/api/v1/jobs").then(async (r) => ({ status: r.status, body: await r.text() }));
+    const create = await fetch("/api/v1/jobs", { method: "POST", body: JSON.stringify({ project: "e2e-rebound" }) }).then((r) => r.status);
+    const ws = await new Promise((res) => {
+      const w = new WebSocket(location.origin.replace("http", "ws") + "/ws");
+      w.onopen = () => (w.close(), res("open"));
+      w.onerror = () => res("refused");
+    });
+    return { list, create, ws };
+  });
+  expect(got.list.status === 403 && got.list.body.includes('"code":"forbidden"'), "the job list refused, got " + JSON.stringify(got.list));
+  expect(got.create === 403, "create refused, got " + got.create);
+  expect(got.ws === "refused", "the WebSocket refused, got " + got.ws);
+  const list = await api(S.url, "GET", "/api/v1/jobs?project=e2e-rebound");
+  expect(list.jobs.length === 0, "no job created");
+  await page.close();
+});
+
 test("screenshot of the dashboard", async () => {
   needWs();
   await closePages();
@@ -536,6 +562,7 @@ try {
       "--disable-background-networking",
       "--disable-component-update",
       "--disable-sync",
+      "--host-resolver-rules=MAP rebound.test 127.0.0.1", // the DNS rebinding test
     ],
   });
   for (const p of context.pages()) await p.close();
