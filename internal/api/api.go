@@ -93,6 +93,7 @@ func New(mux *http.ServeMux, cfg Config) *API {
 	a.huma.UseMiddleware(a.authenticate)
 
 	a.registerJobs()
+	a.registerProjects()
 	a.registerHealth()
 	a.documentStreams()
 	return a

@@ -93,8 +93,11 @@ func (a *API) fromService(ctx context.Context, err error) error {
 	case err == nil:
 		return nil
 	case errors.As(err, &pe):
-		if pe.Code == progress.CodeJobFinished {
+		switch pe.Code {
+		case progress.CodeJobFinished, progress.CodeParentFinished, progress.CodeChildrenUnfinished:
 			return apiError(http.StatusConflict, pe.Code, pe.Message)
+		case progress.CodeParentNotFound:
+			return apiError(http.StatusNotFound, pe.Code, pe.Message)
 		}
 		return apiError(http.StatusBadRequest, pe.Code, pe.Message)
 	case errors.Is(err, jobs.ErrNotFound):

@@ -13,10 +13,17 @@ import (
 
 type createInput struct {
 	Body struct {
-		Project  string               `json:"project" doc:"The project the job belongs to: 1–128 bytes, no spaces." example:"p1"`
+		Project  *string              `json:"project,omitempty" doc:"The project the job belongs to: 1–128 bytes, no spaces. Required, except for a child, which takes its parent's." example:"p1"`
 		Pipeline string               `json:"pipeline,omitempty" doc:"A pipeline from the server's --pipelines file (or the built-in demo): the server runs the job."`
 		Params   map[string]string    `json:"params,omitempty" doc:"Values for the pipeline's declared params."`
-		Stages   []progress.StageSpec `json:"stages,omitempty" doc:"For a job an external worker reports on: its stages, in order, with weights (default 1)."`
+		Stages   []progress.StageSpec `json:"stages,omitempty" doc:"For a job an external worker reports on: its stages, in order, with weights (default 1); one may be marked \"children\": true to take the mean of the job's children."`
+
+		Name             string   `json:"name,omitempty" doc:"A title shown instead of a generic label: at most 200 characters. Pipeline jobs default to the pipeline and its params."`
+		Tags             []string `json:"tags,omitempty" doc:"At most 16 tags, each 1–64 characters of A–Z a–z 0–9 : _ . -; they cannot change later."`
+		ParentID         string   `json:"parent_id,omitempty" doc:"Make the job a child of this one: a job the caller may see, not finished, at most 3 levels below its root. The child is in the parent's project."`
+		Weight           *float64 `json:"weight,omitempty" doc:"The child's share of its parent's progress (> 0, default 1); only with parent_id."`
+		ExpectedChildren int      `json:"expected_children,omitempty" doc:"How many children are coming (a floor). Missing ones count as 0 in the parent's progress; a parent without stages finishes by itself once that many are finished."`
+		Owner            string   `json:"owner,omitempty" doc:"Create the job for this user: admin tokens only (a backend creating jobs for its users)."`
 	}
 }
 
@@ -35,6 +42,8 @@ type reportInput struct {
 
 type listInput struct {
 	Project string `query:"project" doc:"Only jobs of this project."`
+	Parent  string `query:"parent" doc:"Only the direct children of this job (404 if the caller may not see it)."`
+	Tag     string `query:"tag" doc:"Only jobs with this tag."`
 	State   string `query:"state" doc:"Only jobs in this state (queued, running, succeeded, failed, canceled); several may be comma-separated."`
 	Limit   int    `query:"limit" default:"50" minimum:"1" maximum:"500" doc:"Page size."`
 	Cursor  string `query:"cursor" doc:"next_cursor of the previous page."`
@@ -79,8 +88,28 @@ func (a *API) registerJobs() {
 
 func (a *API) createJob(ctx context.Context, in *createInput) (*snapshotOutput, error) {
 	p := principal(ctx)
-	snap, err := a.jobs.Create(ctx, p.Subject, jobs.CreateRequest{
-		Project: in.Body.Project, Pipeline: in.Body.Pipeline, Params: in.Body.Params, Stages: in.Body.Stages,
+	owner := p.Subject
+	if o := in.Body.Owner; o != "" && o != p.Subject {
+		if !p.Admin {
+			return nil, apiError(http.StatusBadRequest, "invalid_owner",
+				"only an admin token may create a job for another user: drop \"owner\", or create it with an admin token")
+		}
+		if err := progress.CheckName("owner", o); err != nil {
+			return nil, a.fromService(ctx, err)
+		}
+		owner = o
+	}
+	b := &in.Body
+	project := ""
+	if b.Project != nil {
+		project = *b.Project
+	} else if b.ParentID == "" {
+		return nil, apiError(http.StatusBadRequest, "bad_request", "\"project\" is required (a child may leave it out: it takes its parent's)")
+	}
+	snap, err := a.jobs.Create(ctx, owner, jobs.CreateRequest{
+		Project: project, Pipeline: b.Pipeline, Params: b.Params, Stages: b.Stages,
+		Name: b.Name, Tags: b.Tags, ParentID: b.ParentID, Weight: b.Weight, ExpectedChildren: b.ExpectedChildren,
+		MaySee: p.CanSee,
 	})
 	if err != nil {
 		return nil, a.fromService(ctx, err)
@@ -128,9 +157,19 @@ func (a *API) cancelJob(ctx context.Context, in *jobIDInput) (*snapshotOutput, e
 
 func (a *API) listJobs(ctx context.Context, in *listInput) (*listOutput, error) {
 	p := principal(ctx)
-	q := progress.Query{Project: in.Project, Limit: in.Limit, Cursor: in.Cursor}
+	q := progress.Query{Project: in.Project, Parent: in.Parent, Tag: in.Tag, Limit: in.Limit, Cursor: in.Cursor}
 	if !p.Admin {
 		q.Owner = p.Subject
+	}
+	if in.Parent != "" {
+		if _, err := a.visible(ctx, in.Parent); err != nil {
+			return nil, err
+		}
+	}
+	if in.Tag != "" {
+		if err := progress.CheckTag(in.Tag); err != nil {
+			return nil, a.fromService(ctx, err)
+		}
 	}
 	if in.State != "" {
 		for _, s := range strings.Split(in.State, ",") {

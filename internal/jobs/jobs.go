@@ -74,6 +74,11 @@ type Config struct {
 	Log       *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// GroupRecheck is how often the service looks for parents whose
+	// children's durable totals changed without reaching the parent (a
+	// node died in between) and corrects them; 0 turns it off (tests of
+	// other parts). The node sets it.
+	GroupRecheck time.Duration
 }
 
 // Service creates jobs and applies reports to them.
@@ -82,6 +87,8 @@ type Service struct {
 
 	publishErrs   atomic.Int64 // failed publishes since the last log line
 	publishLogged atomic.Int64 // unix nanos of that line
+
+	agg *aggregator
 }
 
 // New returns a Service.
@@ -95,8 +102,15 @@ func New(cfg Config) *Service {
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics(nil)
 	}
-	return &Service{cfg: cfg}
+	s := &Service{cfg: cfg}
+	s.agg = newAggregator(s)
+	s.agg.startRecheck(cfg.GroupRecheck)
+	return s
 }
+
+// Close applies the children's changes still waiting for their parents
+// and stops the recheck. Call it before closing the stores.
+func (s *Service) Close() { s.agg.close() }
 
 // SetRunner attaches the orchestrator; call it before serving requests.
 func (s *Service) SetRunner(r Runner) { s.cfg.Runner = r }
@@ -107,6 +121,15 @@ type CreateRequest struct {
 	Pipeline string
 	Params   map[string]string
 	Stages   []progress.StageSpec
+
+	Name             string
+	Tags             []string
+	ParentID         string
+	Weight           *float64
+	ExpectedChildren int
+	// MaySee says whether the caller may use a job as a parent (nil:
+	// any); a parent it may not see answers as an unknown one.
+	MaySee func(progress.Snapshot) bool
 }
 
 // Create makes a job owned by owner. A job with a pipeline is handed to the
@@ -134,15 +157,27 @@ func (s *Service) Create(ctx context.Context, owner string, req CreateRequest) (
 	if err != nil {
 		return progress.Snapshot{}, fmt.Errorf("jobs: new id: %w", err)
 	}
-	snap, err := progress.New(progress.NewJob{
+	job := progress.NewJob{
 		ID: id.String(), Project: req.Project, Owner: owner,
 		Pipeline: req.Pipeline, Params: req.Params, Stages: stages,
-	}, s.cfg.Now())
+		Name: req.Name, Tags: req.Tags, ParentID: req.ParentID, Weight: req.Weight,
+		ExpectedChildren: req.ExpectedChildren,
+	}
+	if job.Name == "" && req.Pipeline != "" {
+		job.Name = pipelineName(req.Pipeline, req.Params)
+	}
+	if req.ParentID != "" {
+		if job.RootID, err = s.checkParent(ctx, &req); err != nil {
+			return progress.Snapshot{}, s.reject(err)
+		}
+		job.Project = req.Project
+	}
+	snap, err := progress.New(job, s.cfg.Now())
 	if err != nil {
 		return progress.Snapshot{}, s.reject(err)
 	}
 	if err := s.cfg.DB.Create(ctx, snap); err != nil {
-		return progress.Snapshot{}, s.reject(unavailable("record new job", err))
+		return progress.Snapshot{}, s.reject(createError(req.ParentID, err))
 	}
 	if err := s.cfg.Snapshots.Put(ctx, snap); err != nil {
 		return progress.Snapshot{}, s.reject(unavailable("store new job", err))
@@ -150,6 +185,7 @@ func (s *Service) Create(ctx context.Context, owner string, req CreateRequest) (
 	s.cfg.Metrics.created.Inc()
 	s.cfg.Metrics.added(snap.State)
 	s.publish(ctx, snap)
+	s.agg.observe(&progress.Snapshot{}, &snap)
 	if req.Pipeline != "" {
 		if err := s.cfg.Runner.Start(ctx, snap); err != nil {
 			msg := "could not queue the job: " + err.Error()
@@ -173,39 +209,73 @@ func (s *Service) Report(ctx context.Context, id string, r progress.Report) (pro
 // probed. The check runs inside the atomic update, on the snapshot the
 // report applies to, which spares the API a separate read per report.
 func (s *Service) ReportAs(ctx context.Context, id string, r progress.Report, allow func(progress.Snapshot) bool) (progress.Snapshot, error) {
-	var prevState progress.State
-	apply := func(prev progress.Snapshot) (progress.Snapshot, error) {
+	// succeeded over unfinished children is refused on the durable
+	// counts, which every child's state change moves before its reply:
+	// the parent's snapshot may be up to ParentInterval behind them.
+	var active int
+	if r.State != nil && *r.State == progress.Succeeded {
+		t, err := s.cfg.DB.ChildTotals(ctx, id)
+		if err != nil {
+			return progress.Snapshot{}, s.reject(unavailable("read the job's children", err))
+		}
+		active = t.Counts.Active()
+	}
+	prev, next, err := s.update(ctx, id, func(prev progress.Snapshot) (progress.Snapshot, error) {
 		if allow != nil && !allow(prev) {
 			return prev, ErrNotFound
 		}
-		prevState = prev.State
+		if active > 0 && !prev.State.Terminal() {
+			return prev, &progress.Error{Code: progress.CodeChildrenUnfinished, Message: fmt.Sprintf(
+				"%d of this job's children are still queued or running: finish or cancel them first", active)}
+		}
 		return progress.Apply(prev, r, s.cfg.Now())
+	})
+	if err != nil {
+		return progress.Snapshot{}, s.reject(unavailable("apply report", err))
 	}
-	next, err := s.cfg.Snapshots.Update(ctx, id, apply)
+	s.cfg.Metrics.accepted.Inc()
+	if err := s.commit(ctx, &prev, &next); err != nil {
+		return progress.Snapshot{}, s.reject(unavailable("record report", err))
+	}
+	return next, nil
+}
+
+// update applies fn to job id in the snapshot store, loading the job from
+// the durable store first if the snapshot store lost it. It returns the
+// snapshot fn was applied to and the result.
+func (s *Service) update(ctx context.Context, id string, fn func(progress.Snapshot) (progress.Snapshot, error)) (prev, next progress.Snapshot, err error) {
+	apply := func(p progress.Snapshot) (progress.Snapshot, error) {
+		prev = p
+		return fn(p)
+	}
+	next, err = s.cfg.Snapshots.Update(ctx, id, apply)
 	if errors.Is(err, snapshot.ErrNotFound) {
 		// Evicted or from before a restart: the durable store has it.
 		if err = s.load(ctx, id); err == nil {
 			next, err = s.cfg.Snapshots.Update(ctx, id, apply)
 		}
 	}
-	if err != nil {
-		if errors.Is(err, snapshot.ErrNotFound) || errors.Is(err, store.ErrNotFound) {
-			err = ErrNotFound
-		}
-		return progress.Snapshot{}, s.reject(unavailable("apply report", err))
+	if errors.Is(err, snapshot.ErrNotFound) || errors.Is(err, store.ErrNotFound) {
+		err = ErrNotFound
 	}
-	s.cfg.Metrics.accepted.Inc()
-	// State changes are durable before the reply; progress within a state
-	// is written behind, at most about once a second per job.
-	durable := next.State != prevState
-	if err := s.cfg.DB.Save(ctx, next, durable); err != nil {
-		return progress.Snapshot{}, s.reject(unavailable("record report", err))
+	return prev, next, err
+}
+
+// commit records the change from prev to next: durably before returning
+// when the state moved (progress within a state is written behind, at
+// most about once a second per job), then to subscribers, then to the
+// parent's aggregate.
+func (s *Service) commit(ctx context.Context, prev, next *progress.Snapshot) error {
+	durable := next.State != prev.State
+	if err := s.cfg.DB.Save(ctx, *next, durable); err != nil {
+		return err
 	}
 	if durable {
-		s.cfg.Metrics.stateChanged(prevState, next.State)
+		s.cfg.Metrics.stateChanged(prev.State, next.State)
 	}
-	s.publish(ctx, next)
-	return next, nil
+	s.publish(ctx, *next)
+	s.agg.observe(prev, next)
+	return nil
 }
 
 // Finish applies r, a report of a final state (a command's outcome), and
@@ -254,6 +324,8 @@ func (s *Service) CancelAs(ctx context.Context, id, reason string, allow func(pr
 	if s.cfg.Runner != nil {
 		s.cfg.Runner.Cancel(ctx, id)
 	}
+	// Every non-terminal descendant goes too, even if the caller leaves.
+	s.cascade(context.WithoutCancel(ctx), id, "parent "+id+" canceled")
 	return snap, nil
 }
 
@@ -288,6 +360,15 @@ func (s *Service) List(ctx context.Context, q progress.Query) ([]progress.Snapsh
 		}
 	}
 	return page, next, nil
+}
+
+// Projects returns a page of the project list from the durable record.
+func (s *Service) Projects(ctx context.Context, q progress.ProjectQuery) ([]progress.ProjectSummary, string, error) {
+	page, next, err := s.cfg.DB.Projects(ctx, q)
+	if err != nil && !errors.Is(err, progress.ErrBadCursor) {
+		return nil, "", unavailable("list projects", err)
+	}
+	return page, next, err
 }
 
 // Warm loads every unfinished job from the durable store into the snapshot
@@ -343,6 +424,9 @@ const ReloadSeqGap = 1 << 20
 func (s *Service) reload(ctx context.Context, snap progress.Snapshot) error {
 	if !snap.State.Terminal() { // terminal snapshots never change: no gap needed
 		snap.Seq += ReloadSeqGap
+		if err := s.reloadAggregate(ctx, &snap); err != nil {
+			return err
+		}
 	}
 	return s.cfg.Snapshots.Put(ctx, snap)
 }

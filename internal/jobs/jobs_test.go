@@ -32,7 +32,9 @@ func newService(t *testing.T, opts snapshot.MemoryOptions) (*jobs.Service, *brok
 		_ = wb.Close(context.Background())
 		_ = db.Close()
 	})
-	return jobs.New(jobs.Config{Snapshots: snapshot.NewMemory(opts), DB: wb, Broker: b}), b
+	svc := jobs.New(jobs.Config{Snapshots: snapshot.NewMemory(opts), DB: wb, Broker: b})
+	t.Cleanup(svc.Close) // before the stores close: cleanups run last first
+	return svc, b
 }
 
 // TestEvictedJobsComeBackFromTheDurableStore: finished jobs the memory store

@@ -145,6 +145,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Node, err erro
 	n.Jobs = jobs.New(jobs.Config{
 		Snapshots: n.snaps, DB: n.wb, Broker: n.broker,
 		Metrics: jobs.NewMetrics(n.reg), Log: log,
+		GroupRecheck: time.Second,
 	})
 	if err := n.Jobs.Warm(ctx); err != nil {
 		return nil, err
@@ -272,6 +273,9 @@ func (n *Node) closeStores(ctx context.Context) error {
 	var errs []error
 	if n.orch != nil {
 		errs = append(errs, n.orch.Stop(ctx)) // hands running jobs back; before the stores they report to
+	}
+	if n.Jobs != nil {
+		n.Jobs.Close() // children's changes still owed to their parents
 	}
 	if n.broker != nil {
 		errs = append(errs, n.broker.Close())

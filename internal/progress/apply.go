@@ -169,6 +169,10 @@ func validate(prev *Snapshot, r *Report) (State, error) {
 			target = s
 		}
 	}
+	if target == Succeeded && prev.Children != nil && prev.Children.Active() > 0 {
+		return "", errorf(CodeChildrenUnfinished, "%d of this job's children are still queued or running: finish or cancel them first",
+			prev.Children.Active())
+	}
 	// An empty error is no error: clients that always send the field
 	// ("error": "") must not fail or be refused for it.
 	if r.Error != nil && *r.Error != "" {

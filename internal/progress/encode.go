@@ -77,6 +77,9 @@ func (s *Snapshot) AppendJSON(b []byte) ([]byte, error) {
 			b = appendString(b, string(st.State))
 			b = append(b, `,"progress":`...)
 			b = appendFloat(b, st.Progress)
+			if st.Children {
+				b = append(b, `,"children":true`...)
+			}
 			b = append(b, '}')
 		}
 		b = append(b, ']')
@@ -105,7 +108,69 @@ func (s *Snapshot) AppendJSON(b []byte) ([]byte, error) {
 	} else {
 		b = appendString(b, *s.Error)
 	}
+	if s.Name != "" || len(s.Tags) > 0 || s.ParentID != "" || s.RootID != "" || s.Weight != 0 ||
+		s.ExpectedChildren != 0 || s.Children != nil {
+		var err error
+		if b, err = s.appendGroup(b); err != nil {
+			return b, err
+		}
+	}
 	return append(b, '}'), nil
+}
+
+// appendGroup writes the part-two fields, each only when set (omitempty).
+// It is a function of its own so the common snapshot, which has none of
+// them, pays one branch for them.
+func (s *Snapshot) appendGroup(b []byte) ([]byte, error) {
+	if s.Name != "" {
+		b = append(b, `,"name":`...)
+		b = appendString(b, s.Name)
+	}
+	if len(s.Tags) > 0 {
+		b = append(b, `,"tags":[`...)
+		for i, t := range s.Tags {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, t)
+		}
+		b = append(b, ']')
+	}
+	if s.ParentID != "" {
+		b = append(b, `,"parent_id":`...)
+		b = appendString(b, s.ParentID)
+	}
+	if s.RootID != "" {
+		b = append(b, `,"root_id":`...)
+		b = appendString(b, s.RootID)
+	}
+	if s.Weight != 0 {
+		if !finite(s.Weight) {
+			return b, errNotFinite
+		}
+		b = append(b, `,"weight":`...)
+		b = appendFloat(b, s.Weight)
+	}
+	if s.ExpectedChildren != 0 {
+		b = append(b, `,"expected_children":`...)
+		b = strconv.AppendInt(b, int64(s.ExpectedChildren), 10)
+	}
+	if c := s.Children; c != nil {
+		b = append(b, `,"children":{"total":`...)
+		b = strconv.AppendInt(b, int64(c.Total), 10)
+		b = append(b, `,"queued":`...)
+		b = strconv.AppendInt(b, int64(c.Queued), 10)
+		b = append(b, `,"running":`...)
+		b = strconv.AppendInt(b, int64(c.Running), 10)
+		b = append(b, `,"succeeded":`...)
+		b = strconv.AppendInt(b, int64(c.Succeeded), 10)
+		b = append(b, `,"failed":`...)
+		b = strconv.AppendInt(b, int64(c.Failed), 10)
+		b = append(b, `,"canceled":`...)
+		b = strconv.AppendInt(b, int64(c.Canceled), 10)
+		b = append(b, '}')
+	}
+	return b, nil
 }
 
 func finite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }

@@ -51,7 +51,21 @@ func encodeCases(t testing.TB) []Snapshot {
 	odd.Stages = nil
 	noStages, _ := New(NewJob{ID: "x", Project: "p", Owner: "o"}, now)
 	noStages.Message = "bad\xffutf8" // not reachable through Apply, but must still encode
-	return append(out, failed, odd, noStages)
+	out = append(out, failed, odd, noStages)
+	// Part two's fields, each present only when set.
+	cw := 2.5
+	child, err := New(NewJob{ID: "c1", Project: "p", Owner: "o", Name: "import \"a\" <b>   é",
+		Tags: []string{"customer-42", "invoice:2026-11"}, ParentID: "p1", RootID: "r1", Weight: &cw}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parent, err := New(NewJob{ID: "p1", Project: "p", Owner: "o", ExpectedChildren: 200,
+		Stages: []StageSpec{{Name: "prepare"}, {Name: "work", Children: true}}}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parent.Children = &Children{Total: 7, Queued: 1, Running: 2, Succeeded: 3, Failed: 1}
+	return append(out, child, parent)
 }
 
 func TestAppendJSONMatchesEncodingJSON(t *testing.T) {

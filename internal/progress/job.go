@@ -2,6 +2,7 @@ package progress
 
 import (
 	"math"
+	"slices"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -11,6 +12,9 @@ import (
 type StageSpec struct {
 	Name   string   `json:"name"`
 	Weight *float64 `json:"weight,omitempty"` // > 0; nil means 1
+	// Children marks the stage whose fraction is the mean of the job's
+	// children's progress.
+	Children bool `json:"children,omitempty"`
 }
 
 // NewJob is everything needed to create a job. ID and Owner are set by the
@@ -22,6 +26,13 @@ type NewJob struct {
 	Pipeline string
 	Params   map[string]string
 	Stages   []StageSpec
+
+	Name             string
+	Tags             []string
+	ParentID         string   // the service checks the parent first
+	RootID           string   // the parent's root, or the parent itself
+	Weight           *float64 // a child's share of its parent; nil means 1
+	ExpectedChildren int
 }
 
 // New validates j and returns its first snapshot: queued, progress 0, seq 1.
@@ -48,6 +59,9 @@ func New(j NewJob, now time.Time) (Snapshot, error) {
 			return Snapshot{}, errorf(CodeInvalidJob, "param %q must be valid UTF-8 of at most %d bytes", k, MaxParamBytes)
 		}
 	}
+	if err := checkGroup(&j); err != nil {
+		return Snapshot{}, err
+	}
 	if len(j.Stages) > MaxStages {
 		return Snapshot{}, errorf(CodeInvalidJob, "%d stages; the limit is %d", len(j.Stages), MaxStages)
 	}
@@ -62,6 +76,21 @@ func New(j NewJob, now time.Time) (Snapshot, error) {
 		Seq:       1,
 		CreatedAt: at,
 		UpdatedAt: at,
+
+		Name:             j.Name,
+		Tags:             slices.Clone(j.Tags),
+		ParentID:         j.ParentID,
+		RootID:           j.RootID,
+		ExpectedChildren: j.ExpectedChildren,
+	}
+	if j.ParentID != "" {
+		s.Weight = 1
+		if j.Weight != nil {
+			s.Weight = *j.Weight
+		}
+	}
+	if j.ExpectedChildren > 0 {
+		s.Children = &Children{}
 	}
 	if len(j.Params) > 0 {
 		s.Params = make(map[string]string, len(j.Params))
@@ -83,7 +112,7 @@ func New(j NewJob, now time.Time) (Snapshot, error) {
 				return Snapshot{}, errorf(CodeInvalidJob, "stage %q: weight must be a finite number > 0, got %v", st.Name, w)
 			}
 		}
-		s.Stages = append(s.Stages, Stage{Name: st.Name, Weight: w, State: Queued})
+		s.Stages = append(s.Stages, Stage{Name: st.Name, Weight: w, State: Queued, Children: st.Children})
 	}
 	return s, nil
 }

@@ -16,6 +16,10 @@ type Query struct {
 	Owner   string
 	// States, when non-empty, matches jobs in any of these states.
 	States []State
+	// Parent, when set, matches the direct children of that job.
+	Parent string
+	// Tag, when set, matches the jobs with that tag.
+	Tag string
 	// Limit is the page size; see PageSize.
 	Limit int
 	// Cursor is the next value of a previous page; "" starts at the newest.

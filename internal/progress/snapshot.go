@@ -1,11 +1,16 @@
 package progress
 
+import "slices"
+
 // Stage is one step of a job with its share of the overall progress.
 type Stage struct {
 	Name     string  `json:"name"`
 	Weight   float64 `json:"weight"`
 	State    State   `json:"state"`
 	Progress float64 `json:"progress"`
+	// Children marks the stage of a parent whose fraction is the weighted
+	// mean of its children's progress (SPEC "Groups").
+	Children bool `json:"children,omitempty"`
 }
 
 // Snapshot is the whole state of one job at one seq: the one message shape
@@ -17,7 +22,9 @@ type Stage struct {
 //
 // Every field of the contract is always on the wire, so clients see one
 // shape: an absent value is null, "" (pipeline, stage, message) or []
-// (stages). Params is the one extra, present only when the job has some.
+// (stages). Params and the fields of part two (name, tags, the group
+// fields) are present only when the job has them, so old clients see the
+// shape they know.
 type Snapshot struct {
 	JobID      string            `json:"job_id"`
 	Project    string            `json:"project"`
@@ -38,6 +45,27 @@ type Snapshot struct {
 	UpdatedAt  Time              `json:"updated_at"`
 	FinishedAt *Time             `json:"finished_at"`
 	Error      *string           `json:"error"`
+
+	// Name is the job's title, shown instead of a generic label.
+	Name string `json:"name,omitempty"`
+	// Tags never change after create.
+	Tags []string `json:"tags,omitempty"`
+	// ParentID and RootID are set on a child: its parent, and the top of
+	// its tree (the parent itself for a child of a root).
+	ParentID string `json:"parent_id,omitempty"`
+	RootID   string `json:"root_id,omitempty"`
+	// Weight is a child's share of its parent's progress (> 0; 0 on a job
+	// without a parent).
+	Weight float64 `json:"weight,omitempty"`
+	// ExpectedChildren is the number of children a parent announced.
+	ExpectedChildren int `json:"expected_children,omitempty"`
+	// Children counts a parent's direct children by state; nil on a job
+	// that has none and announced none.
+	Children *Children `json:"children,omitempty"`
+
+	// Agg is a parent's aggregation state, beside Rate and for the same
+	// reason: not on the wire, carried by stores that share snapshots.
+	Agg Aggregate `json:"-"`
 
 	// Rate is the ETA estimator's state. It is not part of the wire shape;
 	// stores that share snapshots between nodes carry it beside the snapshot.
@@ -62,6 +90,8 @@ func (s Snapshot) Clone() Snapshot {
 	c.StartedAt = clonePtr(s.StartedAt)
 	c.FinishedAt = clonePtr(s.FinishedAt)
 	c.Error = clonePtr(s.Error)
+	c.Tags = slices.Clone(s.Tags)
+	c.Children = clonePtr(s.Children)
 	return c
 }
 

@@ -15,6 +15,8 @@ import (
 type SQL struct {
 	// Table is the jobs table: (id, project, owner, state, snapshot, …).
 	Table string
+	// Tags is the tags table: (tag, job_id, owner).
+	Tags string
 	// Placeholder returns the n-th placeholder (n from 1): QuestionMark or
 	// DollarNumber.
 	Placeholder func(n int) string
@@ -54,6 +56,12 @@ func (d SQL) List(q progress.Query) (string, []any) {
 			in[i] = arg(string(st))
 		}
 		where = append(where, "state IN ("+strings.Join(in, ", ")+")")
+	}
+	if q.Parent != "" {
+		where = append(where, "parent_id = "+arg(q.Parent))
+	}
+	if q.Tag != "" {
+		where = append(where, "id IN (SELECT job_id FROM "+d.Tags+" WHERE tag = "+arg(q.Tag)+")")
 	}
 	if q.Cursor != "" {
 		where = append(where, "id < "+arg(q.Cursor))

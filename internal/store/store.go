@@ -12,6 +12,7 @@ package store
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/progressd/progressd/internal/progress"
 )
@@ -35,6 +36,30 @@ type Store interface {
 	// List returns jobs newest first (by job id, which is time-ordered),
 	// filtered by q (paged by q.PageSize), and the cursor of the next page ("" on the last page).
 	List(ctx context.Context, q progress.Query) (jobs []progress.Snapshot, next string, err error)
+
+	// Create of a job with a parent checks the parent inside its
+	// transaction: ErrParentNotFound, or ErrParentFinished if it is
+	// terminal. Create and Save keep the durable counters of Tally (a
+	// parent's children, the project list) in the transaction of the
+	// write, so they are exact whatever node writes.
+
+	// ChildTotals returns the durable totals of parent's direct children
+	// (zero totals for a job without children).
+	ChildTotals(ctx context.Context, parent string) (progress.ChildTotals, error)
+	// ActiveChildProgress returns Σ weight·progress of parent's children
+	// that are not terminal, as stored (intermediate progress is written
+	// behind, so it is as old as the last flush).
+	ActiveChildProgress(ctx context.Context, parent string) (float64, error)
+	// DirtyGroups returns up to limit parents whose totals changed before
+	// before and were not marked clean since, oldest change first.
+	DirtyGroups(ctx context.Context, before time.Time, limit int) ([]GroupMark, error)
+	// CleanGroup marks parent's totals as applied, if they are still at
+	// version.
+	CleanGroup(ctx context.Context, parent string, version int64) error
+	// Projects returns a page of the projects with jobs of q.Owner (all
+	// projects when it is ""), most recent activity first.
+	Projects(ctx context.Context, q progress.ProjectQuery) ([]progress.ProjectSummary, string, error)
+
 	// Ping reports whether the database answers, for /readyz.
 	Ping(ctx context.Context) error
 	// Close releases the database. The store is unusable afterwards.

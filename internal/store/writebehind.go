@@ -403,3 +403,34 @@ func (w *WriteBehind) noteWrite(err error) {
 	}
 	w.writeErr, w.writeErrAt = err, w.now()
 }
+
+// ChildTotals reads the durable totals of parent's children. Creates and
+// state changes are written before Save returns, so they are current.
+func (w *WriteBehind) ChildTotals(ctx context.Context, parent string) (progress.ChildTotals, error) {
+	return w.db.ChildTotals(ctx, parent)
+}
+
+// ActiveChildProgress writes what is pending first, so the sum covers
+// every report given to Save before it was called.
+func (w *WriteBehind) ActiveChildProgress(ctx context.Context, parent string) (float64, error) {
+	if err := w.Flush(ctx); err != nil {
+		return 0, err
+	}
+	return w.db.ActiveChildProgress(ctx, parent)
+}
+
+// DirtyGroups passes through to the database.
+func (w *WriteBehind) DirtyGroups(ctx context.Context, before time.Time, limit int) ([]GroupMark, error) {
+	return w.db.DirtyGroups(ctx, before, limit)
+}
+
+// CleanGroup passes through to the database.
+func (w *WriteBehind) CleanGroup(ctx context.Context, parent string, version int64) error {
+	return w.db.CleanGroup(ctx, parent, version)
+}
+
+// Projects passes through to the database: activity within a state is
+// written behind, so last_activity_at may lag by one flush interval.
+func (w *WriteBehind) Projects(ctx context.Context, q progress.ProjectQuery) ([]progress.ProjectSummary, string, error) {
+	return w.db.Projects(ctx, q)
+}

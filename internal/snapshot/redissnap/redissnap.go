@@ -19,7 +19,8 @@
 //
 // The envelope carries the ETA estimator state beside the snapshot (it is
 // not part of the wire shape), so a node that applies the next report to a
-// job another node updated last computes the same ETA.
+// job another node updated last computes the same ETA; a parent's
+// aggregate (progress.Aggregate) travels the same way.
 //
 // Finished jobs expire FinishedTTL (default 24 h) after they finish: the
 // durable store keeps them for good, and jobs.Service reads them from there
@@ -412,12 +413,13 @@ func (s *Store) Close() error {
 
 // envelope is what a job's env field holds.
 type envelope struct {
-	Snap progress.Snapshot `json:"snap"`
-	Rate *progress.Rate    `json:"rate"`
+	Snap progress.Snapshot   `json:"snap"`
+	Rate *progress.Rate      `json:"rate"`
+	Agg  *progress.Aggregate `json:"agg,omitempty"`
 }
 
-// encodeEnvelope writes {"snap":<wire form>,"rate":<estimator>}; the
-// snapshot goes through its hand-written encoder.
+// encodeEnvelope writes {"snap":<wire form>,"rate":<estimator>,"agg":<a
+// parent's aggregate>}; the snapshot goes through its hand-written encoder.
 func encodeEnvelope(s *progress.Snapshot) ([]byte, error) {
 	b := make([]byte, 0, 640)
 	b = append(b, `{"snap":`...)
@@ -432,6 +434,14 @@ func encodeEnvelope(s *progress.Snapshot) ([]byte, error) {
 		}
 		b = append(b, `,"rate":`...)
 		b = append(b, rate...)
+	}
+	if s.Agg != (progress.Aggregate{}) {
+		agg, err := json.Marshal(s.Agg)
+		if err != nil {
+			return nil, fmt.Errorf("encode a parent's aggregate: %w", err)
+		}
+		b = append(b, `,"agg":`...)
+		b = append(b, agg...)
 	}
 	return append(b, '}'), nil
 }
@@ -449,6 +459,9 @@ func decodeEnvelope(id, raw string) (progress.Snapshot, error) {
 	}
 	if e.Rate != nil {
 		e.Snap.Rate = *e.Rate
+	}
+	if e.Agg != nil {
+		e.Snap.Agg = *e.Agg
 	}
 	return e.Snap, nil
 }

@@ -14,7 +14,7 @@ import (
 )
 
 // queries are the reads of package store's shared SQL, in this database's spelling.
-var queries = store.SQL{Table: "progressd_jobs", Placeholder: store.DollarNumber}
+var queries = store.SQL{Table: "progressd_jobs", Tags: "progressd_job_tags", Placeholder: store.DollarNumber}
 
 // row is a snapshot ready to be written, encoded before any connection is
 // taken from the pool.
@@ -24,6 +24,8 @@ type row struct {
 	createdAt, updatedAt      time.Time
 	finishedAt                *time.Time
 	snapshot                  string
+	parentID                  *string
+	weight, progress          float64
 }
 
 func encode(s progress.Snapshot) (row, error) {
@@ -46,6 +48,11 @@ func encode(s progress.Snapshot) (row, error) {
 		createdAt: s.CreatedAt.Time,
 		updatedAt: s.UpdatedAt.Time,
 		snapshot:  string(b),
+		weight:    s.Weight,
+		progress:  s.Progress,
+	}
+	if s.ParentID != "" {
+		r.parentID = &s.ParentID
 	}
 	if s.FinishedAt != nil {
 		t := s.FinishedAt.Time
@@ -62,25 +69,67 @@ func decode(id, text string) (progress.Snapshot, error) {
 	return s, nil
 }
 
-// Create inserts a new job; ErrExists if the id is taken.
+// Create inserts a new job, its tags and its share of the counters in one
+// transaction; ErrExists if the id is taken, ErrParentNotFound or
+// ErrParentFinished for a child whose parent is gone or terminal. The
+// parent's row is read FOR SHARE: its terminal state cannot commit between
+// the check and the child's insert.
 func (s *Store) Create(ctx context.Context, snap progress.Snapshot) error {
 	r, err := encode(snap)
 	if err != nil {
 		return fmt.Errorf("postgres: create: %w", err)
 	}
-	tag, err := s.pool.Exec(ctx, `
-		INSERT INTO progressd_jobs (id, project, owner, state, seq, created_at, updated_at, finished_at, snapshot)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("postgres: create job %s: begin: %w", r.id, err)
+	}
+	defer func() { _ = tx.Rollback(context.Background()) }()
+	if snap.ParentID != "" {
+		var state string
+		err := tx.QueryRow(ctx, `SELECT state FROM progressd_jobs WHERE id = $1 FOR SHARE`, snap.ParentID).Scan(&state)
+		switch {
+		case isNoRows(err):
+			return fmt.Errorf("postgres: create job %s under %s: %w", r.id, snap.ParentID, store.ErrParentNotFound)
+		case err != nil:
+			return fmt.Errorf("postgres: create job %s: read parent: %w", r.id, err)
+		case progress.State(state).Terminal():
+			return fmt.Errorf("postgres: create job %s under %s: %w", r.id, snap.ParentID, store.ErrParentFinished)
+		}
+	}
+	tag, err := tx.Exec(ctx, `
+		INSERT INTO progressd_jobs (id, project, owner, state, seq, created_at, updated_at, finished_at, snapshot, parent_id, weight, progress)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 		ON CONFLICT (id) DO NOTHING`,
-		r.id, r.project, r.owner, r.state, r.seq, r.createdAt, r.updatedAt, r.finishedAt, r.snapshot)
+		r.id, r.project, r.owner, r.state, r.seq, r.createdAt, r.updatedAt, r.finishedAt, r.snapshot,
+		r.parentID, r.weight, r.progress)
 	if err != nil {
 		return fmt.Errorf("postgres: create job %s: %w", r.id, err)
 	}
 	if tag.RowsAffected() == 0 {
 		return fmt.Errorf("postgres: create job %s: %w", r.id, store.ErrExists)
 	}
+	if len(snap.Tags) > 0 {
+		if _, err := tx.Exec(ctx, `INSERT INTO progressd_job_tags (tag, job_id, owner) SELECT unnest($1::text[]), $2, $3`,
+			snap.Tags, r.id, r.owner); err != nil {
+			return fmt.Errorf("postgres: create job %s: tags: %w", r.id, err)
+		}
+	}
+	t := store.NewTally()
+	t.Created(&snap)
+	if err := tallySQL.Apply(ctx, func(ctx context.Context, q string, args ...any) error {
+		_, err := tx.Exec(ctx, q, args...)
+		return err
+	}, t); err != nil {
+		return fmt.Errorf("postgres: create job %s: %w", r.id, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("postgres: create job %s: commit: %w", r.id, err)
+	}
 	return nil
 }
+
+// tallySQL applies a store.Tally in a transaction.
+var tallySQL = store.NewTallySQL("progressd_", true)
 
 // lockRows locks the batch's rows in id order. Without it, two batches
 // sharing jobs could lock them in different orders (the UPDATE's join
@@ -94,16 +143,69 @@ const lockRows = `SELECT 1 FROM progressd_jobs WHERE id = ANY($1::text[]) ORDER 
 // The seq condition is in the UPDATE itself, and PostgreSQL re-checks it
 // against the newest row version after waiting for a concurrent writer,
 // so a stale snapshot is skipped even when batches race.
+//
+// The same statement moves the durable counters (store.Tally's, here in
+// SQL): the UPDATE returns each written row's state before (o, read after
+// lockRows took the row locks, so nothing changed it since) and after, and
+// the upserts add the differences to the parent's totals and the project
+// rows. Locks are taken in one order everywhere (job rows, then parents'
+// totals, then project and owner rows, then project rows, each in key
+// order), as Create takes them too, or concurrent writers deadlock. The
+// sub-statements of a WITH run in no set order, so each upsert reads the
+// previous one's output (the count(*) joins) to run after it.
 const saveRows = `
-	UPDATE progressd_jobs AS j
-	SET state = u.state, seq = u.seq, updated_at = u.updated_at, finished_at = u.finished_at, snapshot = u.snapshot
-	FROM (
+	WITH u AS (
 		SELECT DISTINCT ON (id) *
-		FROM unnest($1::text[], $2::text[], $3::bigint[], $4::timestamptz[], $5::timestamptz[], $6::text[])
-			AS t(id, state, seq, updated_at, finished_at, snapshot)
+		FROM unnest($1::text[], $2::text[], $3::bigint[], $4::timestamptz[], $5::timestamptz[], $6::text[],
+			$7::float8[], $8::bigint[])
+			AS t(id, state, seq, updated_at, finished_at, snapshot, progress, updated_ms)
 		ORDER BY id, seq DESC
-	) AS u
-	WHERE j.id = u.id AND j.seq < u.seq`
+	), upd AS (
+		UPDATE progressd_jobs AS j
+		SET state = u.state, seq = u.seq, updated_at = u.updated_at, finished_at = u.finished_at,
+			snapshot = u.snapshot, progress = u.progress
+		FROM u JOIN progressd_jobs AS o ON o.id = u.id
+		WHERE j.id = u.id AND j.seq < u.seq
+		RETURNING j.parent_id, j.weight, j.project, j.owner, o.state AS old, u.state AS new, u.progress, u.updated_ms
+	), d AS (
+		SELECT *,
+			(new = 'queued')::int - (old = 'queued')::int AS dq,
+			(new = 'running')::int - (old = 'running')::int AS dr,
+			(new = 'succeeded')::int - (old = 'succeeded')::int AS ds,
+			(new = 'failed')::int - (old = 'failed')::int AS df,
+			(new = 'canceled')::int - (old = 'canceled')::int AS dc,
+			CASE WHEN new IN ('succeeded', 'failed', 'canceled') AND old NOT IN ('succeeded', 'failed', 'canceled')
+				THEN weight * progress ELSE 0 END AS done
+		FROM upd
+	), grp AS (
+		INSERT INTO progressd_job_children AS g
+			(parent_id, version, total, queued, running, succeeded, failed, canceled, weight_sum, done_wp, dirty_at)
+		SELECT parent_id, count(*), 0, sum(dq), sum(dr), sum(ds), sum(df), sum(dc), 0, sum(done), $9
+		FROM d WHERE parent_id IS NOT NULL AND old <> new GROUP BY parent_id ORDER BY parent_id
+		ON CONFLICT (parent_id) DO UPDATE SET
+			version = g.version + excluded.version,
+			queued = g.queued + excluded.queued, running = g.running + excluded.running,
+			succeeded = g.succeeded + excluded.succeeded, failed = g.failed + excluded.failed,
+			canceled = g.canceled + excluded.canceled, done_wp = g.done_wp + excluded.done_wp,
+			dirty_at = excluded.dirty_at
+		RETURNING 1
+	), own AS (
+		INSERT INTO progressd_project_owners AS p
+			(project, owner, queued, running, succeeded, failed, canceled, last_activity_at)
+		SELECT project, owner, sum(dq), sum(dr), sum(ds), sum(df), sum(dc), max(updated_ms)
+		FROM d, (SELECT count(*) FROM grp) AS after_grp GROUP BY project, owner ORDER BY project, owner
+		ON CONFLICT (project, owner) DO UPDATE SET ` + addCounts + `
+		RETURNING 1
+	)
+	INSERT INTO progressd_projects AS p (project, queued, running, succeeded, failed, canceled, last_activity_at)
+	SELECT project, sum(dq), sum(dr), sum(ds), sum(df), sum(dc), max(updated_ms)
+	FROM d, (SELECT count(*) FROM own) AS after_own GROUP BY project ORDER BY project
+	ON CONFLICT (project) DO UPDATE SET ` + addCounts
+
+const addCounts = `queued = p.queued + excluded.queued, running = p.running + excluded.running,
+			succeeded = p.succeeded + excluded.succeeded, failed = p.failed + excluded.failed,
+			canceled = p.canceled + excluded.canceled,
+			last_activity_at = greatest(p.last_activity_at, excluded.last_activity_at)`
 
 // Save updates every job in snaps whose stored seq is lower. The batch is
 // one round trip and one implicit transaction (a pgx batch ends in a
@@ -114,7 +216,8 @@ func (s *Store) Save(ctx context.Context, snaps []progress.Snapshot) error {
 	}
 	n := len(snaps)
 	ids, states, snapshots := make([]string, n), make([]string, n), make([]string, n)
-	seqs := make([]int64, n)
+	seqs, updatedMS := make([]int64, n), make([]int64, n)
+	progresses := make([]float64, n)
 	updated := make([]time.Time, n)
 	finished := make([]*time.Time, n)
 	for i, snap := range snaps {
@@ -124,6 +227,7 @@ func (s *Store) Save(ctx context.Context, snaps []progress.Snapshot) error {
 		}
 		ids[i], states[i], seqs[i], updated[i], finished[i], snapshots[i] =
 			r.id, r.state, r.seq, r.updatedAt, r.finishedAt, r.snapshot
+		progresses[i], updatedMS[i] = r.progress, snap.UpdatedAt.UnixMilli()
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("postgres: save %d snapshots: %w", n, err)
@@ -131,7 +235,7 @@ func (s *Store) Save(ctx context.Context, snaps []progress.Snapshot) error {
 
 	b := &pgx.Batch{}
 	b.Queue(lockRows, ids)
-	b.Queue(saveRows, ids, states, seqs, updated, finished, snapshots)
+	b.Queue(saveRows, ids, states, seqs, updated, finished, snapshots, progresses, updatedMS, time.Now().UnixMilli())
 	br := s.pool.SendBatch(ctx, b)
 	_, err := br.Exec()
 	if err == nil {

@@ -109,6 +109,71 @@ var migrations = []string{
 	CREATE INDEX progressd_jobs_project_id ON progressd_jobs (project, id);
 	CREATE INDEX progressd_jobs_owner_id ON progressd_jobs (owner, id);
 	CREATE INDEX progressd_jobs_state_id ON progressd_jobs (state, id);`,
+
+	// 2: parents and children, tags, the project list (SPEC part two), as
+	// in the SQLite store's migration 2: parent_id, weight and progress
+	// copy what the children's aggregate reads; progressd_job_children
+	// holds each parent's exact totals, changed in the transaction of
+	// every child's create and state change; progressd_projects and
+	// progressd_project_owners count jobs by state with the last activity.
+	// Activity and dirty times are Unix milliseconds, so both stores page
+	// the project list with the same cursor.
+	`ALTER TABLE progressd_jobs ADD COLUMN parent_id text COLLATE "C";
+	ALTER TABLE progressd_jobs ADD COLUMN weight double precision NOT NULL DEFAULT 0;
+	ALTER TABLE progressd_jobs ADD COLUMN progress double precision NOT NULL DEFAULT 0;
+	UPDATE progressd_jobs SET progress = coalesce((snapshot::json->>'progress')::double precision, 0);
+	CREATE INDEX progressd_jobs_parent_id ON progressd_jobs (parent_id, id) WHERE parent_id IS NOT NULL;
+	CREATE TABLE progressd_job_tags (
+		tag    text COLLATE "C" NOT NULL,
+		job_id text COLLATE "C" NOT NULL,
+		owner  text NOT NULL,
+		PRIMARY KEY (tag, job_id)
+	);
+	CREATE INDEX progressd_job_tags_owner ON progressd_job_tags (tag, owner, job_id);
+	CREATE TABLE progressd_job_children (
+		parent_id  text COLLATE "C" PRIMARY KEY,
+		version    bigint NOT NULL,
+		total      bigint NOT NULL,
+		queued     bigint NOT NULL,
+		running    bigint NOT NULL,
+		succeeded  bigint NOT NULL,
+		failed     bigint NOT NULL,
+		canceled   bigint NOT NULL,
+		weight_sum double precision NOT NULL,
+		done_wp    double precision NOT NULL,
+		dirty_at   bigint
+	);
+	CREATE INDEX progressd_job_children_dirty ON progressd_job_children (dirty_at) WHERE dirty_at IS NOT NULL;
+	CREATE TABLE progressd_project_owners (
+		project          text COLLATE "C" NOT NULL,
+		owner            text NOT NULL,
+		queued           bigint NOT NULL,
+		running          bigint NOT NULL,
+		succeeded        bigint NOT NULL,
+		failed           bigint NOT NULL,
+		canceled         bigint NOT NULL,
+		last_activity_at bigint NOT NULL,
+		PRIMARY KEY (project, owner)
+	);
+	CREATE INDEX progressd_project_owners_activity ON progressd_project_owners (owner, last_activity_at, project);
+	CREATE TABLE progressd_projects (
+		project          text COLLATE "C" PRIMARY KEY,
+		queued           bigint NOT NULL,
+		running          bigint NOT NULL,
+		succeeded        bigint NOT NULL,
+		failed           bigint NOT NULL,
+		canceled         bigint NOT NULL,
+		last_activity_at bigint NOT NULL
+	);
+	CREATE INDEX progressd_projects_activity ON progressd_projects (last_activity_at, project);
+	INSERT INTO progressd_project_owners
+		SELECT project, owner, count(*) FILTER (WHERE state = 'queued'), count(*) FILTER (WHERE state = 'running'),
+			count(*) FILTER (WHERE state = 'succeeded'), count(*) FILTER (WHERE state = 'failed'),
+			count(*) FILTER (WHERE state = 'canceled'), (extract(epoch FROM max(updated_at)) * 1000)::bigint
+		FROM progressd_jobs GROUP BY project, owner;
+	INSERT INTO progressd_projects
+		SELECT project, sum(queued), sum(running), sum(succeeded), sum(failed), sum(canceled), max(last_activity_at)
+		FROM progressd_project_owners GROUP BY project;`,
 }
 
 // migrate applies the migrations the database has not run yet, in one

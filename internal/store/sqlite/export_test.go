@@ -48,3 +48,6 @@ func ExplainList(t *testing.T, s *Store, q progress.Query) string {
 	}
 	return plan.String()
 }
+
+// SchemaVersion is the version the migrations bring a database to.
+func SchemaVersion() int { return len(migrations) }

@@ -12,7 +12,7 @@ import (
 )
 
 // queries are the reads of package store's shared SQL, in this database's spelling.
-var queries = store.SQL{Table: "jobs", Placeholder: store.QuestionMark}
+var queries = store.SQL{Table: "jobs", Tags: "job_tags", Placeholder: store.QuestionMark}
 
 // row is a snapshot ready to be written: its columns, encoded outside any
 // transaction so the write lock is held only for the statements.
@@ -22,6 +22,8 @@ type row struct {
 	createdAt, updatedAt      int64
 	finishedAt                sql.NullInt64
 	snapshot                  string
+	parentID                  sql.NullString
+	weight, progress          float64
 }
 
 func encode(s progress.Snapshot) (row, error) {
@@ -44,6 +46,9 @@ func encode(s progress.Snapshot) (row, error) {
 		createdAt: s.CreatedAt.UnixMilli(),
 		updatedAt: s.UpdatedAt.UnixMilli(),
 		snapshot:  string(b),
+		parentID:  sql.NullString{String: s.ParentID, Valid: s.ParentID != ""},
+		weight:    s.Weight,
+		progress:  s.Progress,
 	}
 	if s.FinishedAt != nil {
 		r.finishedAt = sql.NullInt64{Int64: s.FinishedAt.UnixMilli(), Valid: true}
@@ -59,17 +64,37 @@ func decode(id, text string) (progress.Snapshot, error) {
 	return s, nil
 }
 
-// Create inserts a new job; ErrExists if the id is taken.
+// Create inserts a new job, its tags and its share of the counters in one
+// transaction; ErrExists if the id is taken, ErrParentNotFound or
+// ErrParentFinished for a child whose parent is gone or terminal.
 func (s *Store) Create(ctx context.Context, snap progress.Snapshot) error {
 	r, err := encode(snap)
 	if err != nil {
 		return fmt.Errorf("sqlite: create: %w", err)
 	}
-	res, err := s.db.ExecContext(ctx, `
-		INSERT INTO jobs (id, project, owner, state, seq, created_at, updated_at, finished_at, snapshot)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqlite: create job %s: begin: %w", r.id, err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	if snap.ParentID != "" {
+		var state string
+		err := tx.QueryRowContext(ctx, `SELECT state FROM jobs WHERE id = ?`, snap.ParentID).Scan(&state)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			return fmt.Errorf("sqlite: create job %s under %s: %w", r.id, snap.ParentID, store.ErrParentNotFound)
+		case err != nil:
+			return fmt.Errorf("sqlite: create job %s: read parent: %w", r.id, err)
+		case progress.State(state).Terminal():
+			return fmt.Errorf("sqlite: create job %s under %s: %w", r.id, snap.ParentID, store.ErrParentFinished)
+		}
+	}
+	res, err := tx.ExecContext(ctx, `
+		INSERT INTO jobs (id, project, owner, state, seq, created_at, updated_at, finished_at, snapshot, parent_id, weight, progress)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO NOTHING`,
-		r.id, r.project, r.owner, r.state, r.seq, r.createdAt, r.updatedAt, r.finishedAt, r.snapshot)
+		r.id, r.project, r.owner, r.state, r.seq, r.createdAt, r.updatedAt, r.finishedAt, r.snapshot,
+		r.parentID, r.weight, r.progress)
 	if err != nil {
 		return fmt.Errorf("sqlite: create job %s: %w", r.id, err)
 	}
@@ -79,6 +104,19 @@ func (s *Store) Create(ctx context.Context, snap progress.Snapshot) error {
 	}
 	if n == 0 {
 		return fmt.Errorf("sqlite: create job %s: %w", r.id, store.ErrExists)
+	}
+	for _, tag := range snap.Tags {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO job_tags (tag, job_id, owner) VALUES (?, ?, ?)`, tag, r.id, r.owner); err != nil {
+			return fmt.Errorf("sqlite: create job %s: tag %q: %w", r.id, tag, err)
+		}
+	}
+	t := store.NewTally()
+	t.Created(&snap)
+	if err := applyTally(ctx, tx, t); err != nil {
+		return fmt.Errorf("sqlite: create job %s: %w", r.id, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("sqlite: create job %s: commit: %w", r.id, err)
 	}
 	return nil
 }
@@ -112,31 +150,55 @@ func (s *Store) Save(ctx context.Context, snaps []progress.Snapshot) error {
 	// condition that its state is unchanged; only when that matches nothing
 	// (the state changed, the job is gone, or the row is newer) is the
 	// full update tried.
+	//
+	// A state change also moves the durable counters (store.Tally), so the
+	// full path reads the stored state first; the write lock is held for
+	// the whole transaction, so nothing changes the row in between.
 	same, err := tx.PrepareContext(ctx, `
-		UPDATE jobs SET seq = ?, updated_at = ?, finished_at = ?, snapshot = ?
+		UPDATE jobs SET seq = ?, updated_at = ?, finished_at = ?, snapshot = ?, progress = ?
 		WHERE id = ? AND seq < ? AND state = ?`)
 	if err != nil {
 		return fmt.Errorf("sqlite: save %d snapshots: prepare: %w", len(rows), err)
 	}
 	defer same.Close()
+	old, err := tx.PrepareContext(ctx, `SELECT state, coalesce(parent_id, ''), weight FROM jobs WHERE id = ? AND seq < ?`)
+	if err != nil {
+		return fmt.Errorf("sqlite: save %d snapshots: prepare: %w", len(rows), err)
+	}
+	defer old.Close()
 	full, err := tx.PrepareContext(ctx, `
-		UPDATE jobs SET state = ?, seq = ?, updated_at = ?, finished_at = ?, snapshot = ?
+		UPDATE jobs SET state = ?, seq = ?, updated_at = ?, finished_at = ?, snapshot = ?, progress = ?
 		WHERE id = ? AND seq < ?`)
 	if err != nil {
 		return fmt.Errorf("sqlite: save %d snapshots: prepare: %w", len(rows), err)
 	}
 	defer full.Close()
-	for _, r := range rows {
-		res, err := same.ExecContext(ctx, r.seq, r.updatedAt, r.finishedAt, r.snapshot, r.id, r.seq, r.state)
+	t := store.NewTally()
+	for i, r := range rows {
+		res, err := same.ExecContext(ctx, r.seq, r.updatedAt, r.finishedAt, r.snapshot, r.progress, r.id, r.seq, r.state)
 		if err != nil {
 			return fmt.Errorf("sqlite: save job %s: %w", r.id, err)
 		}
 		if n, err := res.RowsAffected(); err == nil && n == 1 {
+			t.Touched(&snaps[i])
 			continue
 		}
-		if _, err := full.ExecContext(ctx, r.state, r.seq, r.updatedAt, r.finishedAt, r.snapshot, r.id, r.seq); err != nil {
+		var from, parent string
+		var weight float64
+		err = old.QueryRowContext(ctx, r.id, r.seq).Scan(&from, &parent, &weight)
+		if errors.Is(err, sql.ErrNoRows) {
+			continue // unknown job, or the stored snapshot is as new
+		}
+		if err != nil {
 			return fmt.Errorf("sqlite: save job %s: %w", r.id, err)
 		}
+		if _, err := full.ExecContext(ctx, r.state, r.seq, r.updatedAt, r.finishedAt, r.snapshot, r.progress, r.id, r.seq); err != nil {
+			return fmt.Errorf("sqlite: save job %s: %w", r.id, err)
+		}
+		t.Moved(parent, weight, progress.State(from), &snaps[i])
+	}
+	if err := applyTally(ctx, tx, t); err != nil {
+		return fmt.Errorf("sqlite: save %d snapshots: %w", len(rows), err)
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("sqlite: save %d snapshots: commit: %w", len(rows), err)

@@ -127,6 +127,69 @@ var migrations = []string{
 	CREATE INDEX jobs_project_id ON jobs (project, id);
 	CREATE INDEX jobs_owner_id ON jobs (owner, id);
 	CREATE INDEX jobs_state_id ON jobs (state, id);`,
+
+	// 2: parents and children, tags, the project list (SPEC part two).
+	// parent_id, weight and progress copy what the children's aggregate
+	// reads; job_children holds each parent's exact totals, changed in
+	// the transaction of every child's create and state change, with
+	// dirty_at set until the change is known applied to the parent's
+	// snapshot; projects and project_owners count jobs by state with the
+	// last activity, for GET /api/v1/projects without scanning jobs.
+	`ALTER TABLE jobs ADD COLUMN parent_id TEXT;
+	ALTER TABLE jobs ADD COLUMN weight REAL NOT NULL DEFAULT 0;
+	ALTER TABLE jobs ADD COLUMN progress REAL NOT NULL DEFAULT 0;
+	UPDATE jobs SET progress = coalesce(json_extract(snapshot, '$.progress'), 0);
+	CREATE INDEX jobs_parent_id ON jobs (parent_id, id) WHERE parent_id IS NOT NULL;
+	CREATE TABLE job_tags (
+		tag    TEXT NOT NULL,
+		job_id TEXT NOT NULL,
+		owner  TEXT NOT NULL,
+		PRIMARY KEY (tag, job_id)
+	) WITHOUT ROWID;
+	CREATE INDEX job_tags_owner ON job_tags (tag, owner, job_id);
+	CREATE TABLE job_children (
+		parent_id  TEXT PRIMARY KEY,
+		version    INTEGER NOT NULL,
+		total      INTEGER NOT NULL,
+		queued     INTEGER NOT NULL,
+		running    INTEGER NOT NULL,
+		succeeded  INTEGER NOT NULL,
+		failed     INTEGER NOT NULL,
+		canceled   INTEGER NOT NULL,
+		weight_sum REAL NOT NULL,
+		done_wp    REAL NOT NULL,
+		dirty_at   INTEGER
+	);
+	CREATE INDEX job_children_dirty ON job_children (dirty_at) WHERE dirty_at IS NOT NULL;
+	CREATE TABLE project_owners (
+		project          TEXT NOT NULL,
+		owner            TEXT NOT NULL,
+		queued           INTEGER NOT NULL,
+		running          INTEGER NOT NULL,
+		succeeded        INTEGER NOT NULL,
+		failed           INTEGER NOT NULL,
+		canceled         INTEGER NOT NULL,
+		last_activity_at INTEGER NOT NULL,
+		PRIMARY KEY (project, owner)
+	);
+	CREATE INDEX project_owners_activity ON project_owners (owner, last_activity_at, project);
+	CREATE TABLE projects (
+		project          TEXT PRIMARY KEY,
+		queued           INTEGER NOT NULL,
+		running          INTEGER NOT NULL,
+		succeeded        INTEGER NOT NULL,
+		failed           INTEGER NOT NULL,
+		canceled         INTEGER NOT NULL,
+		last_activity_at INTEGER NOT NULL
+	);
+	CREATE INDEX projects_activity ON projects (last_activity_at, project);
+	INSERT INTO project_owners
+		SELECT project, owner, sum(state = 'queued'), sum(state = 'running'), sum(state = 'succeeded'),
+			sum(state = 'failed'), sum(state = 'canceled'), max(updated_at)
+		FROM jobs GROUP BY project, owner;
+	INSERT INTO projects
+		SELECT project, sum(queued), sum(running), sum(succeeded), sum(failed), sum(canceled), max(last_activity_at)
+		FROM project_owners GROUP BY project;`,
 }
 
 // migrate applies the migrations the file has not run yet, in one

@@ -50,7 +50,7 @@ func TestOpenSetsPragmas(t *testing.T) {
 		"synchronous":  "1", // NORMAL
 		"foreign_keys": "1",
 		"busy_timeout": "5000",
-		"user_version": "1",
+		"user_version": fmt.Sprint(sqlite.SchemaVersion()),
 	} {
 		if got := sqlite.Pragma(t, s, pragma); got != want {
 			t.Errorf("PRAGMA %s = %q, want %q", pragma, got, want)

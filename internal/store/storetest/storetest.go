@@ -73,7 +73,7 @@ func Run(t *testing.T, h Harness) {
 		{"CloseTwice", testCloseTwice},
 		{"CanceledContext", testCanceledContext},
 	}
-	for _, tc := range tests {
+	for _, tc := range append(tests, groupTests...) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			tc.fn(t, setup(t, h))
