@@ -13,7 +13,7 @@ import (
 )
 
 // recentActivePage is how many unfinished jobs Recent reads from the
-// durable store: one page.
+// durable store when the snapshot store is down: one page.
 const recentActivePage = progress.MaxLimit
 
 var (
@@ -28,34 +28,39 @@ var (
 // the project to that owner's jobs: what a user who is not an admin may
 // see of it, so other users' jobs cannot crowd its own out of the limit.
 //
-// The snapshot store alone is not enough: it starts cold (a restart keeps
-// no finished job in memory; Redis may have been flushed or restarted
-// empty, losing the unfinished ones as well) and forgets finished jobs
-// after a while, and what a subscriber sees must not depend on that. So
-// the durable store's newest unfinished and finished jobs of the project
-// or owner are merged in, each job at the highest seq either store has.
-// A store that fails is logged and left out; only when both fail is the
-// error returned.
+// Active jobs come from the snapshot store, which holds every one of
+// them: Warm loads them at start, and again when Redis comes back (it may
+// have restarted empty). Finished jobs come from both stores: the
+// snapshot store keeps none after a restart and forgets them after a
+// while, and what a subscriber sees must not depend on that, so the
+// durable store's newest finished jobs of the project or owner are merged
+// in, each job at the highest seq either store has. Reading the durable
+// store's unfinished jobs every time was measured and left out: with few
+// of them among 100,000 finished jobs of a project, SQLite scans the
+// whole project (335 ms), while the newest finished ones are a short walk
+// of its index (0.07 ms). Only when the snapshot store fails are they read
+// from there. A store that fails is logged and left out; only when both
+// fail is the error returned.
 func (s *Service) Recent(ctx context.Context, f progress.Filter, limit int) ([]progress.Snapshot, error) {
 	sf := f
 	if f.Project != "" {
 		sf.Owner = "" // the snapshot store indexes projects; the owner is filtered below
 	}
 	live, liveErr := s.cfg.Snapshots.Recent(ctx, sf, limit)
-	if liveErr != nil {
+	q := progress.Query{Project: f.Project, Owner: f.Owner, States: finishedStates, Limit: limit}
+	finished, _, dbErr := s.cfg.DB.List(ctx, q)
+	var active []progress.Snapshot
+	if liveErr != nil && dbErr == nil {
 		s.cfg.Log.Debug("snapshot store: recent jobs failed; reading the database", "project", f.Project, "owner", f.Owner, "err", liveErr)
+		q.States, q.Limit = activeStates, recentActivePage
+		active, _, dbErr = s.cfg.DB.List(ctx, q)
 	}
-	q := progress.Query{Project: f.Project, Owner: f.Owner}
-	q.States, q.Limit = activeStates, recentActivePage
-	active, _, activeErr := s.cfg.DB.List(ctx, q)
-	q.States, q.Limit = finishedStates, limit
-	finished, _, finishedErr := s.cfg.DB.List(ctx, q)
-	if dbErr := cmp.Or(activeErr, finishedErr); dbErr != nil {
-		if liveErr != nil {
-			return nil, unavailable("recent jobs", fmt.Errorf("snapshot store: %v; database: %w", liveErr, dbErr))
-		}
+	switch {
+	case dbErr != nil && liveErr != nil:
+		return nil, unavailable("recent jobs", fmt.Errorf("snapshot store: %v; database: %w", liveErr, dbErr))
+	case dbErr != nil:
 		s.cfg.Log.Debug("database: recent jobs failed; sending what the snapshot store has", "project", f.Project, "owner", f.Owner, "err", dbErr)
-		active, finished = nil, nil
+		finished = nil
 	}
 	return mergeRecent(f.Owner, limit, live, active, finished), nil
 }

@@ -126,10 +126,13 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Node, err erro
 			Log:    log,
 			// Updates from other nodes were lost while the subscription
 			// was down: resend every subscriber its channels' current
-			// snapshots. The gateway is made after the broker, hence the
-			// atomic pointer.
+			// snapshots. Redis may have restarted empty, too: load the
+			// unfinished jobs back first (Warm skips those it holds), so
+			// project: and user: subscribers see them. The gateway is
+			// made after the broker, hence the atomic pointer.
 			OnReconnect: func() {
 				if gw := n.gwReady.Load(); gw != nil {
+					n.rewarm(log)
 					gw.Resync()
 				}
 			},
@@ -245,6 +248,15 @@ func (n *Node) Addr() string { return n.ln.Addr().String() }
 
 // URL is the node's base URL.
 func (n *Node) URL() string { return "http://" + n.Addr() }
+
+// rewarm loads the unfinished jobs a restarted Redis lost back into it.
+func (n *Node) rewarm(log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := n.Jobs.Warm(ctx); err != nil {
+		log.Warn("reloading unfinished jobs into Redis after it came back failed; they return with their next report", "err", err)
+	}
+}
 
 // Done delivers, once, the error that ended serving: why the server stopped
 // by itself, or http.ErrServerClosed after Shutdown. It is never closed.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/progressd/progressd/internal/progress"
 	"github.com/progressd/progressd/internal/testsvc"
@@ -30,7 +31,7 @@ func demoJobs(t *testing.T, c client) []progress.Snapshot {
 func expectReplay(t *testing.T, base, channel string, want []progress.Snapshot) {
 	t.Helper()
 	ws := dialWS(t, base, channel)
-	if err := testsvc.WaitFor(10e9, func() error {
+	if err := testsvc.WaitFor(20*time.Second, func() error {
 		for _, w := range want {
 			got, ended, err := ws.last(w.JobID)
 			if err != nil || ended {
@@ -69,8 +70,8 @@ func TestSubscribeReplaysAfterRestart(t *testing.T) {
 }
 
 // TestSubscribeReplaysAfterRedisFlush: with the shared Redis snapshot
-// store emptied under running nodes, a subscriber is still sent the
-// project's finished and unfinished jobs, from PostgreSQL.
+// store emptied under a running node, a subscriber is still sent the
+// project's finished jobs, from PostgreSQL.
 func TestSubscribeReplaysAfterRedisFlush(t *testing.T) {
 	t.Parallel()
 	var redisURL, prefix string
@@ -83,6 +84,21 @@ func TestSubscribeReplaysAfterRedisFlush(t *testing.T) {
 	if err := testsvc.DeleteKeys(context.Background(), redisURL, prefix); err != nil {
 		t.Fatal(err)
 	}
+	finished := want[:len(want)-1]
+	expectReplay(t, n.URL(), "project:demo", finished)
+	expectReplay(t, n.URL(), "user:local", finished)
+}
+
+// TestSubscribeReplaysAfterRedisRestart: Redis restarted empty under a
+// running node. Once the node is connected again it loads the unfinished
+// jobs back, and a subscriber is sent them with the finished ones.
+func TestSubscribeReplaysAfterRedisRestart(t *testing.T) {
+	rs := testsvc.StartRedis(t)
+	db := testsvc.PostgresSchema(t)
+	n := startNode(t, "", func(c *Config) { c.DB, c.Redis, c.RedisPrefix = db, rs.URL(), "treplay:" })
+	want := demoJobs(t, client{t: t, base: n.URL()})
+	rs.Stop()
+	rs.Start()
 	expectReplay(t, n.URL(), "project:demo", want)
 	expectReplay(t, n.URL(), "user:local", want)
 }
