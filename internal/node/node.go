@@ -182,7 +182,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Node, err erro
 
 	// The server's own origins come from the address it is bound to (the
 	// real port with --addr :0), never from a request's Host header.
-	origins, err := origin.New(origin.Config{Listen: n.ln.Addr(), Allowed: cfg.AllowedOrigins, SingleUser: !authn.Enabled()})
+	origins, err := origin.New(origin.Config{
+		Listen: n.ln.Addr(), Allowed: cfg.AllowedOrigins, SingleUser: !authn.Enabled(), Registerer: n.reg, Log: log,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("--allowed-origins: %w", err)
 	}

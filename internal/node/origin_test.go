@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -198,6 +199,15 @@ func TestCrossSiteSingleUser(t *testing.T) {
 			t.Errorf("WebSocket with Origin %s (Host %q) was accepted", h.Get("Origin"), host)
 		} else if resp == nil || resp.StatusCode != http.StatusForbidden {
 			t.Errorf("WebSocket with Origin %s: %v, want 403", h.Get("Origin"), err)
+		}
+	}
+
+	// Every refusal is counted by reason, for the operator.
+	metrics := string(c.do("GET", "/metrics", nil).body)
+	for reason, want := range map[string]int{"host": 6, "cross_site": 9, "preflight": 1} {
+		line := fmt.Sprintf("progressd_http_refused_total{reason=%q} %d\n", reason, want)
+		if !strings.Contains(metrics, line) {
+			t.Errorf("/metrics lacks %q", line)
 		}
 	}
 }

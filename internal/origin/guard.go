@@ -43,7 +43,7 @@ func (p *Policy) Guard(next http.Handler) http.Handler {
 			h.Set("Access-Control-Allow-Origin", o)
 		}
 		if p.singleUser && !p.HostAllowed(r.Host) {
-			writeForbidden(w, fmt.Sprintf("Host %q is not this server's address: without --auth-secret only %s are served, "+
+			p.refuse(w, r, reasonHost, fmt.Sprintf("Host %q is not this server's address: without --auth-secret only %s are served, "+
 				"so a page on another name that resolves here (DNS rebinding) is refused; open one of those addresses",
 				truncate(r.Host), strings.Join(p.own, ", ")))
 			return
@@ -53,7 +53,7 @@ func (p *Policy) Guard(next http.Handler) http.Handler {
 			return
 		}
 		if msg := p.refusal(r, o, allowed); msg != "" {
-			writeForbidden(w, msg)
+			p.refuse(w, r, reasonCrossSite, msg)
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -66,7 +66,7 @@ func (p *Policy) preflight(w http.ResponseWriter, r *http.Request, allowed bool)
 	h.Add("Vary", "Access-Control-Request-Method")
 	h.Add("Vary", "Access-Control-Request-Headers")
 	if !allowed {
-		writeForbidden(w, fmt.Sprintf("origin %q may not call this server; if the page is yours, add its origin to --allowed-origins",
+		p.refuse(w, r, reasonPreflight, fmt.Sprintf("origin %q may not call this server; if the page is yours, add its origin to --allowed-origins",
 			truncate(r.Header.Get("Origin"))))
 		return
 	}

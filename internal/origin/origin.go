@@ -21,6 +21,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -28,6 +29,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Config makes a Policy.
@@ -43,6 +48,11 @@ type Config struct {
 	// as the local user, so network position is the only credential and
 	// every cross-site request (reads too) and foreign Host is refused.
 	SingleUser bool
+	// Registerer receives progressd_http_refused_total; nil registers none.
+	Registerer prometheus.Registerer
+	// Log gets a warning per refusal, at most one a second: an unlisted
+	// origin's page cannot read why it was refused, its operator can.
+	Log *slog.Logger
 }
 
 // Policy is the origin and Host policy of one server.
@@ -52,7 +62,18 @@ type Policy struct {
 	hosts      map[string]bool // Host values served in single-user mode, host:port, lower case
 	listed     []pattern
 	singleUser bool
+	refused    *prometheus.CounterVec
+	log        *slog.Logger
+	lastWarn   atomic.Int64 // unix nanoseconds of the last refusal logged
+	now        func() time.Time
 }
+
+// Reasons of a refusal, the label of progressd_http_refused_total.
+const (
+	reasonHost      = "host"       // single-user mode, a Host not the server's (DNS rebinding)
+	reasonCrossSite = "cross_site" // a cross-site write, or read in single-user mode
+	reasonPreflight = "preflight"  // a CORS preflight from an origin not allowed
+)
 
 // New derives the own origins from cfg.Listen and parses cfg.Allowed.
 func New(cfg Config) (*Policy, error) {
@@ -67,7 +88,22 @@ func New(cfg Config) (*Policy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("origin: listen address %q: %w", cfg.Listen, err)
 	}
-	p := &Policy{addr: cfg.Listen, hosts: map[string]bool{}, listed: listed, singleUser: cfg.SingleUser}
+	p := &Policy{addr: cfg.Listen, hosts: map[string]bool{}, listed: listed, singleUser: cfg.SingleUser, log: cfg.Log, now: time.Now}
+	if p.log == nil {
+		p.log = slog.New(slog.DiscardHandler)
+	}
+	p.refused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "progressd_http_refused_total",
+		Help: "Browser requests refused by origin: host (single-user mode, a Host not the server's: DNS rebinding), cross_site, preflight.",
+	}, []string{"reason"})
+	for _, r := range []string{reasonHost, reasonCrossSite, reasonPreflight} {
+		p.refused.WithLabelValues(r)
+	}
+	if cfg.Registerer != nil {
+		if err := cfg.Registerer.Register(p.refused); err != nil {
+			return nil, fmt.Errorf("origin: register metrics: %w", err)
+		}
+	}
 	for _, h := range ownHosts(host) {
 		hp := strings.ToLower(net.JoinHostPort(h, port))
 		if !p.hosts[hp] {
@@ -215,8 +251,16 @@ func (p pattern) match(u *url.URL) bool {
 	return ok
 }
 
-// writeForbidden answers 403 in the API's error shape.
-func writeForbidden(w http.ResponseWriter, msg string) {
+// refuse answers 403 in the API's error shape, counts the refusal and
+// logs it (rate-limited).
+func (p *Policy) refuse(w http.ResponseWriter, r *http.Request, reason, msg string) {
+	p.refused.WithLabelValues(reason).Inc()
+	now := p.now().UnixNano()
+	if last := p.lastWarn.Load(); now-last >= int64(time.Second) && p.lastWarn.CompareAndSwap(last, now) {
+		p.log.Warn("refused a browser request (at most one such line a second)", "reason", reason,
+			"method", r.Method, "path", truncate(r.URL.Path), "origin", truncate(r.Header.Get("Origin")),
+			"host", truncate(r.Host), "sec_fetch_site", r.Header.Get("Sec-Fetch-Site"), "why", msg)
+	}
 	body, _ := json.Marshal(map[string]any{"error": map[string]string{"code": "forbidden", "message": msg}})
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)+1))

@@ -1,9 +1,14 @@
 package origin
 
 import (
+	"bytes"
+	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 )
 
 func mustNew(t *testing.T, addr string, allowed ...string) *Policy {
@@ -101,5 +106,38 @@ func TestBadAllowedOrigins(t *testing.T) {
 	}
 	if _, err := New(Config{}); err == nil || !strings.Contains(err.Error(), "Listen is required") {
 		t.Errorf("New without a listen address: %v", err)
+	}
+}
+
+// TestRefusalIsLoggedOnce: an unlisted origin's page cannot read why it
+// was refused, so the operator's log says, at most once a second.
+func TestRefusalIsLoggedOnce(t *testing.T) {
+	t.Parallel()
+	var logged bytes.Buffer
+	a, _ := net.ResolveTCPAddr("tcp", "127.0.0.1:8000")
+	p, err := New(Config{Listen: a, Log: slog.New(slog.NewTextHandler(&logged, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := time.Unix(1e9, 0)
+	p.now = func() time.Time { return clock }
+	h := p.Guard(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { t.Error("a refused request reached the handler") }))
+	for i := range 4 {
+		if i == 3 {
+			clock = clock.Add(time.Second) // a second later: logged again
+		}
+		req := httptest.NewRequest("POST", "http://127.0.0.1:8000/api/v1/jobs", strings.NewReader("{}"))
+		req.Header.Set("Origin", "https://unlisted.example")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusForbidden {
+			t.Fatalf("status %d", rec.Code)
+		}
+	}
+	if n := strings.Count(logged.String(), "refused a browser request"); n != 2 {
+		t.Errorf("%d log lines for 3 refusals within a second and one after, want 2:\n%s", n, logged.String())
+	}
+	if !strings.Contains(logged.String(), "origin=https://unlisted.example") || !strings.Contains(logged.String(), "--allowed-origins") {
+		t.Errorf("the log line does not name the origin and the flag: %s", logged.String())
 	}
 }
