@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/progressd/progressd/internal/testsvc"
 )
 
 // freeAddr returns a loopback address no one listens on right now.
@@ -42,17 +44,14 @@ func serveProcess(t *testing.T, env []string, args ...string) (*exec.Cmd, *strin
 
 func waitHealthy(t *testing.T, base string) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		if resp, err := http.Get(base + "/healthz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
-			}
+	testsvc.Eventually(t, 30*time.Second, "the server at "+base+" to answer /healthz", func() bool {
+		resp, err := http.Get(base + "/healthz")
+		if err != nil {
+			return false
 		}
-		time.Sleep(20 * time.Millisecond) // polling a process that is starting
-	}
-	t.Fatalf("server at %s did not become healthy", base)
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
 }
 
 // TestServeSIGTERM: a WebSocket client gets 1001 going away and the process

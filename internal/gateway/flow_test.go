@@ -17,6 +17,7 @@ import (
 	"github.com/progressd/progressd/internal/broker"
 	"github.com/progressd/progressd/internal/jobs"
 	"github.com/progressd/progressd/internal/progress"
+	"github.com/progressd/progressd/internal/testsvc"
 )
 
 // TestWSSubscribeNoGapUnderConcurrency subscribes clients to job:,
@@ -246,13 +247,13 @@ func TestWSConnectSubscribeDisconnectCycles(t *testing.T) {
 	}
 	cycle(-1) // warm up pools
 	gauge := e.gw.m.connections.WithLabelValues(transportWS)
-	eventually(t, "the warm-up connection to end", func() bool { return value(gauge) == 0 })
+	testsvc.Eventually(t, 15*time.Second, "the warm-up connection to end", func() bool { return value(gauge) == 0 })
 	base := runtime.NumGoroutine()
 	for i := range 1000 {
 		cycle(i)
 	}
-	eventually(t, "every connection to end", func() bool { return value(gauge) == 0 })
-	eventually(t, fmt.Sprintf("goroutines back to %d", base), func() bool { return runtime.NumGoroutine() <= base })
+	testsvc.Eventually(t, 15*time.Second, "every connection to end", func() bool { return value(gauge) == 0 })
+	testsvc.Eventually(t, 15*time.Second, fmt.Sprintf("goroutines back to %d", base), func() bool { return runtime.NumGoroutine() <= base })
 	if s := value(e.gw.m.subscriptions); s != 0 {
 		t.Fatalf("subscriptions gauge %v after every connection ended", s)
 	}
@@ -361,9 +362,9 @@ func TestIdleConnectionHoldsOneGoroutine(t *testing.T) {
 		clients[i].subscribe("job:" + job.JobID)
 		clients[i].next()
 	}
-	eventually(t, "the connections to open", func() bool { return value(gauge) == n })
+	testsvc.Eventually(t, 15*time.Second, "the connections to open", func() bool { return value(gauge) == n })
 	// Writers return once their queue is drained; poll until they have.
-	eventually(t, "writers to go idle", func() bool { return runtime.NumGoroutine()-base <= n })
+	testsvc.Eventually(t, 15*time.Second, "writers to go idle", func() bool { return runtime.NumGoroutine()-base <= n })
 	if per := float64(runtime.NumGoroutine()-base) / n; per > 1 {
 		t.Fatalf("%.2f goroutines per idle connection, want 1", per)
 	}

@@ -348,18 +348,6 @@ func (c *client) untilTerminal(job string) frame {
 	}
 }
 
-// eventually polls cond until it holds or 15 s pass.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond) // polling interval, not a wait for the condition
-	}
-}
-
 // value reads a counter or gauge series.
 func value(m prometheus.Metric) float64 {
 	var d dto.Metric

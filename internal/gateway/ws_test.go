@@ -14,6 +14,7 @@ import (
 
 	"github.com/progressd/progressd/internal/auth"
 	"github.com/progressd/progressd/internal/progress"
+	"github.com/progressd/progressd/internal/testsvc"
 )
 
 func TestWSSubscribeSendsReplyThenSnapshotThenChanges(t *testing.T) {
@@ -119,7 +120,7 @@ func TestWSCloseCodes(t *testing.T) {
 			c := e.dial(t, "token="+e.token(t, "alice", false, 1500*time.Millisecond), nil)
 			c.subscribe("user:alice")
 			c.expectClose(StatusUnauthorized)
-			eventually(t, "the expiry counted", func() bool { return value(e.gw.m.expired) == 1 })
+			testsvc.Eventually(t, 15*time.Second, "the expiry counted", func() bool { return value(e.gw.m.expired) == 1 })
 		}, StatusUnauthorized},
 		{"4029 too many connections", []option{func(c *Config) { c.MaxConnsPerUser = 2 }}, func(t *testing.T, e *env) {
 			for range 2 {
@@ -179,7 +180,7 @@ func TestWSFreshAuthFrameKeepsConnectionOpen(t *testing.T) {
 	if r := c.call("auth", map[string]any{"token": e.token(t, "alice", false, time.Hour)}); r.Error != nil {
 		t.Fatalf("refresh: %v", r.Error)
 	}
-	eventually(t, "the first token to expire", func() bool { return time.Now().After(p.Expires.Add(300 * time.Millisecond)) })
+	testsvc.Eventually(t, 15*time.Second, "the first token to expire", func() bool { return time.Now().After(p.Expires.Add(300 * time.Millisecond)) })
 	if r := c.call("ping", nil); r.Error != nil {
 		t.Fatalf("ping after the first token expired: %v", r.Error)
 	}
@@ -369,8 +370,8 @@ func TestWSDeadPeerIsDropped(t *testing.T) {
 	})
 	e.dialAs(t, "alice") // never reads, so never answers a ping
 	gauge := e.gw.m.connections.WithLabelValues(transportWS)
-	eventually(t, "the connection to open", func() bool { return value(gauge) == 1 })
-	eventually(t, "the dead peer to be dropped", func() bool { return value(gauge) == 0 })
+	testsvc.Eventually(t, 15*time.Second, "the connection to open", func() bool { return value(gauge) == 1 })
+	testsvc.Eventually(t, 15*time.Second, "the dead peer to be dropped", func() bool { return value(gauge) == 0 })
 
 	// A peer that reads answers pings and stays.
 	var pings atomic.Int32
@@ -383,7 +384,7 @@ func TestWSDeadPeerIsDropped(t *testing.T) {
 	}
 	defer ws.CloseNow()
 	readCtx := ws.CloseRead(context.Background()) // reads, so answers pings
-	eventually(t, "five pings answered", func() bool {
+	testsvc.Eventually(t, 15*time.Second, "five pings answered", func() bool {
 		if readCtx.Err() != nil {
 			t.Fatalf("the server dropped a peer that answers pings, after %d pings", pings.Load())
 		}

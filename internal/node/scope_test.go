@@ -16,6 +16,7 @@ import (
 	"github.com/progressd/progressd/internal/auth"
 	"github.com/progressd/progressd/internal/broker"
 	"github.com/progressd/progressd/internal/progress"
+	"github.com/progressd/progressd/internal/testsvc"
 )
 
 // TestJobScopedTokenOverHTTP: the token a pipeline stage gets may read and
@@ -149,14 +150,11 @@ pipelines:
 
 	alice := client{t: t, base: n.URL(), token: mustMint(t, secret, "alice")}
 	job := create(t, alice, `{"project":"p","pipeline":"reporting"}`)
-	deadline := time.Now().Add(60 * time.Second)
 	var last progress.Snapshot
-	for last = get(t, alice, job.JobID); !last.State.Terminal(); last = get(t, alice, job.JobID) {
-		if time.Now().After(deadline) {
-			t.Fatalf("job not finished after 60s: %+v", last)
-		}
-		time.Sleep(20 * time.Millisecond) // poll interval, bounded by the deadline
-	}
+	testsvc.Eventually(t, 60*time.Second, "the job to finish", func() bool {
+		last = get(t, alice, job.JobID)
+		return last.State.Terminal()
+	})
 	if last.State != progress.Succeeded {
 		errText := ""
 		if last.Error != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/progressd/progressd/internal/orchestrator/orchtest"
 	"github.com/progressd/progressd/internal/progress"
 	"github.com/progressd/progressd/internal/store/sqlite"
+	"github.com/progressd/progressd/internal/testsvc"
 )
 
 // restartPipelines have one stage that, the first time, starts a child,
@@ -126,7 +127,7 @@ func TestCrashRecovery(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, 10*time.Second, "stage work in the durable store", func() bool {
+			testsvc.Eventually(t, 10*time.Second, "stage work in the durable store", func() bool {
 				snap, err := db.Get(t.Context(), id)
 				return err == nil && snap.Stage == "work"
 			})
@@ -157,7 +158,7 @@ func TestCrashRecovery(t *testing.T) {
 			if !strings.Contains(text, tc.message) {
 				t.Errorf("no message says %q; saw:\n%s", tc.message, text)
 			}
-			waitFor(t, 5*time.Second, "the crashed node's command to be killed", func() bool { return processGone(child) })
+			testsvc.Eventually(t, 5*time.Second, "the crashed node's command to be killed", func() bool { return processGone(child) })
 		})
 	}
 }

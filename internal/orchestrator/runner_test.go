@@ -17,19 +17,8 @@ import (
 	"github.com/progressd/progressd/internal/jobs"
 	"github.com/progressd/progressd/internal/orchestrator/orchtest"
 	"github.com/progressd/progressd/internal/progress"
+	"github.com/progressd/progressd/internal/testsvc"
 )
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(5 * time.Millisecond) // poll interval, bounded by the deadline
-	}
-}
 
 // processGone reports whether pid has exited (a zombie nobody reaped yet
 // counts as gone: it runs nothing).
@@ -49,7 +38,7 @@ func processGone(pid int) bool {
 func readPID(t *testing.T, path string) int {
 	t.Helper()
 	var pid int
-	waitFor(t, 10*time.Second, "pid file "+path, func() bool {
+	testsvc.Eventually(t, 10*time.Second, "pid file "+path, func() bool {
 		data, err := os.ReadFile(path)
 		if err != nil {
 			return false
@@ -209,8 +198,8 @@ pipelines:
 			if _, err := s.Jobs.Cancel(context.Background(), snap.JobID, "test cancel"); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, 10*time.Second, fmt.Sprintf("child %d to die", child), func() bool { return processGone(child) })
-			waitFor(t, 10*time.Second, "the worker to return", func() bool { return s.Orch.Running() == 0 })
+			testsvc.Eventually(t, 10*time.Second, fmt.Sprintf("child %d to die", child), func() bool { return processGone(child) })
+			testsvc.Eventually(t, 10*time.Second, "the worker to return", func() bool { return s.Orch.Running() == 0 })
 			t.Logf("child gone and worker free %s after cancel", time.Since(start).Round(time.Millisecond))
 			done, _ := s.Jobs.Get(context.Background(), snap.JobID)
 			if done.State != progress.Canceled || *done.Error != "test cancel" {
@@ -237,7 +226,7 @@ pipelines:
 	if done := s.WaitTerminal(t, snap.JobID, 20*time.Second); done.State != progress.Succeeded {
 		t.Fatalf("got %s, error %v", done.State, done.Error)
 	}
-	waitFor(t, 5*time.Second, "the background child to be killed", func() bool { return processGone(child) })
+	testsvc.Eventually(t, 5*time.Second, "the background child to be killed", func() bool { return processGone(child) })
 }
 
 func TestStageTimeout(t *testing.T) {
@@ -370,7 +359,7 @@ pipelines:
 		ids = append(ids, s.Create(t, "p", "nap", nil).JobID)
 	}
 	most := 0
-	waitFor(t, 30*time.Second, "all jobs to finish", func() bool {
+	testsvc.Eventually(t, 30*time.Second, "all jobs to finish", func() bool {
 		most = max(most, s.Orch.Running())
 		for _, id := range ids {
 			if snap, _ := s.Jobs.Get(context.Background(), id); !snap.State.Terminal() {
@@ -500,7 +489,7 @@ pipelines:
 	if _, err := s.Jobs.Report(context.Background(), snap.JobID, progress.Report{State: ptr(progress.Failed), Error: &msg}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the command to be stopped", func() bool { return processGone(child) && s.Orch.Running() == 0 })
+	testsvc.Eventually(t, 10*time.Second, "the command to be stopped", func() bool { return processGone(child) && s.Orch.Running() == 0 })
 	done, _ := s.Jobs.Get(context.Background(), snap.JobID)
 	if done.State != progress.Failed || *done.Error != msg {
 		t.Fatalf("got %s, error %v", done.State, done.Error)

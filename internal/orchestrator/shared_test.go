@@ -134,7 +134,7 @@ func TestCutOffNodeStopsItsJobsBeforeAnotherNodeTakesThemOver(t *testing.T) {
 		t.Fatalf("marker grew from %d to %d bytes after the command's group was gone", size, after)
 	}
 	t.Logf("node A stopped its command %s after the cut (node timeout %s)", stopped.Round(time.Millisecond), nodeTimeout)
-	waitFor(t, 2*time.Second, "node A to log why it stopped the job", func() bool {
+	testsvc.Eventually(t, 2*time.Second, "node A to log why it stopped the job", func() bool {
 		return strings.Contains(logA.String(), "stopped 1 running jobs so no other node runs them twice")
 	})
 
@@ -146,7 +146,7 @@ func TestCutOffNodeStopsItsJobsBeforeAnotherNodeTakesThemOver(t *testing.T) {
 	if !slicesContain(messages(), "stopped responding") {
 		t.Fatalf("no message said node A stopped responding: %q", messages())
 	}
-	waitFor(t, 5*time.Second, "the retry's queue row to be completed", func() bool {
+	testsvc.Eventually(t, 5*time.Second, "the retry's queue row to be completed", func() bool {
 		state, attempt := row()
 		return state == "completed" && attempt == 2
 	})
@@ -154,7 +154,7 @@ func TestCutOffNodeStopsItsJobsBeforeAnotherNodeTakesThemOver(t *testing.T) {
 	// A comes back: its stopped attempt finds the job settled elsewhere
 	// and leaves the row as B left it.
 	proxy.restore()
-	waitFor(t, 3*nodeTimeout, "node A to see the job queue again", func() bool {
+	testsvc.Eventually(t, 3*nodeTimeout, "node A to see the job queue again", func() bool {
 		return strings.Contains(logA.String(), "another node took the job over")
 	})
 	time.Sleep(500 * time.Millisecond) // River's completer writes within 250 ms
@@ -203,7 +203,7 @@ func TestCutOffNodeRunsItsJobAgainIfNoOtherNodeTookIt(t *testing.T) {
 
 	cut := time.Now()
 	proxy.cut()
-	waitFor(t, nodeTimeout, "node A to stop its command", func() bool { return !groupRunning(pgid) })
+	testsvc.Eventually(t, nodeTimeout, "node A to stop its command", func() bool { return !groupRunning(pgid) })
 	proxy.restore()
 	t.Logf("node A stopped its command %s after the cut", time.Since(cut).Round(time.Millisecond))
 	if snap, err := svc.Get(t.Context(), job.JobID); err != nil || snap.State != progress.Running {
@@ -311,7 +311,7 @@ func stopNode(t *testing.T, o *orchestrator.Orchestrator) {
 func waitTerminal(t *testing.T, svc *jobs.Service, id string, timeout time.Duration) progress.Snapshot {
 	t.Helper()
 	var snap progress.Snapshot
-	waitFor(t, timeout, "job "+id+" to finish", func() bool {
+	testsvc.Eventually(t, timeout, "job "+id+" to finish", func() bool {
 		var err error
 		snap, err = svc.Get(t.Context(), id)
 		return err == nil && snap.State.Terminal()

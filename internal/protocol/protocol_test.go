@@ -82,4 +82,3 @@ func TestDescribeNamesEveryCode(t *testing.T) {
 		}
 	}
 }
-

@@ -18,6 +18,7 @@ import (
 	"github.com/progressd/progressd/internal/progress"
 	"github.com/progressd/progressd/internal/store"
 	"github.com/progressd/progressd/internal/store/sqlite"
+	"github.com/progressd/progressd/internal/testsvc"
 )
 
 func TestMain(m *testing.M) {
@@ -171,20 +172,6 @@ func (b *bundle) save(t *testing.T, s progress.Snapshot, durable bool) {
 	}
 }
 
-// eventually polls cond until it holds, failing t after five seconds.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		<-tick.C
-	}
-}
-
 func TestWriteBehindCoalesces(t *testing.T) {
 	const n = 1000
 	interval := 50 * time.Millisecond
@@ -238,7 +225,7 @@ func TestWriteBehindFlushesInBackground(t *testing.T) {
 	other := b.newJob(t, 1)
 	b.save(t, at(b.job, 7), false)
 	b.save(t, at(other, 3), false)
-	eventually(t, "the background flush", func() bool {
+	testsvc.Eventually(t, 5*time.Second, "the background flush", func() bool {
 		return b.wb.Stats().Pending == 0 && b.db.saves.Load() > 0
 	})
 	if got := b.stored(t, b.job.JobID); got != 7 {
@@ -331,9 +318,9 @@ func TestWriteBehindRetriesFailedFlush(t *testing.T) {
 	b := setup(t, 5*time.Millisecond, slog.New(slog.NewTextHandler(&logs, nil)))
 	b.db.failNext.Store(3)
 	b.save(t, at(b.job, 2), false)
-	eventually(t, "a failed flush", func() bool { return b.wb.Stats().Failures > 0 })
+	testsvc.Eventually(t, 5*time.Second, "a failed flush", func() bool { return b.wb.Stats().Failures > 0 })
 	b.save(t, at(b.job, 3), false) // newest wins over the one being retried
-	eventually(t, "the retried flush", func() bool {
+	testsvc.Eventually(t, 5*time.Second, "the retried flush", func() bool {
 		return b.wb.Stats().Pending == 0 && b.db.saves.Load() > 0
 	})
 	if got := b.stored(t, b.job.JobID); got != 3 {
@@ -343,7 +330,7 @@ func TestWriteBehindRetriesFailedFlush(t *testing.T) {
 		t.Errorf("Stats = %+v, want 3 failures", st)
 	}
 	// The recovery line is written just after the flush ends.
-	eventually(t, "the recovery log line", func() bool { return strings.Contains(logs.String(), "write-behind flush recovered") })
+	testsvc.Eventually(t, 5*time.Second, "the recovery log line", func() bool { return strings.Contains(logs.String(), "write-behind flush recovered") })
 	out := logs.String()
 	for _, want := range []string{"write-behind flush failed", "injected failure"} {
 		if !strings.Contains(out, want) {

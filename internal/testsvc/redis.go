@@ -213,5 +213,21 @@ func WaitFor(timeout time.Duration, check func() error) error {
 	}
 }
 
+// Eventually polls cond until it holds, and fails t naming what it waited
+// for when timeout passes first: the one way the tests wait for something
+// to happen (never a sleep).
+func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	err := WaitFor(timeout, func() error {
+		if cond() {
+			return nil
+		}
+		return ErrNotYet
+	})
+	if err != nil {
+		t.Fatalf("waiting for %s: %v", what, err)
+	}
+}
+
 // ErrNotYet is a convenient error for WaitFor checks that have no other.
 var ErrNotYet = errors.New("not yet")

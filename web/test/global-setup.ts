@@ -3,10 +3,8 @@
 // prebuilt one instead), then runs `progressd serve` on
 // free loopback ports with a temporary data dir: one in single-user mode,
 // one with --auth-secret. Nothing about the server is faked.
-//
-// The WebSocket endpoint (/ws) and the SSE endpoints are probed: tests that
-// need one that is not wired yet are skipped with a note, unless
-// PROGRESSD_REQUIRE_WS=1 or CI=true, where they fail instead.
+// Every endpoint is expected to be there: a test of /ws or SSE fails,
+// never skips, when the server does not serve it.
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
@@ -25,10 +23,6 @@ declare module "vitest" {
     server: string;
     authServer: string;
     authSecret: string;
-    wsWired: boolean;
-    sseWired: boolean;
-    demoPipeline: boolean;
-    requireWs: boolean;
   }
 }
 
@@ -87,18 +81,6 @@ export async function startServer(bin: string, dataDir: string, extra: string[] 
   };
 }
 
-async function probe(url: string, init?: RequestInit): Promise<number> {
-  const ctrl = new AbortController();
-  try {
-    const r = await fetch(url, { ...init, signal: ctrl.signal });
-    return r.status;
-  } catch {
-    return 0;
-  } finally {
-    ctrl.abort();
-  }
-}
-
 export default async function setup(project: TestProject) {
   const tmp = mkdtempSync(join(tmpdir(), "progressd-web-test-"));
   // PROGRESSD_TEST_BIN: a binary built already (CI cache, or another branch's server).
@@ -110,33 +92,10 @@ export default async function setup(project: TestProject) {
   const open = await startServer(bin, join(tmp, "open"));
   const authed = await startServer(bin, join(tmp, "auth"), ["--auth-secret", AUTH_SECRET]);
 
-  // A plain GET of /ws is refused by a WebSocket handler (400/426), and 404 while none is mounted.
-  const wsStatus = await probe(open.url + "/ws");
-  const sseStatus = await probe(open.url + "/api/v1/events?channel=project:probe");
-  const demo = await probe(open.url + "/api/v1/jobs", {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ project: "probe", pipeline: "demo" }),
-  });
-  const requireWs = process.env.PROGRESSD_REQUIRE_WS === "1" || process.env.CI === "true";
-  const wsWired = wsStatus !== 404 && wsStatus !== 0 && wsStatus !== 405;
-  const sseWired = sseStatus === 200;
-  if (!wsWired || !sseWired || demo !== 201) {
-    console.warn(
-      `\n[progressd web tests] server endpoints: /ws ${wsWired ? "wired" : `NOT wired (GET /ws → ${wsStatus})`}, ` +
-        `SSE ${sseWired ? "wired" : `NOT wired (→ ${sseStatus})`}, demo pipeline ${demo === 201 ? "present" : `missing (→ ${demo})`}. ` +
-        (requireWs ? "Tests that need them will FAIL (CI or PROGRESSD_REQUIRE_WS=1)." : "Tests that need them are skipped.") +
-        "\n",
-    );
-  }
   project.provide("bin", bin);
   project.provide("server", open.url);
   project.provide("authServer", authed.url);
   project.provide("authSecret", AUTH_SECRET);
-  project.provide("wsWired", wsWired);
-  project.provide("sseWired", sseWired);
-  project.provide("demoPipeline", demo === 201);
-  project.provide("requireWs", requireWs);
 
   return async () => {
     await Promise.all([open.stop(), authed.stop()]);

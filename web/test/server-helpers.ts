@@ -1,6 +1,6 @@
 // Helpers for tests against the real progressd servers of global-setup.ts.
 import { execFileSync } from "node:child_process";
-import { inject, it } from "vitest";
+import { inject } from "vitest";
 
 export const server = () => inject("server");
 export const authServer = () => inject("authServer");
@@ -11,14 +11,6 @@ export function mintToken(sub: string, opts: { admin?: boolean; ttl?: string } =
   if (opts.admin) args.push("--admin");
   return execFileSync(inject("bin"), args, { encoding: "utf8" }).split("\n")[0]!.trim();
 }
-
-/** it() for a test that needs the WebSocket endpoint: skipped while /ws is not wired (fails instead on CI). */
-export const itWs = (name: string, fn: () => Promise<void>, timeout?: number) =>
-  (inject("wsWired") || inject("requireWs") ? it : it.skip)(name + " [needs /ws]", fn, timeout);
-
-/** it() for a test that needs the SSE endpoint /api/v1/events. */
-export const itSse = (name: string, fn: () => Promise<void>, timeout?: number) =>
-  (inject("sseWired") || inject("requireWs") ? it : it.skip)(name + " [needs SSE]", fn, timeout);
 
 /** The value of a Prometheus series, e.g. progressd_gateway_connections{transport="ws"}. */
 export async function metric(base: string, series: string): Promise<number> {

@@ -12,7 +12,7 @@ import { ApiError } from "../src/client/api";
 import { ProgressClient, type ProgressClientOptions } from "../src/client/client";
 import type { EventSourceCtor, WebSocketCtor } from "../src/client/env";
 import type { JobSnapshot } from "../src/client/types";
-import { authServer, itSse, itWs, metric, mintToken, post, server, uniqueProject, waitFor } from "./server-helpers";
+import { authServer, metric, mintToken, post, server, uniqueProject, waitFor } from "./server-helpers";
 
 const clients: ProgressClient[] = [];
 function connect(opts: ProgressClientOptions): ProgressClient {
@@ -76,7 +76,7 @@ describe("HTTP API", () => {
 });
 
 describe("live updates over WebSocket", () => {
-  itWs("follows a job to succeeded, never backwards", async () => {
+  it("follows a job to succeeded, never backwards", async () => {
     const c = connect({ server: server() });
     const project = uniqueProject();
     const job = await createJob(server(), project);
@@ -92,7 +92,7 @@ describe("live updates over WebSocket", () => {
     expect(c.getStatus()).toMatchObject({ transport: "websocket", role: "solo" });
   });
 
-  itWs("ten watchers of one job and a project are one connection and two server subscriptions", async () => {
+  it("ten watchers of one job and a project are one connection and two server subscriptions", async () => {
     const before = await metric(server(), SUBS);
     const c = connect({ server: server() });
     const project = uniqueProject();
@@ -106,7 +106,7 @@ describe("live updates over WebSocket", () => {
     await waitFor(async () => (await metric(server(), SUBS)) === before + 1, "unsubscribed after the last watcher");
   });
 
-  itWs("a user change closes the old connection before the new one opens", async () => {
+  it("a user change closes the old connection before the new one opens", async () => {
     const aliceToken = mintToken("alice");
     const c = connect({ server: authServer(), token: aliceToken });
     const project = uniqueProject();
@@ -132,7 +132,7 @@ describe("live updates over WebSocket", () => {
     expect(c.getJob(job.job_id)).toBeUndefined(); // bob does not see alice's job
   });
 
-  itWs("a refreshed token of the same user keeps the connection", async () => {
+  it("a refreshed token of the same user keeps the connection", async () => {
     const c = connect({ server: authServer(), token: mintToken("carol", { ttl: "1h" }) });
     c.watchProject(uniqueProject());
     await waitFor(() => c.getStatus().state === "open", "open");
@@ -145,14 +145,14 @@ describe("live updates over WebSocket", () => {
     expect(await metric(authServer(), WS_CONNS)).toBe(1);
   });
 
-  itWs("a bad token is unauthorized and is not retried", async () => {
+  it("a bad token is unauthorized and is not retried", async () => {
     const c = connect({ server: authServer(), token: mintToken("dave").slice(0, -4) + "AAAA" });
     c.watchUser("dave");
     await waitFor(() => c.getStatus().reason === "unauthorized", "unauthorized");
     expect(c.getStatus().state).toBe("closed");
   });
 
-  itWs("no token while auth is on is unauthorized", async () => {
+  it("no token while auth is on is unauthorized", async () => {
     const c = connect({ server: authServer() });
     c.watchProject("anything");
     await waitFor(() => c.getStatus().reason === "unauthorized", "unauthorized");
@@ -160,7 +160,7 @@ describe("live updates over WebSocket", () => {
 });
 
 describe("Server-Sent Events", () => {
-  itSse("serves a page that has no WebSocket", async () => {
+  it("serves a page that has no WebSocket", async () => {
     const c = connect({ server: server(), WebSocket: null, EventSource: NodeEventSource as unknown as EventSourceCtor });
     const job = await createJob(server(), uniqueProject());
     c.watchJob(job.job_id);
@@ -171,7 +171,7 @@ describe("Server-Sent Events", () => {
     await waitFor(() => c.getJob(job.job_id)?.state === "succeeded", "succeeded over SSE");
   });
 
-  itSse("falls back to SSE when WebSocket cannot connect", async () => {
+  it("falls back to SSE when WebSocket cannot connect", async () => {
     // A WebSocket that cannot get through (as behind a proxy that refuses upgrades).
     const Blocked = class {
       constructor(url: string) {
