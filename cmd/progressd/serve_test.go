@@ -141,6 +141,9 @@ func TestServeRefusesShortSecret(t *testing.T) {
 			t.Errorf("serve %v %v with a short secret: %v\n%s", tc.env, tc.args, err, stderr)
 		}
 	}
+	if _, errOut, code := run(t, "token", "--auth-secret", "short", "--sub", "alice"); code == 0 || !strings.Contains(errOut, "openssl rand -hex 32") {
+		t.Errorf("token with a short secret: exit %d, %s", code, errOut)
+	}
 }
 
 // TestServeAuthSecretFile: --auth-secret-file (or PROGRESSD_AUTH_SECRET_FILE)

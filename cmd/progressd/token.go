@@ -33,6 +33,9 @@ reports on a job, so a leaked token exposes nothing else of its user.`,
 			if err := readSecretFile(&secret, secretFile); err != nil {
 				return err
 			}
+			if err := auth.CheckSecret(secret); err != nil {
+				return err // no server would take it
+			}
 			var t string
 			var err error
 			switch {

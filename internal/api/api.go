@@ -73,7 +73,9 @@ func New(mux *http.ServeMux, cfg Config) *API {
 	hc.Info.Description = "Live progress of long-running jobs. Every job change is one snapshot; " +
 		"subscribe to them over WebSocket at /ws or Server-Sent Events. " +
 		"With auth on, send `Authorization: Bearer <token>` (HS256 JWT, sub = user id). " +
-		"The token a pipeline stage gets as PROGRESSD_TOKEN is scoped to its job: it may get and report on that job only; other calls answer 403."
+		"The token a pipeline stage gets as PROGRESSD_TOKEN is scoped to its job: it may get and report on that job only; other calls answer 403. " +
+		"Browsers: a page on an origin other than the server's own or one of --allowed-origins may not write (403 forbidden; without a secret it may not read either); " +
+		"listed origins get CORS (preflight without a token; Authorization, Content-Type, Idempotency-Key and traceparent allowed)."
 	hc.OpenAPIPath = "/openapi" // serves /openapi.json and /openapi.yaml
 	hc.DocsPath = ""            // huma's page loads from a CDN; ours is embedded in package web
 	hc.SchemasPath = ""
