@@ -139,7 +139,7 @@ func (h *hub) publishTo(ch string, u broker.Update, filter bool) {
 	if len(subs) == 0 {
 		return
 	}
-	m := newUpdate(ch, u.Data, u.Snapshot.Seq) // once per channel, shared by all
+	m := newUpdate(ch, &u.Snapshot, u.Data) // once per channel, shared by all
 	for s := range subs {
 		// project: channels are open to anyone; only visible jobs pass.
 		// job: and user: were authorized on subscribe.

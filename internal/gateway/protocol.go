@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"unicode/utf8"
 
+	"github.com/progressd/progressd/internal/progress"
 	"github.com/progressd/progressd/internal/protocol"
 )
 
@@ -160,10 +161,14 @@ type message struct {
 	jobAt int
 	// seq is the snapshot's seq; 0 for a reply.
 	seq uint64
+	// owner is the job's owner, so that a queue can drop what its
+	// connection may no longer see (queue.dropUnseen).
+	owner string
 }
 
-// newUpdate encodes {"type":"update","channel":ch,"job":data} once.
-func newUpdate(ch string, data []byte, seq uint64) *message {
+// newUpdate encodes {"type":"update","channel":ch,"job":data} once; data
+// is snap encoded.
+func newUpdate(ch string, snap *progress.Snapshot, data []byte) *message {
 	chJSON, _ := json.Marshal(ch) // a string: cannot fail
 	b := make([]byte, 0, len(updatePrefix)+len(`"channel":,"job":}`)+len(chJSON)+len(data))
 	b = append(b, updatePrefix...)
@@ -173,7 +178,7 @@ func newUpdate(ch string, data []byte, seq uint64) *message {
 	at := len(b)
 	b = append(b, data...)
 	b = append(b, '}')
-	return &message{frame: b, jobAt: at, seq: seq}
+	return &message{frame: b, jobAt: at, seq: snap.Seq, owner: snap.Owner}
 }
 
 // job returns the snapshot JSON of an update.

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/progressd/progressd/internal/progress"
 )
 
 func TestDecodeFrame(t *testing.T) {
@@ -53,7 +55,7 @@ func TestEncodeReply(t *testing.T) {
 
 func TestUpdateFrameSlices(t *testing.T) {
 	t.Parallel()
-	m := newUpdate(`project:we"ird`, []byte(`{"job_id":"a","seq":3}`), 3)
+	m := newUpdate(`project:we"ird`, &progress.Snapshot{JobID: "a", Seq: 3}, []byte(`{"job_id":"a","seq":3}`))
 	var f struct {
 		Type, Channel string
 		Job           json.RawMessage

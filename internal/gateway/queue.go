@@ -193,6 +193,18 @@ func (q *queue) remove(ch string) {
 	q.last = nil
 }
 
+// dropWhere drops the unsent updates of ch for which drop is true; their
+// seqs are kept, so older ones of those jobs stay stale.
+func (q *queue) dropWhere(ch string, drop func(*message) bool) {
+	for _, e := range q.keys[ch] {
+		if e.msg != nil && drop(e.msg) {
+			q.frames--
+			q.bytes -= len(e.msg.frame)
+			e.msg = nil // its slot in pending or held, if any, is skipped
+		}
+	}
+}
+
 // take appends every ready frame to buf, oldest first, and leaves only
 // held updates in the queue.
 func (q *queue) take(buf []*message) []*message {

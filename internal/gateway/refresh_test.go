@@ -81,3 +81,39 @@ func TestWSRefreshWithFewerRights(t *testing.T) {
 		t.Fatalf("revoked subscriptions metric = %v, want 5", v)
 	}
 }
+
+// TestRefreshDropsQueuedUpdatesNoLongerVisible: project: channels stay
+// after an admin token is replaced by a plain one, but updates of other
+// users' jobs queued under the admin token and not yet sent do not go out
+// after the refresh.
+func TestRefreshDropsQueuedUpdatesNoLongerVisible(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	s := newSubscriber(transportWS, newQueue(100, 1<<20), e.gw.m)
+	s.wake, s.overflow = func() {}, func() {}
+	admin, plain := auth.Principal{Subject: "alice", Admin: true}, auth.Principal{Subject: "alice"}
+	s.principal.Store(&admin)
+	e.gw.hub.subscribe("project:p", s)
+	defer e.gw.hub.close(s)
+	e.createJob(t, "bob", "p")
+	alices := e.createJob(t, "alice", "p")
+	owners := func() (out []string) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, m := range s.q.take(nil) {
+			out = append(out, m.owner)
+		}
+		return out
+	}
+	s.mu.Lock()
+	queued := s.q.frames
+	s.mu.Unlock()
+	if queued != 2 {
+		t.Fatalf("%d frames queued under the admin token, want 2", queued)
+	}
+	s.principal.Store(&plain)
+	e.gw.recheck(s, admin, plain)
+	if got := owners(); !slices.Equal(got, []string{"alice"}) {
+		t.Fatalf("after the refresh the queue sends jobs of %v, want only alice's (%s)", got, alices.JobID)
+	}
+}

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"strings"
 
 	"github.com/progressd/progressd/internal/auth"
 	"github.com/progressd/progressd/internal/progress"
@@ -65,6 +66,11 @@ func (g *Gateway) recheck(s *subscriber, prev, next auth.Principal) {
 	for _, ch := range s.channelNames() {
 		perr := g.reauthorize(prev, next, ch)
 		if perr == nil {
+			if prev.Admin && !next.Admin && strings.HasPrefix(ch, "project:") {
+				// Kept, but other users' jobs queued under the admin
+				// token must not go out after the refresh either.
+				s.dropUnseen(ch, next.Subject)
+			}
 			continue
 		}
 		if g.hub.unsubscribe(ch, s) {
@@ -169,7 +175,7 @@ func (g *Gateway) join(s *subscriber, p auth.Principal, t target, reply func(*pr
 		if err != nil {
 			continue // cannot happen: snapshots encode
 		}
-		s.deliver(t.name, snaps[i].JobID, newUpdate(t.name, data, snaps[i].Seq))
+		s.deliver(t.name, snaps[i].JobID, newUpdate(t.name, &snaps[i], data))
 	}
 	s.release(t.name, reply(nil))
 	return nil

@@ -148,6 +148,13 @@ func (s *subscriber) channelCount() int {
 	return len(s.channels)
 }
 
+// dropUnseen drops the unsent updates of ch of jobs not owned by owner.
+func (s *subscriber) dropUnseen(ch, owner string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.q.dropWhere(ch, func(m *message) bool { return m.owner != owner })
+}
+
 // channelNames returns the channels the subscriber is in now.
 func (s *subscriber) channelNames() []string {
 	s.chMu.Lock()
