@@ -174,22 +174,32 @@ const (
 	JobChannel     ChannelKind = "job"
 	ProjectChannel ChannelKind = "project"
 	UserChannel    ChannelKind = "user"
+	// ChildrenChannel carries the direct children of a job, with the
+	// visibility of job: of that job.
+	ChildrenChannel ChannelKind = "children"
+	// TagChannel carries the jobs with a tag that the subscriber may see.
+	TagChannel ChannelKind = "tag"
 )
 
 // ParseChannel splits "kind:key" and checks both parts.
 func ParseChannel(ch string) (ChannelKind, string, error) {
 	kind, key, ok := strings.Cut(ch, ":")
 	if !ok || key == "" {
-		return "", "", fmt.Errorf("channel %q must be job:<id>, project:<name> or user:<id>", ch)
+		return "", "", fmt.Errorf("channel %q must be job:<id>, project:<name>, user:<id>, children:<id> or tag:<tag>", ch)
 	}
 	switch k := ChannelKind(kind); k {
-	case JobChannel, ProjectChannel, UserChannel:
+	case JobChannel, ProjectChannel, UserChannel, ChildrenChannel:
 		if err := progress.CheckName(kind, key); err != nil {
 			return "", "", fmt.Errorf("channel %q: %s", ch, err.(*progress.Error).Message)
 		}
 		return k, key, nil
+	case TagChannel:
+		if err := progress.CheckTag(key); err != nil {
+			return "", "", fmt.Errorf("channel %q: %s", ch, err.(*progress.Error).Message)
+		}
+		return k, key, nil
 	}
-	return "", "", fmt.Errorf("channel %q: unknown kind %q (use job:, project: or user:)", ch, kind)
+	return "", "", fmt.Errorf("channel %q: unknown kind %q (use job:, project:, user:, children: or tag:)", ch, kind)
 }
 
 // MaySubscribeUser reports whether p may subscribe to user:<id>: its own,

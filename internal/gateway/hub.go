@@ -4,6 +4,7 @@ import (
 	"hash/maphash"
 	"sync"
 
+	"github.com/progressd/progressd/internal/auth"
 	"github.com/progressd/progressd/internal/broker"
 )
 
@@ -115,8 +116,9 @@ func (h *hub) removeLocked(ch string, s *subscriber) {
 	h.m.subscriptions.Dec()
 }
 
-// publish delivers u to the subscribers of the three channels that cover
-// its job. It is the broker subscription: it must not block, and it does
+// publish delivers u to the subscribers of the channels that cover its
+// job: job:, project:, user:, and children: of its parent and tag: of
+// each of its tags. It is the broker subscription: it must not block, and it does
 // not, because deliver only enqueues.
 //
 // A connection in several of these channels gets the update once per
@@ -129,6 +131,19 @@ func (h *hub) publish(u broker.Update) {
 	h.publishTo("job:"+snap.JobID, u, false)
 	h.publishTo("project:"+snap.Project, u, true)
 	h.publishTo("user:"+snap.Owner, u, false)
+	if snap.ParentID != "" {
+		h.publishTo("children:"+snap.ParentID, u, false)
+	}
+	for _, tag := range snap.Tags {
+		h.publishTo("tag:"+tag, u, true)
+	}
+}
+
+// filtered reports whether channels of kind are open to anyone, so each
+// update passes only to the subscribers who may see its job (project:
+// and tag:); the others were authorized on subscribe.
+func filtered(kind auth.ChannelKind) bool {
+	return kind == auth.ProjectChannel || kind == auth.TagChannel
 }
 
 func (h *hub) publishTo(ch string, u broker.Update, filter bool) {

@@ -29,7 +29,7 @@ func (g *Gateway) Resync() {
 			if err != nil {
 				continue // cannot happen: stored snapshots encode
 			}
-			g.hub.publishTo(ch, broker.Update{Snapshot: snaps[i], Data: data}, kind == auth.ProjectChannel)
+			g.hub.publishTo(ch, broker.Update{Snapshot: snaps[i], Data: data}, filtered(kind))
 		}
 	}
 	g.log.Info("resynced subscribers from the snapshot store", "channels", len(chans))
@@ -52,10 +52,15 @@ func (g *Gateway) resyncRead(ch string) []progress.Snapshot {
 			return nil
 		}
 		return []progress.Snapshot{snap}
-	case auth.ProjectChannel, auth.UserChannel:
+	case auth.ProjectChannel, auth.UserChannel, auth.ChildrenChannel, auth.TagChannel:
 		f := progress.Filter{Project: key}
-		if kind == auth.UserChannel {
+		switch kind {
+		case auth.UserChannel:
 			f = progress.Filter{Owner: key}
+		case auth.ChildrenChannel:
+			f = progress.Filter{Parent: key}
+		case auth.TagChannel:
+			f = progress.Filter{Tag: key}
 		}
 		snaps, err := g.cfg.Jobs.Recent(ctx, f, g.cfg.RecentLimit)
 		if err != nil {

@@ -17,9 +17,10 @@ type target struct {
 }
 
 // authorize checks that p may subscribe to channel ch (SPEC.md,
-// "Visibility"): job: of a job p can see (not_found if unknown, forbidden
-// if another user's), user: of p itself, project: always; a job-scoped
-// principal (a pipeline stage's token) only job: of its own job.
+// "Visibility"): job: and children: of a job p can see (not_found if
+// unknown, forbidden if another user's), user: of p itself, project: and
+// tag: always; a job-scoped principal (a pipeline stage's token) only job:
+// and children: of its own job.
 func (g *Gateway) authorize(p auth.Principal, ch string) (target, *protoError) {
 	kind, key, err := auth.ParseChannel(ch)
 	if err != nil {
@@ -38,7 +39,13 @@ func (g *Gateway) authorize(p auth.Principal, ch string) (target, *protoError) {
 		case !p.MaySubscribeUser(key):
 			return t, errorf(CodeForbidden, "%s: a user may only subscribe to its own user channel, user:%s", ch, p.Subject)
 		}
-	case auth.JobChannel:
+	case auth.TagChannel:
+		// Like project:, open to anyone; only visible jobs pass.
+		if !p.MaySubscribeProject() {
+			return t, errorf(CodeForbidden, "%s: %s", ch, p.ScopeNote())
+		}
+	case auth.JobChannel, auth.ChildrenChannel:
+		// children:<id> has the visibility of job:<id> (SPEC "Groups").
 		if !p.Covers(key) {
 			// Refused before the read: the answer is the same whether
 			// the job exists or not.
@@ -109,8 +116,8 @@ func (g *Gateway) getJob(id string) (progress.Snapshot, *protoError) {
 }
 
 // current reads the snapshots a new subscriber of t is sent first: the
-// job itself, or the active and recently finished jobs of a project or
-// user that p may see.
+// job itself, or the active and recently finished jobs of a project, user,
+// parent or tag that p may see.
 func (g *Gateway) current(p auth.Principal, t target) ([]progress.Snapshot, *protoError) {
 	if t.kind == auth.JobChannel {
 		snap, perr := g.getJob(t.key)
@@ -123,6 +130,13 @@ func (g *Gateway) current(p auth.Principal, t target) ([]progress.Snapshot, *pro
 	switch {
 	case t.kind == auth.UserChannel:
 		f = progress.Filter{Owner: t.key}
+	case t.kind == auth.ChildrenChannel:
+		f = progress.Filter{Parent: t.key}
+	case t.kind == auth.TagChannel:
+		f = progress.Filter{Tag: t.key}
+		if !p.Admin {
+			f.Owner = p.Subject
+		}
 	case !p.Admin:
 		// Only the caller's own jobs of the project: read them as such,
 		// so other users' jobs cannot crowd them out of the limit.

@@ -214,7 +214,7 @@ func (a *aggregator) recheckOnce(age time.Duration) {
 	for _, m := range marks {
 		snap, err := s.Get(ctx, m.Parent)
 		behind := err == nil && !snap.State.Terminal() && snap.Agg.Version < m.Version
-		if behind && !a.flush(m.Parent, &pendingParent{counts: true, force: true}) {
+		if behind && !a.flush(m.Parent, &pendingParent{counts: true}) {
 			continue // not applied: stays marked for the next pass
 		}
 		if err != nil && !errors.Is(err, ErrNotFound) {

@@ -4,12 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/progressd/progressd/internal/broker"
 	"github.com/progressd/progressd/internal/jobs"
 	"github.com/progressd/progressd/internal/progress"
 	"github.com/progressd/progressd/internal/snapshot"
+	"github.com/progressd/progressd/internal/store"
+	"github.com/progressd/progressd/internal/store/sqlite"
 )
 
 func code(err error) string {
@@ -65,6 +69,10 @@ func TestCreateChildRefusals(t *testing.T) {
 	}
 	onlyAlice := func(s progress.Snapshot) bool { return s.Owner == "alice" }
 	zero := 0.0
+	eventually(t, "the root to count its child", func() bool {
+		c := get(t, svc, root.JobID).Children
+		return c != nil && c.Total == 1
+	})
 	before := get(t, svc, root.JobID)
 	for _, tc := range []struct {
 		name string
@@ -199,3 +207,43 @@ func TestPipelineAndGivenNames(t *testing.T) {
 func ptr[T any](v T) *T { return &v }
 
 func storeQuery(parent string) progress.Query { return progress.Query{Parent: parent} }
+
+// TestRecheckCorrectsWhatADeadNodeLeft: a child's terminal state committed
+// to both stores by a node that died before passing it to the parent (here:
+// written to the stores directly, around the service) reaches the parent
+// through another service's recheck.
+func TestRecheckCorrectsWhatADeadNodeLeft(t *testing.T) {
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "p.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wb := store.NewWriteBehind(db, 20*time.Millisecond, nil)
+	snaps := snapshot.NewMemory(snapshot.MemoryOptions{})
+	t.Cleanup(func() {
+		_ = wb.Close(ctx)
+		_ = db.Close()
+	})
+	svc := jobs.New(jobs.Config{Snapshots: snaps, DB: wb, Broker: broker.NewLocal(), GroupRecheck: 50 * time.Millisecond})
+	t.Cleanup(svc.Close)
+	parent := mustCreate(t, svc, "alice", jobs.CreateRequest{Project: "p", ExpectedChildren: 1})
+	child := mustCreate(t, svc, "alice", jobs.CreateRequest{ParentID: parent.JobID})
+	eventually(t, "the parent to count its child", func() bool {
+		c := get(t, svc, parent.JobID).Children
+		return c != nil && c.Queued == 1
+	})
+	// The dead node's half-done work: both stores have the child's end.
+	done, err := snaps.Update(ctx, child.JobID, func(prev progress.Snapshot) (progress.Snapshot, error) {
+		return progress.Apply(prev, progress.Report{State: ptr(progress.Succeeded)}, time.Now())
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wb.Save(ctx, done, true); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the recheck to finish the parent", func() bool { return get(t, svc, parent.JobID).State == progress.Succeeded })
+	if c := get(t, svc, parent.JobID).Children; *c != (progress.Children{Total: 1, Succeeded: 1}) {
+		t.Fatalf("children after the recheck: %+v", c)
+	}
+}

@@ -42,6 +42,9 @@ var (
 // from there. A store that fails is logged and left out; only when both
 // fail is the error returned.
 func (s *Service) Recent(ctx context.Context, f progress.Filter, limit int) ([]progress.Snapshot, error) {
+	if f.Parent != "" || f.Tag != "" {
+		return s.recentFromDB(ctx, f, limit)
+	}
 	sf := f
 	if f.Project != "" {
 		sf.Owner = "" // the snapshot store indexes projects; the owner is filtered below
@@ -63,6 +66,25 @@ func (s *Service) Recent(ctx context.Context, f progress.Filter, limit int) ([]p
 		finished = nil
 	}
 	return mergeRecent(f.Owner, limit, live, active, finished), nil
+}
+
+// recentFromDB is Recent for the children of a job or the jobs with a tag,
+// which only the durable store indexes: its pages, each job at the newest
+// seq the snapshot store has (the durable copy may lag by the write-behind
+// interval).
+func (s *Service) recentFromDB(ctx context.Context, f progress.Filter, limit int) ([]progress.Snapshot, error) {
+	q := progress.Query{Owner: f.Owner, Parent: f.Parent, Tag: f.Tag}
+	q.States, q.Limit = activeStates, recentActivePage
+	active, _, err := s.List(ctx, q)
+	if err != nil {
+		return nil, unavailable("recent jobs", err)
+	}
+	q.States, q.Limit = finishedStates, limit
+	finished, _, err := s.List(ctx, q)
+	if err != nil {
+		return nil, unavailable("recent jobs", err)
+	}
+	return mergeRecent(f.Owner, limit, active, finished), nil
 }
 
 // mergeRecent merges lists of snapshots into Recent's answer: each job

@@ -54,4 +54,8 @@ func (q Query) PageSize() int {
 type Filter struct {
 	Project string
 	Owner   string
+	// Parent selects the children of a job, Tag the jobs with a tag; the
+	// durable store answers those (the snapshot store indexes neither).
+	Parent string
+	Tag    string
 }
