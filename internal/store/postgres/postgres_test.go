@@ -295,3 +295,12 @@ func BenchmarkSave(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "snapshots/s")
 }
+
+// BenchmarkProjects: GET /api/v1/projects' read over 100,000 jobs in
+// 1,000 projects (storetest.BenchmarkProjects).
+func BenchmarkProjects(b *testing.B) {
+	s := open(b, testsvc.PostgresSchema(b))
+	defer s.Close()
+	postgres.SeedJobs(b, s, storetest.BenchJobs, storetest.BenchProjects, storetest.BenchOwners)
+	storetest.BenchmarkProjects(b, s)
+}

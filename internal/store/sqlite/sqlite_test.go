@@ -133,3 +133,15 @@ func BenchmarkSave(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "snapshots/s")
 }
+
+// BenchmarkProjects: GET /api/v1/projects' read over 100,000 jobs in
+// 1,000 projects (storetest.BenchmarkProjects).
+func BenchmarkProjects(b *testing.B) {
+	s, err := sqlite.Open(b.Context(), filepath.Join(b.TempDir(), "bench.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	sqlite.SeedJobs(b, s, storetest.BenchJobs, storetest.BenchProjects, storetest.BenchOwners)
+	storetest.BenchmarkProjects(b, s)
+}
