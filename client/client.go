@@ -32,6 +32,12 @@ type (
 	Stage     = progress.Stage
 	StageSpec = progress.StageSpec
 	Time      = progress.Time
+	// Children counts a parent's direct children by state.
+	Children = progress.Children
+	// ProjectSummary is one entry of the project list.
+	ProjectSummary = progress.ProjectSummary
+	// JobCounts counts a project's jobs by state.
+	JobCounts = progress.JobCounts
 )
 
 // Job states.
@@ -89,11 +95,24 @@ func (c *Client) Server() string { return c.base.String() }
 
 // CreateRequest is a new job: a pipeline the server runs (with its params),
 // or stages an external worker reports on.
+//
+// A child job names its parent (ParentID; it then takes the parent's
+// project when Project is empty) and its share of the parent's progress
+// (Weight, default 1); a parent may announce how many children are coming
+// (ExpectedChildren). Owner creates the job for another user: admin
+// tokens only.
 type CreateRequest struct {
-	Project  string            `json:"project"`
+	Project  string            `json:"project,omitempty"`
 	Pipeline string            `json:"pipeline,omitempty"`
 	Params   map[string]string `json:"params,omitempty"`
 	Stages   []StageSpec       `json:"stages,omitempty"`
+
+	Name             string   `json:"name,omitempty"`
+	Tags             []string `json:"tags,omitempty"`
+	ParentID         string   `json:"parent_id,omitempty"`
+	Weight           *float64 `json:"weight,omitempty"`
+	ExpectedChildren int      `json:"expected_children,omitempty"`
+	Owner            string   `json:"owner,omitempty"`
 }
 
 // Create creates a job and returns its first snapshot.
@@ -128,6 +147,8 @@ func (c *Client) Cancel(ctx context.Context, id string) (Snapshot, error) {
 type ListOptions struct {
 	Project string
 	States  []State
+	Parent  string // only the direct children of this job
+	Tag     string // only the jobs with this tag
 	Limit   int    // page size; the server's default if 0
 	Cursor  string // NextCursor of the previous page
 }
@@ -151,15 +172,46 @@ func (c *Client) List(ctx context.Context, o ListOptions) (Page, error) {
 		}
 		q.Set("state", strings.Join(states, ","))
 	}
-	if o.Limit > 0 {
-		q.Set("limit", strconv.Itoa(o.Limit))
+	if o.Parent != "" {
+		q.Set("parent", o.Parent)
 	}
-	if o.Cursor != "" {
-		q.Set("cursor", o.Cursor)
+	if o.Tag != "" {
+		q.Set("tag", o.Tag)
 	}
+	pageQuery(q, o.Limit, o.Cursor)
 	var p Page
 	err := c.do(ctx, http.MethodGet, "/api/v1/jobs", q, nil, &p)
 	return p, err
+}
+
+// Children returns a page of the direct children of job parent.
+func (c *Client) Children(ctx context.Context, parent string, limit int, cursor string) (Page, error) {
+	return c.List(ctx, ListOptions{Parent: parent, Limit: limit, Cursor: cursor})
+}
+
+// ProjectPage is one page of Projects, most recent activity first.
+type ProjectPage struct {
+	Projects   []ProjectSummary `json:"projects"`
+	NextCursor *string          `json:"next_cursor"` // nil on the last page
+}
+
+// Projects returns a page of the projects the caller has jobs in (an
+// admin: all), with the jobs it may see counted by state.
+func (c *Client) Projects(ctx context.Context, limit int, cursor string) (ProjectPage, error) {
+	q := url.Values{}
+	pageQuery(q, limit, cursor)
+	var p ProjectPage
+	err := c.do(ctx, http.MethodGet, "/api/v1/projects", q, nil, &p)
+	return p, err
+}
+
+func pageQuery(q url.Values, limit int, cursor string) {
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	if cursor != "" {
+		q.Set("cursor", cursor)
+	}
 }
 
 // maxResponseBytes bounds a response body; a page of 500 snapshots fits.
@@ -228,8 +280,9 @@ func decodeError(status int, body []byte) error {
 }
 
 // IsNotFound reports whether err is the server saying the job does not
-// exist (or is not the caller's to see).
+// exist (or is not the caller's to see); a create naming such a parent
+// (parent_not_found) is one too.
 func IsNotFound(err error) bool {
 	var e *Error
-	return errors.As(err, &e) && e.Code == "not_found"
+	return errors.As(err, &e) && (e.Code == "not_found" || e.Status == http.StatusNotFound)
 }

@@ -326,3 +326,60 @@ func (p *proxy) dropAll() {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestBatchWithTheClient: a parent and its children through the client —
+// create, report, list by parent and tag, the project list, and Watch of
+// the parent to its end.
+func TestBatchWithTheClient(t *testing.T) {
+	t.Parallel()
+	s := orchtest.Start(t, orchtest.Options{Pipelines: quickPipelines})
+	c := newClient(t, s.URL, "")
+	ctx := t.Context()
+	parent, err := c.Create(ctx, client.CreateRequest{Project: "imports", Name: "November", ExpectedChildren: 3, Tags: []string{"nov"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	two := 2.0
+	var kids []client.Snapshot
+	for range 3 {
+		k, err := c.Create(ctx, client.CreateRequest{ParentID: parent.JobID, Weight: &two, Tags: []string{"nov"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k.Project != "imports" || k.ParentID != parent.JobID || k.Weight != 2 {
+			t.Fatalf("child: %+v", k)
+		}
+		kids = append(kids, k)
+	}
+	if _, err := c.Create(ctx, client.CreateRequest{ParentID: "nope"}); apiCode(err) != "parent_not_found" || !client.IsNotFound(err) {
+		t.Fatalf("unknown parent: %v", err)
+	}
+	done := make(chan client.Snapshot, 1)
+	go func() {
+		final, err := c.Watch(ctx, parent.JobID, func(client.Snapshot) {})
+		if err != nil {
+			t.Error(err)
+		}
+		done <- final
+	}()
+	for _, k := range kids {
+		if _, err := c.Report(ctx, k.JobID, client.Report{State: ptr(client.Succeeded)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	final := <-done
+	if final.State != client.Succeeded || *final.Children != (client.Children{Total: 3, Succeeded: 3}) {
+		t.Fatalf("parent at the end: %s %+v", final.State, final.Children)
+	}
+	page, err := c.Children(ctx, parent.JobID, 2, "")
+	if err != nil || len(page.Jobs) != 2 || page.NextCursor == nil {
+		t.Fatalf("children page: %d %v", len(page.Jobs), err)
+	}
+	if page, err = c.List(ctx, client.ListOptions{Tag: "nov"}); err != nil || len(page.Jobs) != 4 {
+		t.Fatalf("by tag: %d %v", len(page.Jobs), err)
+	}
+	projects, err := c.Projects(ctx, 10, "")
+	if err != nil || len(projects.Projects) != 1 || projects.Projects[0].Jobs != (client.JobCounts{Succeeded: 4}) {
+		t.Fatalf("projects: %+v %v", projects, err)
+	}
+}

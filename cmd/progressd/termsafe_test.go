@@ -118,3 +118,23 @@ func TestWatchEscapesJobData(t *testing.T) {
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+func TestChildrenSummary(t *testing.T) {
+	for _, tc := range []struct {
+		s    client.Snapshot
+		want string
+	}{
+		{client.Snapshot{}, ""},
+		{client.Snapshot{ExpectedChildren: 200, Children: &client.Children{Total: 190, Succeeded: 179, Failed: 3, Running: 8}}, "182/200 done · 3 failed"},
+		{client.Snapshot{Children: &client.Children{Total: 4, Succeeded: 2, Canceled: 1, Queued: 1}}, "3/4 done · 1 canceled"},
+	} {
+		if got := childrenSummary(tc.s); got != tc.want {
+			t.Errorf("childrenSummary(%+v) = %q, want %q", tc.s.Children, got, tc.want)
+		}
+	}
+	s := client.Snapshot{JobID: "j", State: client.Running, Progress: 0.5,
+		ExpectedChildren: 200, Children: &client.Children{Total: 200, Succeeded: 182, Failed: 3}}
+	if got := describeJob(s); got != "185/200 done · 3 failed" {
+		t.Errorf("describeJob of a parent = %q", got)
+	}
+}

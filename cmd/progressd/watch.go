@@ -111,6 +111,9 @@ type jobView interface {
 // message, made safe for a terminal.
 func describeJob(s client.Snapshot) string {
 	var parts []string
+	if c := childrenSummary(s); c != "" {
+		parts = append(parts, c)
+	}
 	if s.Stage != "" {
 		st := s.Stage
 		for i, x := range s.Stages {
@@ -127,6 +130,25 @@ func describeJob(s client.Snapshot) string {
 		parts = append(parts, s.Message)
 	}
 	return termSafe(strings.Join(parts, " · "))
+}
+
+// childrenSummary is a parent's one-line account of its children,
+// "182/200 done · 3 failed" (the announced count when it is higher than
+// the created one), or "" for a job without children.
+func childrenSummary(s client.Snapshot) string {
+	c := s.Children
+	if c == nil {
+		return ""
+	}
+	done := c.Succeeded + c.Failed + c.Canceled
+	line := fmt.Sprintf("%d/%d done", done, max(c.Total, s.ExpectedChildren))
+	if c.Failed > 0 {
+		line += fmt.Sprintf(" · %d failed", c.Failed)
+	}
+	if c.Canceled > 0 {
+		line += fmt.Sprintf(" · %d canceled", c.Canceled)
+	}
+	return line
 }
 
 func formatETA(sec float64) string {
@@ -153,6 +175,9 @@ func finishedText(s client.Snapshot) string {
 	if s.StartedAt != nil && s.FinishedAt != nil {
 		took = " in " + s.FinishedAt.Sub(s.StartedAt.Time).Round(100*time.Millisecond).String()
 	}
+	if c := childrenSummary(s); c != "" {
+		took += " (children: " + c + ")"
+	}
 	switch s.State {
 	case client.Succeeded:
 		return fmt.Sprintf("job %s succeeded%s", s.JobID, took)
@@ -178,7 +203,7 @@ func (l *lineView) update(s client.Snapshot) {
 	}
 	// The ETA changes with every update; only state, stage, percent and
 	// message make a new line.
-	key := fmt.Sprintf("%s|%d|%s|%s", s.State, percentDone(s.Progress), s.Stage, s.Message)
+	key := fmt.Sprintf("%s|%d|%s|%s|%s", s.State, percentDone(s.Progress), s.Stage, s.Message, childrenSummary(s))
 	if key == l.last {
 		return
 	}
