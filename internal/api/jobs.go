@@ -2,8 +2,10 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/danielgtaylor/huma/v2"
 
@@ -12,7 +14,8 @@ import (
 )
 
 type createInput struct {
-	Body struct {
+	IdempotencyKey string `header:"Idempotency-Key" maxLength:"200" doc:"Makes the create safe to retry (1–200 characters, e.g. a UUID): the same key from the same user within 24 h returns the first answer — the same job, 201 again — and creates and runs nothing. The same key with another body: 422 idempotency_conflict. Keys of different users never meet."`
+	Body           struct {
 		Project  *string              `json:"project,omitempty" doc:"The project the job belongs to: 1–128 bytes, no spaces. Required, except for a child, which takes its parent's." example:"p1"`
 		Pipeline string               `json:"pipeline,omitempty" doc:"A pipeline from the server's --pipelines file (or the built-in demo): the server runs the job."`
 		Params   map[string]string    `json:"params,omitempty" doc:"Values for the pipeline's declared params."`
@@ -60,9 +63,10 @@ func (a *API) registerJobs() {
 	tags := []string{"jobs"}
 	huma.Register(a.huma, huma.Operation{
 		OperationID: "create-job", Method: http.MethodPost, Path: "/api/v1/jobs",
-		Summary:     "Create a job",
-		Description: "With a pipeline the job is queued and run by the server; without one it waits for reports from a worker.",
-		Tags:        tags, Security: secured, DefaultStatus: http.StatusCreated, MaxBodyBytes: MaxBodyBytes,
+		Summary: "Create a job",
+		Description: "With a pipeline the job is queued and run by the server; without one it waits for reports from a worker. " +
+			"Send an Idempotency-Key to make a retry safe: a create answered 503 or lost in transit is then sent again as is, and never makes or runs a job twice.",
+		Tags: tags, Security: secured, DefaultStatus: http.StatusCreated, MaxBodyBytes: MaxBodyBytes,
 	}, a.createJob)
 	huma.Register(a.huma, huma.Operation{
 		OperationID: "list-jobs", Method: http.MethodGet, Path: "/api/v1/jobs",
@@ -88,6 +92,10 @@ func (a *API) registerJobs() {
 
 func (a *API) createJob(ctx context.Context, in *createInput) (*snapshotOutput, error) {
 	p := principal(ctx)
+	if n := utf8.RuneCountInString(in.IdempotencyKey); n > maxIdempotencyKey || !utf8.ValidString(in.IdempotencyKey) {
+		return nil, apiError(http.StatusBadRequest, "bad_request",
+			fmt.Sprintf("Idempotency-Key has %d characters; send 1 to %d (a UUID is a good key)", n, maxIdempotencyKey))
+	}
 	owner := p.Subject
 	if o := in.Body.Owner; o != "" && o != p.Subject {
 		if !p.Admin {
@@ -109,13 +117,16 @@ func (a *API) createJob(ctx context.Context, in *createInput) (*snapshotOutput, 
 	snap, err := a.jobs.Create(ctx, owner, jobs.CreateRequest{
 		Project: project, Pipeline: b.Pipeline, Params: b.Params, Stages: b.Stages,
 		Name: b.Name, Tags: b.Tags, ParentID: b.ParentID, Weight: b.Weight, ExpectedChildren: b.ExpectedChildren,
-		MaySee: p.CanSee,
+		MaySee: p.CanSee, IdempotencyKey: in.IdempotencyKey, Caller: p.Subject,
 	})
 	if err != nil {
 		return nil, a.fromService(ctx, err)
 	}
 	return &snapshotOutput{Body: snap}, nil
 }
+
+// maxIdempotencyKey is the longest Idempotency-Key, in characters.
+const maxIdempotencyKey = 200
 
 // visible returns the job if the caller may see it; another user's job is
 // reported as not found, so ids cannot be probed.

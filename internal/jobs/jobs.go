@@ -129,7 +129,14 @@ type CreateRequest struct {
 	ExpectedChildren int
 	// MaySee says whether the caller may use a job as a parent (nil:
 	// any); a parent it may not see answers as an unknown one.
-	MaySee func(progress.Snapshot) bool
+	MaySee func(progress.Snapshot) bool `json:"-"`
+	// IdempotencyKey, if set, makes the create safe to retry (see
+	// createKeyed): the key is Caller's, and bound to the request's
+	// other fields and the owner.
+	IdempotencyKey string `json:"-"`
+	// Caller is who sends the request, when it is not the owner (an
+	// admin creating for a user): keys are per caller.
+	Caller string `json:"-"`
 }
 
 // Create makes a job owned by owner. A job with a pipeline is handed to the
@@ -176,11 +183,21 @@ func (s *Service) Create(ctx context.Context, owner string, req CreateRequest) (
 	if err != nil {
 		return progress.Snapshot{}, s.reject(err)
 	}
-	if err := s.cfg.DB.Create(ctx, snap); err != nil {
+	if req.IdempotencyKey != "" {
+		first, replay, err := s.createKeyed(ctx, owner, req, snap)
+		if err != nil || replay {
+			return first, err
+		}
+	} else if err := s.cfg.DB.Create(ctx, snap); err != nil {
 		return progress.Snapshot{}, s.reject(createError(req.ParentID, err))
 	}
+	// The job is created: it is in the durable record, which every read
+	// falls back to. The snapshot store missing it (Redis down) must not
+	// fail the create, or a 503 would leave a job behind that a retry
+	// makes again; it gets the job from the database when it is back.
 	if err := s.cfg.Snapshots.Put(ctx, snap); err != nil {
-		return progress.Snapshot{}, s.reject(unavailable("store new job", err))
+		s.cfg.Log.Warn("new job recorded but not in the snapshot store; it is read from the database until a report brings it back",
+			"job", snap.JobID, "err", err)
 	}
 	s.cfg.Metrics.created.Inc()
 	s.cfg.Metrics.added(snap.State)

@@ -9,6 +9,7 @@ import (
 // Metrics are the Service's Prometheus series.
 type Metrics struct {
 	created     prometheus.Counter
+	replayed    prometheus.Counter
 	accepted    prometheus.Counter
 	rejected    *prometheus.CounterVec
 	transitions *prometheus.CounterVec
@@ -20,6 +21,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		created: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "progressd_jobs_created_total", Help: "Jobs created on this node.",
+		}),
+		replayed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "progressd_jobs_create_replayed_total", Help: "Creates answered with an earlier create's job because they repeated its Idempotency-Key.",
 		}),
 		accepted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "progressd_reports_accepted_total", Help: "Progress reports applied.",
@@ -39,7 +43,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.jobs.WithLabelValues(string(st))
 	}
 	if reg != nil {
-		reg.MustRegister(m.created, m.accepted, m.rejected, m.transitions, m.jobs)
+		reg.MustRegister(m.created, m.replayed, m.accepted, m.rejected, m.transitions, m.jobs)
 	}
 	return m
 }

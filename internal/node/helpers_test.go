@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -47,6 +48,7 @@ type client struct {
 	base        string
 	token       string
 	contentType string // "" sends none, like many scripts
+	header      http.Header
 }
 
 type response struct {
@@ -56,9 +58,17 @@ type response struct {
 
 func (r response) decode(t *testing.T, v any) {
 	t.Helper()
-	if err := json.Unmarshal(r.body, v); err != nil {
-		t.Fatalf("decode %s: %v", r.body, err)
+	if err := r.decodeErr(v); err != nil {
+		t.Fatal(err)
 	}
+}
+
+// decodeErr is decode for goroutines other than the test's.
+func (r response) decodeErr(v any) error {
+	if err := json.Unmarshal(r.body, v); err != nil {
+		return fmt.Errorf("decode %s: %w", r.body, err)
+	}
+	return nil
 }
 
 // errCode returns the code of an error body, or "" if it is not one.
@@ -93,6 +103,9 @@ func (c client) do(method, path string, body any) response {
 	}
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	for k, v := range c.header {
+		req.Header[k] = v
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -60,9 +60,11 @@ type Node struct {
 	// gwReady is gw once it exists, for the broker's reconnect callback.
 	gwReady atomic.Pointer[gateway.Gateway]
 	orch    *orchestrator.Orchestrator
-	reg     *prometheus.Registry
-	ln      net.Listener
-	srv     *http.Server
+	// stopKeys ends the expiry of old idempotency keys and waits for it.
+	stopKeys func()
+	reg      *prometheus.Registry
+	ln       net.Listener
+	srv      *http.Server
 
 	serveErr chan error
 	stopOnce sync.Once
@@ -150,6 +152,13 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Node, err erro
 		Metrics: jobs.NewMetrics(n.reg), Log: log,
 		GroupRecheck: time.Second,
 	})
+	keysCtx, cancelKeys := context.WithCancel(context.WithoutCancel(ctx))
+	keysDone := make(chan struct{})
+	go func() {
+		defer close(keysDone)
+		n.Jobs.ExpireKeysEvery(keysCtx, keyExpiryInterval)
+	}()
+	n.stopKeys = func() { cancelKeys(); <-keysDone }
 	if err := n.Jobs.Warm(ctx); err != nil {
 		return nil, err
 	}
@@ -230,6 +239,10 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Node, err erro
 	return n, nil
 }
 
+// keyExpiryInterval is how often expired idempotency keys are deleted.
+// Creates ignore them from the moment they expire; this reclaims space.
+const keyExpiryInterval = 10 * time.Minute
+
 // stageServerURL is the URL a stage's command reaches this node at
 // (PROGRESSD_SERVER): the address listened on, with a wildcard host
 // (--addr 0.0.0.0:8000 or :8000) replaced by loopback, since the commands
@@ -287,6 +300,9 @@ func (n *Node) closeStores(ctx context.Context) error {
 	var errs []error
 	if n.orch != nil {
 		errs = append(errs, n.orch.Stop(ctx)) // hands running jobs back; before the stores they report to
+	}
+	if n.stopKeys != nil {
+		n.stopKeys()
 	}
 	if n.Jobs != nil {
 		n.Jobs.Close() // children's changes still owed to their parents

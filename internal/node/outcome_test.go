@@ -33,6 +33,30 @@ func writePipelines(t *testing.T, yaml string) string {
 	return path
 }
 
+// gated is a node with a Redis of its own and the gated pipeline.
+type gated struct {
+	rs            *testsvc.RedisServer
+	dataDir, gate string
+	mod           func(*Config) // restarts it on dataDir
+	n             *Node
+	c             client
+}
+
+func startGated(t *testing.T) *gated {
+	t.Helper()
+	g := &gated{rs: testsvc.StartRedis(t), dataDir: t.TempDir(), gate: t.TempDir()}
+	pipelines := writePipelines(t, gatedPipelines)
+	g.mod = func(c *Config) { c.Redis, c.RedisPrefix, c.Pipelines = g.rs.URL(), "gated:", pipelines }
+	g.n = startNode(t, g.dataDir, g.mod)
+	g.c = client{t: t, base: g.n.URL()}
+	return g
+}
+
+// body creates a gated job.
+func (g *gated) body() map[string]any {
+	return map[string]any{"project": "p", "pipeline": "gated", "params": map[string]string{"dir": g.gate}}
+}
+
 // metric returns the line of /metrics that starts with series, or "".
 func metric(c client, series string) string {
 	for line := range strings.Lines(string(c.do("GET", "/metrics", nil).body)) {
@@ -81,14 +105,9 @@ func TestOutcomeOutlastsRedisOutage(t *testing.T) {
 	for _, restart := range []bool{false, true} {
 		t.Run(fmt.Sprintf("restart=%v", restart), func(t *testing.T) {
 			t.Parallel()
-			rs := testsvc.StartRedis(t)
-			dataDir, gate := t.TempDir(), t.TempDir()
-			mod := func(c *Config) {
-				c.Redis, c.RedisPrefix, c.Pipelines = rs.URL(), "outcome:", writePipelines(t, gatedPipelines)
-			}
-			n := startNode(t, dataDir, mod)
-			c := client{t: t, base: n.URL()}
-			s := create(t, c, map[string]any{"project": "p", "pipeline": "gated", "params": map[string]string{"dir": gate}})
+			g := startGated(t)
+			rs, dataDir, gate, mod, n, c := g.rs, g.dataDir, g.gate, g.mod, g.n, g.c
+			s := create(t, c, g.body())
 			if err := testsvc.WaitFor(20*time.Second, func() error {
 				if g := get(t, c, s.JobID); g.State != progress.Running || !near(g.Progress, 0.2) {
 					return fmt.Errorf("job: %+v", g)
@@ -116,9 +135,8 @@ func TestOutcomeOutlastsRedisOutage(t *testing.T) {
 				rs.Start()
 			}
 			ws := dialWS(t, n.URL(), "job:"+s.JobID)
-			g := waitState(t, c, s.JobID, progress.Succeeded, 30*time.Second)
-			if g.Progress != 1 {
-				t.Fatalf("succeeded job: %+v", g)
+			if done := waitState(t, c, s.JobID, progress.Succeeded, 30*time.Second); done.Progress != 1 {
+				t.Fatalf("succeeded job: %+v", done)
 			}
 			if err := testsvc.WaitFor(10*time.Second, func() error {
 				if last, _, err := ws.last(s.JobID); last.State != progress.Succeeded {

@@ -31,6 +31,15 @@ type Store interface {
 	// only where its Seq is higher than the stored Seq: a late write never
 	// replaces a newer snapshot. Jobs that do not exist are skipped.
 	Save(ctx context.Context, snaps []progress.Snapshot) error
+	// CreateKeyed is Create of k.First that also records idempotency key k
+	// for it, in one transaction. If k.Owner holds k.Key from a create at
+	// or after expiredBefore, it creates nothing and returns that earlier
+	// key (its BodyHash and First) with ErrKeyTaken; an older key is
+	// replaced. See keys.go.
+	CreateKeyed(ctx context.Context, k IdempotencyKey, expiredBefore time.Time) (IdempotencyKey, error)
+	// ExpireKeys deletes at most limit idempotency keys created before
+	// before, and returns how many it deleted.
+	ExpireKeys(ctx context.Context, before time.Time, limit int) (int, error)
 	// Get returns the stored snapshot of one job, or ErrNotFound.
 	Get(ctx context.Context, id string) (progress.Snapshot, error)
 	// List returns jobs newest first (by job id, which is time-ordered),

@@ -312,6 +312,22 @@ func (w *WriteBehind) Create(ctx context.Context, s progress.Snapshot) error {
 	return err
 }
 
+// CreateKeyed is Create with an idempotency key (Store.CreateKeyed).
+func (w *WriteBehind) CreateKeyed(ctx context.Context, k IdempotencyKey, expiredBefore time.Time) (IdempotencyKey, error) {
+	held, err := w.db.CreateKeyed(ctx, k, expiredBefore)
+	if !errors.Is(err, ErrExists) && !errors.Is(err, ErrKeyTaken) {
+		w.noteWrite(err)
+	}
+	return held, err
+}
+
+// ExpireKeys deletes a batch of old idempotency keys (Store.ExpireKeys).
+func (w *WriteBehind) ExpireKeys(ctx context.Context, before time.Time, limit int) (int, error) {
+	n, err := w.db.ExpireKeys(ctx, before, limit)
+	w.noteWrite(err)
+	return n, err
+}
+
 // Get returns the newest snapshot of job id: the stored one, or the one
 // waiting to be written if its seq is higher. Memory is read before the
 // database: a snapshot that leaves memory is written before it does, so one

@@ -75,25 +75,37 @@ func decode(id, text string) (progress.Snapshot, error) {
 // parent's row is read FOR SHARE: its terminal state cannot commit between
 // the check and the child's insert.
 func (s *Store) Create(ctx context.Context, snap progress.Snapshot) error {
+	_, err := s.create(ctx, snap, nil, time.Time{})
+	return err
+}
+
+// create is Create, recording key first in the same transaction if one is
+// given (CreateKeyed): a key that is taken ends it with ErrKeyTaken.
+func (s *Store) create(ctx context.Context, snap progress.Snapshot, key *store.IdempotencyKey, expiredBefore time.Time) (store.IdempotencyKey, error) {
 	r, err := encode(snap)
 	if err != nil {
-		return fmt.Errorf("postgres: create: %w", err)
+		return store.IdempotencyKey{}, fmt.Errorf("postgres: create: %w", err)
 	}
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
-		return fmt.Errorf("postgres: create job %s: begin: %w", r.id, err)
+		return store.IdempotencyKey{}, fmt.Errorf("postgres: create job %s: begin: %w", r.id, err)
 	}
 	defer func() { _ = tx.Rollback(context.Background()) }()
+	if key != nil {
+		if held, err := recordKey(ctx, tx, *key, r, expiredBefore); err != nil {
+			return held, err
+		}
+	}
 	if snap.ParentID != "" {
 		var state string
 		err := tx.QueryRow(ctx, `SELECT state FROM progressd_jobs WHERE id = $1 FOR SHARE`, snap.ParentID).Scan(&state)
 		switch {
 		case isNoRows(err):
-			return fmt.Errorf("postgres: create job %s under %s: %w", r.id, snap.ParentID, store.ErrParentNotFound)
+			return store.IdempotencyKey{}, fmt.Errorf("postgres: create job %s under %s: %w", r.id, snap.ParentID, store.ErrParentNotFound)
 		case err != nil:
-			return fmt.Errorf("postgres: create job %s: read parent: %w", r.id, err)
+			return store.IdempotencyKey{}, fmt.Errorf("postgres: create job %s: read parent: %w", r.id, err)
 		case progress.State(state).Terminal():
-			return fmt.Errorf("postgres: create job %s under %s: %w", r.id, snap.ParentID, store.ErrParentFinished)
+			return store.IdempotencyKey{}, fmt.Errorf("postgres: create job %s under %s: %w", r.id, snap.ParentID, store.ErrParentFinished)
 		}
 	}
 	tag, err := tx.Exec(ctx, `
@@ -103,15 +115,15 @@ func (s *Store) Create(ctx context.Context, snap progress.Snapshot) error {
 		r.id, r.project, r.owner, r.state, r.seq, r.createdAt, r.updatedAt, r.finishedAt, r.snapshot,
 		r.parentID, r.weight, r.progress)
 	if err != nil {
-		return fmt.Errorf("postgres: create job %s: %w", r.id, err)
+		return store.IdempotencyKey{}, fmt.Errorf("postgres: create job %s: %w", r.id, err)
 	}
 	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("postgres: create job %s: %w", r.id, store.ErrExists)
+		return store.IdempotencyKey{}, fmt.Errorf("postgres: create job %s: %w", r.id, store.ErrExists)
 	}
 	if len(snap.Tags) > 0 {
 		if _, err := tx.Exec(ctx, `INSERT INTO progressd_job_tags (tag, job_id, owner) SELECT unnest($1::text[]), $2, $3`,
 			snap.Tags, r.id, r.owner); err != nil {
-			return fmt.Errorf("postgres: create job %s: tags: %w", r.id, err)
+			return store.IdempotencyKey{}, fmt.Errorf("postgres: create job %s: tags: %w", r.id, err)
 		}
 	}
 	t := store.NewTally()
@@ -120,12 +132,15 @@ func (s *Store) Create(ctx context.Context, snap progress.Snapshot) error {
 		_, err := tx.Exec(ctx, q, args...)
 		return err
 	}, t); err != nil {
-		return fmt.Errorf("postgres: create job %s: %w", r.id, err)
+		return store.IdempotencyKey{}, fmt.Errorf("postgres: create job %s: %w", r.id, err)
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("postgres: create job %s: commit: %w", r.id, err)
+		return store.IdempotencyKey{}, fmt.Errorf("postgres: create job %s: commit: %w", r.id, err)
 	}
-	return nil
+	if key != nil {
+		return *key, nil
+	}
+	return store.IdempotencyKey{}, nil
 }
 
 // tallySQL applies a store.Tally in a transaction.

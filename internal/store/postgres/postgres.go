@@ -174,6 +174,18 @@ var migrations = []string{
 	INSERT INTO progressd_projects
 		SELECT project, sum(queued), sum(running), sum(succeeded), sum(failed), sum(canceled), max(last_activity_at)
 		FROM progressd_project_owners GROUP BY project;`,
+	// 3: idempotency keys of creates (store/keys.go): one row per owner
+	// and key, holding the first answer.
+	`CREATE TABLE progressd_idempotency_keys (
+		owner      text NOT NULL,
+		idem_key   text NOT NULL,
+		body_hash  text NOT NULL,
+		job_id     text COLLATE "C" NOT NULL,
+		response   text NOT NULL,
+		created_at timestamptz NOT NULL,
+		PRIMARY KEY (owner, idem_key)
+	);
+	CREATE INDEX progressd_idempotency_keys_created_at ON progressd_idempotency_keys (created_at);`,
 }
 
 // migrate applies the migrations the database has not run yet, in one

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"time"
 
 	"github.com/progressd/progressd/internal/progress"
 	"github.com/progressd/progressd/internal/store"
@@ -68,25 +69,37 @@ func decode(id, text string) (progress.Snapshot, error) {
 // transaction; ErrExists if the id is taken, ErrParentNotFound or
 // ErrParentFinished for a child whose parent is gone or terminal.
 func (s *Store) Create(ctx context.Context, snap progress.Snapshot) error {
+	_, err := s.create(ctx, snap, nil, time.Time{})
+	return err
+}
+
+// create is Create, recording key first in the same transaction if one is
+// given (CreateKeyed): a key that is taken ends it with ErrKeyTaken.
+func (s *Store) create(ctx context.Context, snap progress.Snapshot, key *store.IdempotencyKey, expiredBefore time.Time) (store.IdempotencyKey, error) {
 	r, err := encode(snap)
 	if err != nil {
-		return fmt.Errorf("sqlite: create: %w", err)
+		return store.IdempotencyKey{}, fmt.Errorf("sqlite: create: %w", err)
 	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("sqlite: create job %s: begin: %w", r.id, err)
+		return store.IdempotencyKey{}, fmt.Errorf("sqlite: create job %s: begin: %w", r.id, err)
 	}
 	defer func() { _ = tx.Rollback() }()
+	if key != nil {
+		if held, err := recordKey(ctx, tx, *key, r, expiredBefore); err != nil {
+			return held, err
+		}
+	}
 	if snap.ParentID != "" {
 		var state string
 		err := tx.QueryRowContext(ctx, `SELECT state FROM jobs WHERE id = ?`, snap.ParentID).Scan(&state)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
-			return fmt.Errorf("sqlite: create job %s under %s: %w", r.id, snap.ParentID, store.ErrParentNotFound)
+			return store.IdempotencyKey{}, fmt.Errorf("sqlite: create job %s under %s: %w", r.id, snap.ParentID, store.ErrParentNotFound)
 		case err != nil:
-			return fmt.Errorf("sqlite: create job %s: read parent: %w", r.id, err)
+			return store.IdempotencyKey{}, fmt.Errorf("sqlite: create job %s: read parent: %w", r.id, err)
 		case progress.State(state).Terminal():
-			return fmt.Errorf("sqlite: create job %s under %s: %w", r.id, snap.ParentID, store.ErrParentFinished)
+			return store.IdempotencyKey{}, fmt.Errorf("sqlite: create job %s under %s: %w", r.id, snap.ParentID, store.ErrParentFinished)
 		}
 	}
 	res, err := tx.ExecContext(ctx, `
@@ -96,29 +109,32 @@ func (s *Store) Create(ctx context.Context, snap progress.Snapshot) error {
 		r.id, r.project, r.owner, r.state, r.seq, r.createdAt, r.updatedAt, r.finishedAt, r.snapshot,
 		r.parentID, r.weight, r.progress)
 	if err != nil {
-		return fmt.Errorf("sqlite: create job %s: %w", r.id, err)
+		return store.IdempotencyKey{}, fmt.Errorf("sqlite: create job %s: %w", r.id, err)
 	}
 	n, err := res.RowsAffected()
 	if err != nil {
-		return fmt.Errorf("sqlite: create job %s: %w", r.id, err)
+		return store.IdempotencyKey{}, fmt.Errorf("sqlite: create job %s: %w", r.id, err)
 	}
 	if n == 0 {
-		return fmt.Errorf("sqlite: create job %s: %w", r.id, store.ErrExists)
+		return store.IdempotencyKey{}, fmt.Errorf("sqlite: create job %s: %w", r.id, store.ErrExists)
 	}
 	for _, tag := range snap.Tags {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO job_tags (tag, job_id, owner) VALUES (?, ?, ?)`, tag, r.id, r.owner); err != nil {
-			return fmt.Errorf("sqlite: create job %s: tag %q: %w", r.id, tag, err)
+			return store.IdempotencyKey{}, fmt.Errorf("sqlite: create job %s: tag %q: %w", r.id, tag, err)
 		}
 	}
 	t := store.NewTally()
 	t.Created(&snap)
 	if err := applyTally(ctx, tx, t); err != nil {
-		return fmt.Errorf("sqlite: create job %s: %w", r.id, err)
+		return store.IdempotencyKey{}, fmt.Errorf("sqlite: create job %s: %w", r.id, err)
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("sqlite: create job %s: commit: %w", r.id, err)
+		return store.IdempotencyKey{}, fmt.Errorf("sqlite: create job %s: commit: %w", r.id, err)
 	}
-	return nil
+	if key != nil {
+		return *key, nil
+	}
+	return store.IdempotencyKey{}, nil
 }
 
 // Save updates every job in snaps whose stored seq is lower, in one

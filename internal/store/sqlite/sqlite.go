@@ -190,6 +190,18 @@ var migrations = []string{
 	INSERT INTO projects
 		SELECT project, sum(queued), sum(running), sum(succeeded), sum(failed), sum(canceled), max(last_activity_at)
 		FROM project_owners GROUP BY project;`,
+	// 3: idempotency keys of creates (store/keys.go): one row per owner
+	// and key, holding the first answer; created_at in Unix milliseconds.
+	`CREATE TABLE idempotency_keys (
+		owner      TEXT NOT NULL,
+		idem_key   TEXT NOT NULL,
+		body_hash  TEXT NOT NULL,
+		job_id     TEXT NOT NULL,
+		response   TEXT NOT NULL,
+		created_at INTEGER NOT NULL,
+		PRIMARY KEY (owner, idem_key)
+	) WITHOUT ROWID;
+	CREATE INDEX idempotency_keys_created_at ON idempotency_keys (created_at);`,
 }
 
 // migrate applies the migrations the file has not run yet, in one

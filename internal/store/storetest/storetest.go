@@ -1,7 +1,8 @@
 // Package storetest is the one conformance suite every store.Store
 // implementation runs, so SQLite and PostgreSQL cannot drift apart in what
 // the rest of progressd relies on: seq-guarded saves, List order and
-// pagination, the sentinel errors, and data surviving a restart.
+// pagination, the sentinel errors, idempotency keys, and data surviving a
+// restart.
 //
 // An implementation's test calls Run with a Harness:
 //
@@ -73,7 +74,7 @@ func Run(t *testing.T, h Harness) {
 		{"CloseTwice", testCloseTwice},
 		{"CanceledContext", testCanceledContext},
 	}
-	for _, tc := range append(tests, groupTests...) {
+	for _, tc := range slices.Concat(tests, groupTests, keyTests) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			tc.fn(t, setup(t, h))
