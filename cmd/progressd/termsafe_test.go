@@ -138,3 +138,25 @@ func TestChildrenSummary(t *testing.T) {
 		t.Errorf("describeJob of a parent = %q", got)
 	}
 }
+
+// FuzzTermSafe: whatever a job says, what the CLI prints of it drives no
+// terminal, and text with nothing to escape is printed as it is.
+func FuzzTermSafe(f *testing.F) {
+	for _, s := range []string{"", "frame 1/2", "\x1b]0;t\x07", "\xc2\x9b2J", "\x9b", "\u202e", "a\r\nb", "\xff\xfe"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		out := termSafe(s)
+		checkPrintable(t, "termSafe", strings.ReplaceAll(out, "\n", ""))
+		if strings.Contains(out, "\n") {
+			t.Fatalf("termSafe(%q) kept a line break: %q", s, out)
+		}
+		clean := utf8.ValidString(s)
+		for _, r := range s {
+			clean = clean && !unsafeRune(r, utf8.RuneLen(r))
+		}
+		if clean && out != s {
+			t.Fatalf("termSafe(%q) = %q, but there was nothing to escape", s, out)
+		}
+	})
+}

@@ -141,3 +141,31 @@ func TestRefusalIsLoggedOnce(t *testing.T) {
 		t.Errorf("the log line does not name the origin and the flag: %s", logged.String())
 	}
 }
+
+// FuzzGuard: any Origin, Host and Sec-Fetch-Site a client sends: no
+// panic, and a request that passes is allowed by the rules.
+func FuzzGuard(f *testing.F) {
+	f.Add("https://evil.example", "127.0.0.1:8000", "cross-site", "POST")
+	f.Add("http://localhost:8000", "localhost:8000", "same-origin", "GET")
+	f.Add("null", "[::1]:8000", "", "OPTIONS")
+	f.Add("http://[::1", "rebound.example:8000", "none", "DELETE")
+	a, _ := net.ResolveTCPAddr("tcp", "127.0.0.1:8000")
+	p, err := New(Config{Listen: a, Allowed: []string{"https://app.example.com"}, SingleUser: true})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, origin, host, site, method string) {
+		req := httptest.NewRequest("GET", "http://127.0.0.1:8000/api/v1/jobs", nil)
+		if m := strings.ToUpper(method); m == "POST" || m == "DELETE" || m == "OPTIONS" {
+			req.Method = m
+		}
+		req.Host = host
+		req.Header.Set("Origin", origin)
+		req.Header.Set("Sec-Fetch-Site", site)
+		passed := false
+		p.Guard(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { passed = true })).ServeHTTP(httptest.NewRecorder(), req)
+		if passed && (!p.HostAllowed(host) || (origin != "" && !p.Allowed(origin)) || (origin == "" && site == "cross-site")) {
+			t.Fatalf("passed: Origin %q Host %q Sec-Fetch-Site %q %s", origin, host, site, req.Method)
+		}
+	})
+}
