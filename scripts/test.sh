@@ -4,7 +4,9 @@
 # client's type check and a check that the committed web assets match a
 # fresh build, the web
 # client's tests (vitest, against a real server) and the browser tests
-# (playwright-core driving Chromium at /usr/bin/chromium).
+# (playwright-core driving Chromium at /usr/bin/chromium), and the Python
+# SDK's tests (pytest on /usr/bin/python3 against the real server binary,
+# the wheel built and installed in a fresh virtualenv).
 # Usage: scripts/test.sh   (from anywhere in the repo)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +31,30 @@ fi
 
 echo "== go test -race"
 go test -race -count=1 -timeout 20m ./...
+
+# The Python SDK runs on the system's Python: its packages come from Debian
+# (.ci/run installs them), and a python3 earlier on PATH may lack them.
+PY=/usr/bin/python3
+if "$PY" -c 'import httpx, pytest, pytest_asyncio, tqdm' 2>/dev/null; then
+  if "$PY" -c 'import pyflakes' 2>/dev/null; then
+    echo "== python SDK: pyflakes"
+    "$PY" -m pyflakes sdk/python
+  fi
+  echo "== python SDK: pytest (against the real server binary)"
+  bindir=$(mktemp -d)
+  trap 'rm -rf "$bindir"' EXIT
+  go build -o "$bindir/progressd" ./cmd/progressd
+  rc=0
+  (cd sdk/python && PROGRESSD_BINARY="$bindir/progressd" "$PY" -m pytest -q -p no:cacheprovider) || rc=$?
+  if [ "$rc" -eq 5 ]; then
+    echo "python SDK: pytest collected no tests; run it from sdk/python (see sdk/python/README.md)" >&2
+    exit 1
+  fi
+  [ "$rc" -eq 0 ] || exit "$rc"
+else
+  echo "== python SDK: $PY lacks httpx/pytest/pytest-asyncio/tqdm; skipping (apt-get install python3-httpx python3-pytest python3-pytest-asyncio python3-tqdm python3-rich python3-jwt python3-venv python3-build python3-hatchling)" >&2
+  if [ "${CI:-}" = "true" ] || [ "${PROGRESSD_REQUIRE_SERVICES:-}" = "1" ]; then echo "CI needs the Python SDK's packages" >&2; exit 1; fi
+fi
 
 if command -v npm >/dev/null 2>&1; then
   echo "== web: vitest"

@@ -71,7 +71,7 @@ example 409 once the job has finished).`,
 			}
 			snap, err := c.Report(cmd.Context(), id, r)
 			if err != nil {
-				return fmt.Errorf("report job %s: %w", id, err)
+				return cf.explain(fmt.Errorf("report job %s: %w", id, err))
 			}
 			if !asJSON {
 				return nil

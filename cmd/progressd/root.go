@@ -33,7 +33,8 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServe(), newToken(), newBench(), newSubmit(), newWatch(), newReport())
+	root.AddCommand(newServe(), newToken(), newBench(), newSubmit(), newWatch(), newReport(),
+		newCreate(), newGet(), newList(), newCancel(), newVersion())
 	return root
 }
 

@@ -36,7 +36,7 @@ never through a shell. With --watch, follow the job like "progressd watch"
 			}
 			job, err := c.Create(cmd.Context(), req)
 			if err != nil {
-				return fmt.Errorf("submit: %w", err)
+				return cf.explain(fmt.Errorf("submit: %w", err))
 			}
 			if _, err := fmt.Fprintln(cmd.OutOrStdout(), termSafe(job.JobID)); err != nil {
 				return err

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -41,6 +42,20 @@ func (f *clientFlags) client(cmd *cobra.Command) (*client.Client, error) {
 	return client.New(f.server, f.token)
 }
 
+// explain adds what to do to a 401: the server wants a token this command
+// did not bring, or a valid one instead of the one it brought.
+func (f *clientFlags) explain(err error) error {
+	var e *client.Error
+	if !errors.As(err, &e) || (e.Status != http.StatusUnauthorized && e.Code != "unauthorized") ||
+		strings.Contains(e.Message, "PROGRESSD_TOKEN") {
+		return err
+	}
+	if f.token == "" {
+		return fmt.Errorf("%w; pass --token or set PROGRESSD_TOKEN (mint one with progressd token)", err)
+	}
+	return fmt.Errorf("%w; pass a valid --token or PROGRESSD_TOKEN (mint a fresh one with progressd token)", err)
+}
+
 func newWatch() *cobra.Command {
 	var (
 		cf    clientFlags
@@ -59,7 +74,7 @@ Exit status: 0 succeeded, 1 failed or canceled, 2 could not follow the job.`,
 			if err != nil {
 				return err
 			}
-			return followJob(cmd.Context(), c, args[0], cmd.OutOrStdout(), plain)
+			return cf.explain(followJob(cmd.Context(), c, args[0], cmd.OutOrStdout(), plain))
 		},
 	}
 	cf.add(cmd)

@@ -226,6 +226,8 @@ class DropOnceProxy:
                     self.armed.clear()
                     self.dropped.set()
                     break
+                if not answers:  # the server serves only its own address (DNS rebinding)
+                    data = data.replace(b"Host: 127.0.0.1:%d" % self.port, b"Host: 127.0.0.1:%d" % self.target)
                 dst.sendall(data)
         except OSError:
             pass

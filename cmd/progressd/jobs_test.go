@@ -1,0 +1,153 @@
+package main
+
+import (
+	"encoding/json"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/progressd/progressd/client"
+	"github.com/progressd/progressd/internal/auth"
+	"github.com/progressd/progressd/internal/orchestrator/orchtest"
+)
+
+// TestCreateGetListCancel drives a job through the job commands a shell
+// script would use, in both output formats.
+func TestCreateGetListCancel(t *testing.T) {
+	t.Parallel()
+	s := orchtest.Start(t, orchtest.Options{Pipelines: cliPipelines})
+
+	out, errOut, code := run(t, "create", "--server", s.URL, "--project", "cli-p", "--stage", "fetch", "--stage", "load:3")
+	id := strings.TrimSuffix(out, "\n")
+	if code != 0 || uuid.Validate(id) != nil {
+		t.Fatalf("create: exit %d, stdout %q, stderr %q; want the id alone", code, out, errOut)
+	}
+	if _, errOut, code := run(t, "report", id, "--server", s.URL, "--stage", "load", "--progress", "0.5", "--message", "half \x1b[2J"); code != 0 {
+		t.Fatalf("report: exit %d: %s", code, errOut)
+	}
+
+	out, _, code = run(t, "get", id, "--server", s.URL)
+	for _, want := range []string{`job\s+` + id, `state\s+running 62%`, `stages\s+fetch succeeded 100%, load running 50%`, `message\s+half \\u001b\[2J`} {
+		if code != 0 || !regexp.MustCompile(want).MatchString(out) {
+			t.Errorf("get: exit %d, output lacks %q:\n%s", code, want, out)
+		}
+	}
+	if strings.Contains(out, "\x1b") {
+		t.Errorf("get printed a raw escape:\n%q", out)
+	}
+	out, _, code = run(t, "get", id, "--server", s.URL, "--output", "json")
+	var snap client.Snapshot
+	if err := json.Unmarshal([]byte(out), &snap); code != 0 || err != nil || snap.JobID != id || snap.Progress != 0.625 {
+		t.Fatalf("get -o json: exit %d, %v, %+v", code, err, snap)
+	}
+
+	other, _, _ := run(t, "create", "--server", s.URL, "--project", "cli-p", "-o", "json")
+	var otherSnap client.Snapshot
+	if err := json.Unmarshal([]byte(other), &otherSnap); err != nil || otherSnap.State != client.Queued {
+		t.Fatalf("create -o json: %v, %q", err, other)
+	}
+
+	out, errOut, code = run(t, "list", "--server", s.URL, "--project", "cli-p", "--limit", "1")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code != 0 || len(lines) != 2 || !strings.HasPrefix(lines[0], "ID ") || !strings.HasPrefix(lines[1], otherSnap.JobID) {
+		t.Fatalf("list --limit 1: exit %d, stdout:\n%s", code, out)
+	}
+	if !strings.Contains(errOut, "more: add --cursor ") {
+		t.Errorf("list did not say how to get the next page: %q", errOut)
+	}
+	out, _, code = run(t, "list", "--server", s.URL, "--project", "cli-p", "--limit", "1", "--all")
+	if n := strings.Count(out, "\n"); code != 0 || n != 3 || !strings.Contains(out, id) || !strings.Contains(out, "load") {
+		t.Fatalf("list --all: exit %d, %d lines:\n%s", code, n, out)
+	}
+	out, _, code = run(t, "list", "--server", s.URL, "--project", "cli-p", "--state", "running", "-o", "json")
+	var page client.Page
+	if err := json.Unmarshal([]byte(out), &page); code != 0 || err != nil || len(page.Jobs) != 1 || page.Jobs[0].JobID != id || page.NextCursor != nil {
+		t.Fatalf("list --state running -o json: exit %d, %v, %s", code, err, out)
+	}
+
+	out, errOut, code = run(t, "cancel", id, "--server", s.URL)
+	if code != 0 || out != "job "+id+" canceled at 62%\n" {
+		t.Fatalf("cancel: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	if _, errOut, code := run(t, "cancel", id, "--server", s.URL); code != 2 || !strings.Contains(errOut, "job_finished") {
+		t.Fatalf("cancel twice: exit %d, %q; want job_finished", code, errOut)
+	}
+	if got, _ := s.Jobs.Get(t.Context(), id); got.State != client.Canceled {
+		t.Fatalf("after cancel: %s", got.State)
+	}
+}
+
+// TestJobCommandsRefuseBadInput: every refusal says what to do and
+// creates nothing.
+func TestJobCommandsRefuseBadInput(t *testing.T) {
+	t.Parallel()
+	s := orchtest.Start(t, orchtest.Options{Pipelines: cliPipelines})
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"create", "--stage", "a"}, `"project" not set`},
+		{[]string{"create", "--project", "p", "--stage", "a:0"}, "must be a number > 0"},
+		{[]string{"create", "--project", "p", "--stage", "a:x"}, "must be a number > 0"},
+		{[]string{"create", "--project", "p", "--stage", ":2"}, "needs a name"},
+		{[]string{"create", "--project", "p", "--stage", "a", "--stage", "a"}, "invalid_job"},
+		{[]string{"create", "--project", "has space"}, "may not contain spaces"},
+		{[]string{"create", "--project", "p", "-o", "yaml"}, `--output "yaml": use text or json`},
+		{[]string{"list", "-o", "text"}, "use table or json"},
+		{[]string{"list", "--state", "done"}, "not one of"},
+		{[]string{"get", "no-such-job"}, "not_found"},
+		{[]string{"cancel", "no-such-job"}, "not_found"},
+		{[]string{"get"}, "accepts 1 arg"},
+	} {
+		out, errOut, code := run(t, append(tc.args, "--server", s.URL)...)
+		if code != 2 || out != "" || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit 2 and an error saying %q", tc.args, code, out, errOut, tc.want)
+		}
+	}
+	out, _, _ := run(t, "list", "--server", s.URL, "-o", "json")
+	if strings.TrimSpace(out) != `{"jobs":[],"next_cursor":null}` {
+		t.Errorf("the refused creates made jobs: %s", out)
+	}
+	if _, errOut, code := run(t, "get", "x", "--server", "http://127.0.0.1:1"); code != 2 || !strings.Contains(errOut, "is progressd running") {
+		t.Errorf("server down: exit %d, %q", code, errOut)
+	}
+}
+
+// TestMissingTokenSaysWhatToDo is not parallel: it clears PROGRESSD_TOKEN.
+func TestMissingTokenSaysWhatToDo(t *testing.T) {
+	const secret = "cli-missing-token-secret-0123456789"
+	s := orchtest.Start(t, orchtest.Options{Pipelines: cliPipelines, AuthSecret: secret})
+	t.Setenv("PROGRESSD_TOKEN", "")
+	for _, args := range [][]string{
+		{"create", "--project", "p"}, {"list"}, {"get", "j"}, {"cancel", "j"},
+		{"report", "j", "--progress", "0.5"}, {"submit", "--project", "p", "--pipeline", "quick", "--param", "word=x"},
+	} {
+		_, errOut, code := run(t, append(args, "--server", s.URL)...)
+		if code != 2 || !strings.Contains(errOut, "pass --token or set PROGRESSD_TOKEN") {
+			t.Errorf("%v without a token: exit %d, %q", args, code, errOut)
+		}
+	}
+	expired, err := auth.Mint(secret, "erin", false, time.Minute, time.Now().Add(-time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, errOut, code := run(t, "list", "--server", s.URL, "--token", expired); code != 2 || !strings.Contains(errOut, "pass a valid --token") {
+		t.Errorf("expired token: exit %d, %q", code, errOut)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	t.Parallel()
+	out, _, code := run(t, "version")
+	if code != 0 || !strings.HasPrefix(out, "progressd ") || !strings.Contains(out, "go1.") {
+		t.Fatalf("version: exit %d, %q", code, out)
+	}
+	out, _, code = run(t, "version", "-o", "json")
+	var b buildInfo
+	if err := json.Unmarshal([]byte(out), &b); code != 0 || err != nil || b.Version == "" || b.Go == "" || b.Platform == "" {
+		t.Fatalf("version -o json: exit %d, %v, %q", code, err, out)
+	}
+}
