@@ -199,7 +199,6 @@ def test_create_with_the_same_idempotency_key_returns_the_same_job(client):
     assert a.id == b.id
 
 
-@pytest.mark.xfail(strict=True, reason="server: name and tags on create are not implemented yet (SPEC part two); remove this mark when they are")
 def test_create_with_name_and_tags(client):
     job = client.create_job("py-p1", name="Import 42", tags=["customer-42"])
     assert job.snapshot.name == "Import 42" and job.snapshot.tags == ("customer-42",)
