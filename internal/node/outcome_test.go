@@ -222,3 +222,45 @@ func TestOutcomeOutlastsFullDisk(t *testing.T) {
 		t.Fatalf("the command should have run once: %q %v", runs, err)
 	}
 }
+
+// TestOutcomeLandsOnAnotherNode: two nodes share PostgreSQL (and its job
+// queue) and a Redis. A command exits 0 while Redis is down, the node that
+// ran it holds the outcome in the queue row and then stops; once Redis is
+// back the other node records the outcome, and the command ran once.
+func TestOutcomeLandsOnAnotherNode(t *testing.T) {
+	t.Parallel()
+	rs := testsvc.StartRedis(t)
+	db := testsvc.PostgresSchema(t)
+	gate := t.TempDir()
+	pipelines := writePipelines(t, gatedPipelines)
+	shared := func(c *Config) { c.DB, c.Redis, c.RedisPrefix, c.Pipelines = db, rs.URL(), "anynode:", pipelines }
+	nodes := []*Node{startNode(t, "", shared), startNode(t, "", shared)}
+	clients := []client{{t: t, base: nodes[0].URL()}, {t: t, base: nodes[1].URL()}}
+	s := create(t, clients[0], map[string]any{"project": "p", "pipeline": "gated", "params": map[string]string{"dir": gate}})
+	waitState(t, clients[0], s.JobID, progress.Running, 20*time.Second)
+
+	rs.Stop()
+	if err := os.WriteFile(filepath.Join(gate, "go"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const held = `progressd_pipeline_attempts_total{outcome="held"}`
+	ran := -1
+	if err := testsvc.WaitFor(20*time.Second, func() error {
+		for i, c := range clients {
+			if m := metric(c, held); m != "" && m != held+" 0" {
+				ran = i
+				return nil
+			}
+		}
+		return testsvc.ErrNotYet
+	}); err != nil {
+		t.Fatalf("no node held the outcome: %v", err)
+	}
+	stopNode(t, nodes[ran])
+	rs.Start()
+	other := clients[1-ran]
+	waitState(t, other, s.JobID, progress.Succeeded, 40*time.Second)
+	if runs, err := os.ReadFile(filepath.Join(gate, "runs")); err != nil || string(runs) != "run\n" {
+		t.Fatalf("the command should have run once: %q %v", runs, err)
+	}
+}
