@@ -21,6 +21,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/progressd/progressd/internal/progress"
 )
 
@@ -113,13 +115,54 @@ type CreateRequest struct {
 	Weight           *float64 `json:"weight,omitempty"`
 	ExpectedChildren int      `json:"expected_children,omitempty"`
 	Owner            string   `json:"owner,omitempty"`
+
+	// IdempotencyKey is sent as the Idempotency-Key header: the server
+	// makes one job per key and user, however often the create is sent
+	// (within 24 h). Create picks a random one when it is empty; set it to
+	// make a create safe to repeat across runs of your program too.
+	IdempotencyKey string `json:"-"`
 }
 
-// Create creates a job and returns its first snapshot.
+// createTries is how many times Create sends a create that got no answer.
+const createTries = 3
+
+// Create creates a job and returns its first snapshot. A create that got
+// no answer — the connection failed, or the server answered 502, 503 or
+// 504 — is sent again, twice at most, with the same Idempotency-Key, so
+// the job is made (and its pipeline run) once.
 func (c *Client) Create(ctx context.Context, req CreateRequest) (Snapshot, error) {
-	var s Snapshot
-	err := c.do(ctx, http.MethodPost, "/api/v1/jobs", nil, req, &s)
-	return s, err
+	if req.IdempotencyKey == "" {
+		req.IdempotencyKey = uuid.NewString()
+	}
+	header := http.Header{"Idempotency-Key": {req.IdempotencyKey}}
+	wait := 250 * time.Millisecond
+	for try := 1; ; try++ {
+		var s Snapshot
+		err := c.doWith(ctx, http.MethodPost, "/api/v1/jobs", nil, header, req, &s)
+		if err == nil || try == createTries || !unanswered(err) {
+			return s, err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return s, err
+		case <-t.C:
+		}
+		wait *= 4
+	}
+}
+
+// unanswered reports whether err says the request may not have reached the
+// server, or its answer was lost: a failed connection, or a gateway or
+// server that could not serve it now.
+func unanswered(err error) bool {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Status == http.StatusBadGateway || e.Status == http.StatusServiceUnavailable || e.Status == http.StatusGatewayTimeout
+	}
+	var ue *url.Error
+	return errors.As(err, &ue) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
 }
 
 // Get returns a job's latest snapshot.
@@ -218,6 +261,11 @@ func pageQuery(q url.Values, limit int, cursor string) {
 const maxResponseBytes = 64 << 20
 
 func (c *Client) do(ctx context.Context, method, path string, q url.Values, body, out any) error {
+	return c.doWith(ctx, method, path, q, nil, body, out)
+}
+
+// doWith is do with extra request headers.
+func (c *Client) doWith(ctx context.Context, method, path string, q url.Values, header http.Header, body, out any) error {
 	u := *c.base
 	u.Path += path
 	u.RawQuery = q.Encode()
@@ -239,6 +287,9 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 	}
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	for k, v := range header {
+		req.Header[k] = v
 	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {

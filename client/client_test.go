@@ -270,7 +270,16 @@ type proxy struct {
 	mu      sync.Mutex
 	conns   []net.Conn
 	n       int
+	lose    int // connections whose answer is lost: cut as the server starts answering
 	wg      sync.WaitGroup
+}
+
+// loseAnswers makes the next n connections lose their answer: the request
+// reaches the server, and the connection is cut when the answer starts.
+func (p *proxy) loseAnswers(n int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.lose = n
 }
 
 func newProxy(t *testing.T, backend string) *proxy {
@@ -310,8 +319,20 @@ func (p *proxy) serve() {
 		p.mu.Lock()
 		p.n++
 		p.conns = append(p.conns, in, out)
+		lose := p.lose > 0
+		if lose {
+			p.lose--
+		}
 		p.mu.Unlock()
 		p.wg.Go(func() { _, _ = io.Copy(out, in); out.Close() })
+		if lose {
+			p.wg.Go(func() {
+				_, _ = out.Read(make([]byte, 1)) // the answer starts: the server has done the work
+				in.Close()
+				out.Close()
+			})
+			continue
+		}
 		p.wg.Go(func() { _, _ = io.Copy(in, out); in.Close() })
 	}
 }
@@ -326,6 +347,41 @@ func (p *proxy) dropAll() {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestCreateResendsWithItsKey: the answer to a create is lost (the proxy
+// lets the request through and cuts the connection as the answer starts);
+// Create sends it again with the same Idempotency-Key and gets the one job
+// the server made. A key of the caller's own holds across calls.
+func TestCreateResendsWithItsKey(t *testing.T) {
+	t.Parallel()
+	s := orchtest.Start(t, orchtest.Options{Pipelines: quickPipelines})
+	p := newProxy(t, strings.TrimPrefix(s.URL, "http://"))
+	p.loseAnswers(1)
+	c := newClient(t, "http://"+p.addr(), "")
+	job, err := c.Create(t.Context(), client.CreateRequest{Project: "resend"})
+	if err != nil {
+		t.Fatalf("Create with its first answer lost: %v", err)
+	}
+	if p.accepted() < 2 {
+		t.Fatalf("%d connections: the create was not sent again", p.accepted())
+	}
+	page, err := newClient(t, s.URL, "").List(t.Context(), client.ListOptions{Project: "resend"})
+	if err != nil || len(page.Jobs) != 1 || page.Jobs[0].JobID != job.JobID {
+		t.Fatalf("jobs made: %+v, %v; want only %s", page.Jobs, err, job.JobID)
+	}
+
+	req := client.CreateRequest{Project: "resend", IdempotencyKey: "order-7"}
+	a, errA := c.Create(t.Context(), req)
+	b, errB := c.Create(t.Context(), req)
+	if errA != nil || errB != nil || a.JobID != b.JobID {
+		t.Fatalf("one key twice: %s %v, %s %v", a.JobID, errA, b.JobID, errB)
+	}
+	req.Project = "other"
+	var e *client.Error
+	if _, err := c.Create(t.Context(), req); !errors.As(err, &e) || e.Status != 422 || e.Code != "idempotency_conflict" {
+		t.Fatalf("the key with another body: %v", err)
+	}
+}
 
 // TestBatchWithTheClient: a parent and its children through the client —
 // create, report, list by parent and tag, the project list, and Watch of
