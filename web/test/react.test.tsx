@@ -3,7 +3,15 @@ import { Profiler, StrictMode } from "react";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ProgressClient } from "../src/client/client";
 import { FrameBatcher } from "../src/client/frame";
-import { InlineProgressBar, ProgressProvider, useConnectionState, useJob, useProjectJobs } from "../src/react";
+import {
+  InlineProgressBar,
+  ProgressProvider,
+  useConnectionState,
+  useJob,
+  useJobChildren,
+  useProjectJobs,
+  useTaggedJobs,
+} from "../src/react";
 import { FakeTimers, FakeWebSocket, flush, snapshot } from "./fakes";
 
 let client: ProgressClient;
@@ -183,6 +191,34 @@ describe("hooks", () => {
     });
     await frame();
     expect(list.map((j) => j.job_id)).toEqual(["b", "a"]);
+  });
+
+  it("useJobChildren and useTaggedJobs subscribe children:<id> and tag:<t> and list what they cover", async () => {
+    let kids: readonly { job_id: string }[] = [];
+    let tagged: readonly { job_id: string }[] = [];
+    function P() {
+      kids = useJobChildren("parent", { list: false });
+      tagged = useTaggedJobs("batch", { list: false });
+      return null;
+    }
+    render(
+      <Wrap>
+        <P />
+      </Wrap>,
+    );
+    const ws = await openSocket();
+    expect(ws.frames("subscribe").map((f) => f.channel)).toEqual(["children:parent", "tag:batch"]);
+    act(() => {
+      ws.receive({ type: "update", channel: "children:parent", job: snapshot("a", 1, { parent_id: "parent", tags: ["batch"] }) });
+      ws.receive({
+        type: "update",
+        channel: "children:parent",
+        job: snapshot("b", 1, { parent_id: "parent", created_at: "2026-01-02T00:00:00.000Z" }),
+      });
+    });
+    await frame();
+    expect(kids.map((j) => j.job_id)).toEqual(["b", "a"]);
+    expect(tagged.map((j) => j.job_id)).toEqual(["a"]);
   });
 
   it("useConnectionState follows the connection", async () => {

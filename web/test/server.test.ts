@@ -92,6 +92,26 @@ describe("live updates over WebSocket", () => {
     expect(c.getStatus()).toMatchObject({ transport: "websocket", role: "solo" });
   });
 
+  it("follows a batch on children:<id> and tag:<t>, and the parent's counts", async () => {
+    const c = connect({ server: server() });
+    const project = uniqueProject();
+    const tag = "batch-" + project;
+    const parent = await c.api.createJob({ project, name: "batch", expected_children: 3, tags: [tag] });
+    const kids = [];
+    for (let i = 0; i < 3; i++) kids.push(await c.api.createJob({ parent_id: parent.job_id, tags: [tag] }));
+    expect(kids[0]!.project).toBe(project);
+    c.watchChildren(parent.job_id);
+    c.watchTag(tag);
+    c.watchJob(parent.job_id);
+    await waitFor(() => c.store.channelJobs("children:" + parent.job_id).length === 3, "the children's first snapshots");
+    for (const k of kids) await post(server(), `/api/v1/jobs/${k.job_id}/progress`, { state: "succeeded" });
+    const done = await waitFor(() => (c.getJob(parent.job_id)?.state === "succeeded" ? c.getJob(parent.job_id) : undefined), "the parent to finish");
+    expect(done.children).toEqual({ total: 3, queued: 0, running: 0, succeeded: 3, failed: 0, canceled: 0 });
+    expect(c.store.channelJobs("tag:" + tag).length).toBe(4);
+    const projects = await c.api.listProjects();
+    expect(projects.projects.find((p) => p.project === project)?.jobs.succeeded).toBe(4);
+  });
+
   it("ten watchers of one job and a project are one connection and two server subscriptions", async () => {
     const before = await metric(server(), SUBS);
     const c = connect({ server: server() });

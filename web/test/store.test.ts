@@ -63,6 +63,21 @@ describe("JobStore", () => {
     expect(channelMatcher("bogus")).toBeNull();
   });
 
+  it("finds a job's children and a tag's jobs, the same array until the store changes", () => {
+    const s = new JobStore();
+    s.accept(snapshot("parent", 1, { tags: ["t1"] }));
+    s.accept(snapshot("c1", 1, { parent_id: "parent", created_at: "2026-01-01T00:00:01.000Z" }));
+    s.accept(snapshot("c2", 1, { parent_id: "parent", tags: ["t1"], created_at: "2026-01-01T00:00:02.000Z" }));
+    s.accept(snapshot("other", 1, { parent_id: "x" }));
+    const kids = s.channelJobs("children:parent");
+    expect(kids.map((j) => j.job_id)).toEqual(["c2", "c1"]);
+    expect(s.channelJobs("children:parent")).toBe(kids);
+    expect(s.channelJobs("tag:t1").map((j) => j.job_id)).toEqual(["c2", "parent"]);
+    s.accept(snapshot("c3", 1, { parent_id: "parent", created_at: "2026-01-01T00:00:03.000Z" }));
+    expect(s.channelJobs("children:parent").map((j) => j.job_id)).toEqual(["c3", "c2", "c1"]);
+    expect(s.channelJobs("bogus")).toEqual([]);
+  });
+
   it("clear forgets everything and tells listeners", () => {
     const s = new JobStore();
     const l = vi.fn();

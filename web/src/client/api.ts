@@ -2,7 +2,7 @@
 // cancel, report. Errors are ApiError with the server's code.
 
 import type { FetchLike } from "./env";
-import type { JobSnapshot, JobState } from "./types";
+import type { JobSnapshot, JobState, ProjectSummary } from "./types";
 
 export class ApiError extends Error {
   constructor(
@@ -21,10 +21,23 @@ export interface JobList {
 }
 
 export interface CreateJob {
-  project: string;
+  /** Required, except for a child, which takes its parent's. */
+  project?: string;
   pipeline?: string;
   params?: Record<string, string>;
-  stages?: { name: string; weight?: number }[];
+  stages?: { name: string; weight?: number; children?: boolean }[];
+  name?: string;
+  tags?: string[];
+  parent_id?: string;
+  weight?: number;
+  expected_children?: number;
+  /** Admin tokens only: create the job for this user. */
+  owner?: string;
+}
+
+export interface ProjectList {
+  projects: ProjectSummary[];
+  next_cursor?: string | null;
 }
 
 export interface ProgressReport {
@@ -40,6 +53,9 @@ export interface ProgressReport {
 export interface ListQuery {
   project?: string;
   state?: JobState;
+  /** Only the direct children of this job. */
+  parent?: string;
+  tag?: string;
   limit?: number;
   cursor?: string;
 }
@@ -86,10 +102,21 @@ export class Api {
     const p = new URLSearchParams();
     if (q.project !== undefined) p.set("project", q.project);
     if (q.state) p.set("state", q.state);
+    if (q.parent) p.set("parent", q.parent);
+    if (q.tag) p.set("tag", q.tag);
     if (q.limit) p.set("limit", String(q.limit));
     if (q.cursor) p.set("cursor", q.cursor);
     const qs = p.toString();
     return this.request<JobList>("GET", "/api/v1/jobs" + (qs ? "?" + qs : ""), undefined, signal);
+  }
+
+  /** The caller's projects (an admin: all), most recent activity first. */
+  listProjects(q: { limit?: number; cursor?: string } = {}, signal?: AbortSignal): Promise<ProjectList> {
+    const p = new URLSearchParams();
+    if (q.limit) p.set("limit", String(q.limit));
+    if (q.cursor) p.set("cursor", q.cursor);
+    const qs = p.toString();
+    return this.request<ProjectList>("GET", "/api/v1/projects" + (qs ? "?" + qs : ""), undefined, signal);
   }
 
   getJob(id: string, signal?: AbortSignal): Promise<JobSnapshot> {

@@ -132,6 +132,16 @@ export class ProgressClient {
     return this.subscribe("job:" + jobId);
   }
 
+  /** Keeps children:<jobId> subscribed: the job's direct children. */
+  watchChildren(jobId: string): () => void {
+    return this.subscribe("children:" + jobId);
+  }
+
+  /** Keeps tag:<tag> subscribed: the caller's jobs with that tag. */
+  watchTag(tag: string): () => void {
+    return this.subscribe("tag:" + tag);
+  }
+
   watchProject(project: string): () => void {
     return this.subscribe("project:" + project);
   }
@@ -213,10 +223,18 @@ export class ProgressClient {
    * channel; this fills in history the channel does not replay.
    */
   listProject(project: string, opts: { limit?: number; force?: boolean } = {}): Promise<void> {
-    const key = project + "\0" + (opts.limit ?? 50);
+    return this.listInto({ project }, opts);
+  }
+
+  /**
+   * Fetches the newest jobs of a list query ({parent}, {tag}, {project})
+   * into the store, once per query and token unless forced.
+   */
+  listInto(q: { project?: string; parent?: string; tag?: string }, opts: { limit?: number; force?: boolean } = {}): Promise<void> {
+    const key = JSON.stringify([q.project, q.parent, q.tag, opts.limit ?? 50]);
     let p = opts.force ? undefined : this.listed.get(key);
     if (!p) {
-      p = this.api.listJobs({ project, limit: opts.limit ?? 50 }).then((res) => {
+      p = this.api.listJobs({ ...q, limit: opts.limit ?? 50 }).then((res) => {
         this.store.acceptAll(res.jobs ?? []);
       });
       p.catch(() => this.listed.delete(key));

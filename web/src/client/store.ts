@@ -18,6 +18,10 @@ export function channelMatcher(channel: string): ((job: JobSnapshot) => boolean)
       return (j) => j.project === name;
     case "user":
       return (j) => j.owner === name;
+    case "children":
+      return (j) => j.parent_id === name;
+    case "tag":
+      return (j) => j.tags?.includes(name) ?? false;
     default:
       return null;
   }
@@ -36,6 +40,7 @@ export class JobStore {
   private byProject = new Map<string, Set<string>>();
   private projectCache = new Map<string, readonly JobSnapshot[]>();
   private allCache: readonly JobSnapshot[] | null = null;
+  private channelCache = new Map<string, { version: number; list: readonly JobSnapshot[] }>();
   private jobListeners = new Map<string, Set<Listener>>();
   private projectListeners = new Map<string, Set<Listener>>();
   private anyListeners = new Set<Listener>();
@@ -98,6 +103,19 @@ export class JobStore {
     return this.allCache;
   }
 
+  /**
+   * The jobs a channel covers ("children:ID", "tag:T", …), newest first;
+   * the same array until the store changes.
+   */
+  channelJobs(channel: string): readonly JobSnapshot[] {
+    const hit = this.channelCache.get(channel);
+    if (hit && hit.version === this.version) return hit.list;
+    const m = channelMatcher(channel);
+    const list = m ? Object.freeze(this.all().filter(m)) : EMPTY;
+    this.channelCache.set(channel, { version: this.version, list });
+    return list;
+  }
+
   /** The jobs a channel covers that the store holds. */
   jobsFor(channel: string): JobSnapshot[] {
     const m = channelMatcher(channel);
@@ -116,6 +134,7 @@ export class JobStore {
     this.jobs.clear();
     this.byProject.clear();
     this.projectCache.clear();
+    this.channelCache.clear();
     this.allCache = null;
     this.version++;
     for (const s of this.jobListeners.values()) this.emit(s);

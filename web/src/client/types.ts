@@ -15,6 +15,18 @@ export interface StageSnapshot {
   weight: number;
   state: JobState;
   progress: number;
+  /** This stage's fraction is the mean of the job's children's progress. */
+  children?: boolean;
+}
+
+/** A parent's direct children, counted by state. */
+export interface ChildrenCounts {
+  total: number;
+  queued: number;
+  running: number;
+  succeeded: number;
+  failed: number;
+  canceled: number;
 }
 
 /** One job's whole state; every delivery carries all of it. */
@@ -38,6 +50,25 @@ export interface JobSnapshot {
   updated_at?: string | null;
   finished_at?: string | null;
   error?: string | null;
+  /** The job's title, when it has one. */
+  name?: string;
+  tags?: string[];
+  /** Set on a child: its parent, and the top of its tree. */
+  parent_id?: string;
+  root_id?: string;
+  /** A child's share of its parent's progress. */
+  weight?: number;
+  /** How many children a parent announced. */
+  expected_children?: number;
+  /** A parent's direct children by state. */
+  children?: ChildrenCounts;
+}
+
+/** One entry of GET /api/v1/projects. */
+export interface ProjectSummary {
+  project: string;
+  jobs: { queued: number; running: number; succeeded: number; failed: number; canceled: number };
+  last_activity_at: string;
 }
 
 export interface ProtocolError {

@@ -1,6 +1,6 @@
 import { useCallback, useEffect, useMemo, useState } from "react";
-import { isTerminal, tokenUser, type JobSnapshot } from "../client";
-import { ProgressProvider, useAllJobs, useChannel, useConnectionState, useProgressClient } from "../react";
+import { tokenUser, type ProjectSummary as ServerProject } from "../client";
+import { ProgressProvider, useChannel, useConnectionState, useProgressClient, useProjects } from "../react";
 import { ConnectionIndicator } from "./ConnectionIndicator";
 import { ProjectView } from "./ProjectView";
 import { TokenPanel } from "./TokenPanel";
@@ -21,31 +21,38 @@ interface ProjectSummary {
   total: number;
 }
 
-function summarize(jobs: readonly JobSnapshot[], extra: string[]): ProjectSummary[] {
-  const m = new Map<string, ProjectSummary>();
-  for (const p of extra) m.set(p, { name: p, active: 0, total: 0 });
-  for (const j of jobs) {
-    let s = m.get(j.project);
-    if (!s) m.set(j.project, (s = { name: j.project, active: 0, total: 0 }));
-    s.total++;
-    if (!isTerminal(j.state)) s.active++;
-  }
-  return [...m.values()].sort((a, b) => a.name.localeCompare(b.name));
+/**
+ * The sidebar: the server's project list (GET /api/v1/projects: every
+ * project the user has jobs in, most recent activity first, right after a
+ * restart), then projects opened by hand that have no jobs yet.
+ */
+function summarize(server: readonly ServerProject[], extra: string[]): ProjectSummary[] {
+  const out: ProjectSummary[] = server.map((p) => {
+    const c = p.jobs;
+    return { name: p.project, active: c.queued + c.running, total: c.queued + c.running + c.succeeded + c.failed + c.canceled };
+  });
+  const seen = new Set(out.map((p) => p.name));
+  for (const p of extra) if (!seen.has(p)) out.push({ name: p, active: 0, total: 0 });
+  return out;
 }
 
 function Dashboard({ token, setToken }: { token: string | null; setToken: (t: string | null) => void }) {
   const client = useProgressClient();
   const status = useConnectionState();
   const user = tokenUser(token);
-  // user:<self> brings every job of this user: that is how projects are found.
+  // user:<self> brings every change to this user's jobs: the project list
+  // is fetched again when they change.
   useChannel(user ? "user:" + user : null);
-  const jobs = useAllJobs();
+  const serverProjects = useProjects().data ?? [];
   const [saved, setSaved] = useSavedProjects();
   const [selected, select] = useHashProject();
   const [tokenOpen, setTokenOpen] = useState(false);
   const [authNeeded, setAuthNeeded] = useState(false);
 
-  const projects = useMemo(() => summarize(jobs, selected ? [...saved, selected] : saved), [jobs, saved, selected]);
+  const projects = useMemo(
+    () => summarize(serverProjects, selected ? [...saved, selected] : saved),
+    [serverProjects, saved, selected],
+  );
   const current = selected ?? projects[0]?.name ?? "demo";
 
   // Ask the server once whether it wants a token (single-user mode answers without one).

@@ -110,11 +110,12 @@ const JobCard = memo(function JobCard({ job }: { job: JobSnapshot }) {
     }
   };
   const duration = took(job);
+  const title = job.name || job.pipeline || "reported job";
   return (
-    <article className="job" data-state={job.state} data-job-id={job.job_id} aria-label={`${job.pipeline || "job"} ${job.job_id}`}>
+    <article className="job" data-state={job.state} data-job-id={job.job_id} aria-label={`${title} ${job.job_id}`}>
       <header className="job__head">
         <div className="job__title">
-          <span className="job__pipeline">{job.pipeline || "reported job"}</span>
+          <span className="job__pipeline">{title}</span>
           <code className="job__id" title={job.job_id}>
             {job.job_id.slice(-8)}
           </code>
@@ -130,7 +131,8 @@ const JobCard = memo(function JobCard({ job }: { job: JobSnapshot }) {
           )}
         </div>
       </header>
-      <InlineProgressBar jobId={job.job_id} watch={false} label={`${job.pipeline || "Job"} ${job.job_id.slice(-8)}`} />
+      <InlineProgressBar jobId={job.job_id} watch={false} label={`${title} ${job.job_id.slice(-8)}`} />
+      {job.children && <ChildrenLine job={job} />}
       {job.stages && job.stages.length > 0 && <Stages stages={job.stages} current={job.stage} />}
       {(job.message || job.error || error) && (
         <p className={"job__message small" + ((job.error && job.state === "failed") || error ? " job__message--error" : "")}>
@@ -146,6 +148,23 @@ const JobCard = memo(function JobCard({ job }: { job: JobSnapshot }) {
     </article>
   );
 });
+
+/** A parent's children by state: "182/200 done · 3 failed · 15 running". */
+function ChildrenLine({ job }: { job: JobSnapshot }) {
+  const c = job.children!;
+  const done = c.succeeded + c.failed + c.canceled;
+  const of = Math.max(c.total, job.expected_children ?? 0);
+  const parts = [`${done}/${of} children done`];
+  if (c.failed > 0) parts.push(`${c.failed} failed`);
+  if (c.canceled > 0) parts.push(`${c.canceled} canceled`);
+  if (c.running > 0) parts.push(`${c.running} running`);
+  if (c.queued > 0) parts.push(`${c.queued} queued`);
+  return (
+    <p className="job__children small muted" data-children-total={c.total}>
+      {parts.join(" · ")}
+    </p>
+  );
+}
 
 function Stages({ stages, current }: { stages: StageSnapshot[]; current?: string | null }) {
   return (

@@ -1,5 +1,5 @@
-import { useCallback, useEffect, useSyncExternalStore } from "react";
-import type { ConnectionStatus, JobSnapshot, Listener, ProtocolError } from "../client";
+import { useCallback, useEffect, useState, useSyncExternalStore } from "react";
+import type { ConnectionStatus, JobSnapshot, Listener, ProjectSummary, ProtocolError } from "../client";
 import { useProgressContext } from "./context";
 
 const noop = () => undefined;
@@ -69,6 +69,104 @@ export function useProjectJobs(project: string | null | undefined, opts: UseProj
 }
 
 const EMPTY: readonly JobSnapshot[] = Object.freeze([]);
+
+export interface UseChannelJobsOptions {
+  /** Also load the newest ones over HTTP (history the channel does not replay). Default true. */
+  list?: boolean;
+  /** How many to load. Default 50. */
+  limit?: number;
+}
+
+/**
+ * The jobs of a channel query, newest first, live: subscribes to channel
+ * and lists query over HTTP into the store.
+ */
+function useChannelJobs(
+  channel: string | null,
+  query: { parent?: string; tag?: string },
+  opts: UseChannelJobsOptions,
+): readonly JobSnapshot[] {
+  const { client } = useProgressContext();
+  const list = opts.list ?? true;
+  const limit = opts.limit ?? 50;
+  const subToken = useCallback((l: Listener) => client.onStatus(l), [client]);
+  const token = useSyncExternalStore(subToken, () => client.getToken());
+  useEffect(() => {
+    if (!channel) return;
+    return client.subscribe(channel);
+  }, [client, channel]);
+  const { parent, tag } = query;
+  useEffect(() => {
+    if (!channel || !list) return;
+    client.listInto({ parent, tag }, { limit }).catch(noop);
+  }, [client, channel, parent, tag, list, limit, token]);
+  const sub = useCallback((l: Listener) => (channel ? client.store.subscribeAll(l) : noop), [client, channel]);
+  const get = useCallback(() => (channel ? client.store.channelJobs(channel) : EMPTY), [client, channel]);
+  return useBatchedStore(sub, get);
+}
+
+/**
+ * A job's direct children, newest first, live (children:<id>). The
+ * parent's own snapshot (useJob) carries their counts and its bar.
+ */
+export function useJobChildren(jobId: string | null | undefined, opts: UseChannelJobsOptions = {}): readonly JobSnapshot[] {
+  return useChannelJobs(jobId ? "children:" + jobId : null, { parent: jobId ?? undefined }, opts);
+}
+
+/** The caller's jobs with a tag (an admin's: everyone's), newest first, live (tag:<tag>). */
+export function useTaggedJobs(tag: string | null | undefined, opts: UseChannelJobsOptions = {}): readonly JobSnapshot[] {
+  return useChannelJobs(tag ? "tag:" + tag : null, { tag: tag ?? undefined }, opts);
+}
+
+export interface UseProjectsResult {
+  data: readonly ProjectSummary[] | undefined;
+  error: unknown;
+  status: "loading" | "success" | "error";
+}
+
+/**
+ * The caller's projects from GET /api/v1/projects (the durable list: right
+ * after a restart and with any number of jobs), most recent activity
+ * first. It is fetched again, at most every refreshMs (default 2 s), while
+ * jobs the page watches change.
+ */
+export function useProjects(opts: { limit?: number; refreshMs?: number } = {}): UseProjectsResult {
+  const { client } = useProgressContext();
+  const limit = opts.limit ?? 200;
+  const refreshMs = opts.refreshMs ?? 2000;
+  const subToken = useCallback((l: Listener) => client.onStatus(l), [client]);
+  const token = useSyncExternalStore(subToken, () => client.getToken());
+  const [state, setState] = useState<UseProjectsResult>({ data: undefined, error: undefined, status: "loading" });
+  useEffect(() => {
+    let live = true;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let last = 0;
+    const load = () => {
+      last = Date.now();
+      client.api
+        .listProjects({ limit })
+        .then((res) => live && setState({ data: res.projects ?? [], error: undefined, status: "success" }))
+        .catch((error: unknown) => live && setState((s) => ({ data: s.data, error, status: "error" })));
+    };
+    load();
+    const unsub = client.store.subscribeAll(() => {
+      if (timer !== undefined) return;
+      timer = setTimeout(
+        () => {
+          timer = undefined;
+          load();
+        },
+        Math.max(0, last + refreshMs - Date.now()),
+      );
+    });
+    return () => {
+      live = false;
+      unsub();
+      if (timer !== undefined) clearTimeout(timer);
+    };
+  }, [client, limit, refreshMs, token]);
+  return state;
+}
 
 /** Every job the page knows, newest first, live. */
 export function useAllJobs(): readonly JobSnapshot[] {

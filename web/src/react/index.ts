@@ -7,8 +7,13 @@ export {
   useChannel,
   useChannelError,
   useConnectionState,
+  useJobChildren,
+  useTaggedJobs,
+  useProjects,
   type UseJobOptions,
   type UseProjectJobsOptions,
+  type UseChannelJobsOptions,
+  type UseProjectsResult,
 } from "./hooks";
 export { InlineProgressBar, INLINE_PROGRESS_BAR_CSS, type InlineProgressBarProps } from "./InlineProgressBar";
 export { percent, progressText, progressSpoken, formatDuration } from "./format";
