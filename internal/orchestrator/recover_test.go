@@ -3,6 +3,7 @@ package orchestrator_test
 import (
 	"bufio"
 	"bytes"
+	"database/sql"
 	"fmt"
 	"os"
 	"os/exec"
@@ -89,14 +90,20 @@ func TestCrashHelper(t *testing.T) {
 func TestCrashRecovery(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
-		pipeline string
-		want     progress.State
-		message  string
+		name, pipeline string
+		// held, the outcome the row holds when the node dies: the state a
+		// node leaves that dies while recording a held outcome (its
+		// stages had ended; see outcome.go). Recovery records it instead
+		// of retrying or failing the job.
+		held    string
+		want    progress.State
+		message string
 	}{
-		{"once", progress.Failed, "the node running this job stopped during stage work (attempt 1 of 1); not retried"},
-		{"twice", progress.Succeeded, "the node running it stopped"},
+		{"once", "once", "", progress.Failed, "the node running this job stopped during stage work (attempt 1 of 1); not retried"},
+		{"twice", "twice", "", progress.Succeeded, "the node running it stopped"},
+		{"held", "once", `{"state":"succeeded"}`, progress.Succeeded, ""},
 	} {
-		t.Run(tc.pipeline, func(t *testing.T) {
+		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			dataDir, workDir := t.TempDir(), t.TempDir()
 			cmd := exec.Command(os.Args[0], "-test.run=^TestCrashHelper$")
@@ -142,6 +149,9 @@ func TestCrashRecovery(t *testing.T) {
 			if processGone(child) {
 				t.Fatal("the stage died with the node; the test would prove nothing")
 			}
+			if tc.held != "" {
+				holdOutcome(t, filepath.Join(dataDir, orchestrator.QueueFile), tc.held)
+			}
 
 			start := time.Now()
 			s := orchtest.Start(t, orchtest.Options{Dir: dataDir, Pipelines: restartPipelines})
@@ -160,6 +170,25 @@ func TestCrashRecovery(t *testing.T) {
 			}
 			testsvc.Eventually(t, 5*time.Second, "the crashed node's command to be killed", func() bool { return processGone(child) })
 		})
+	}
+}
+
+// holdOutcome writes outcome into the metadata of the queue's running
+// row, as an attempt recording a held outcome has it.
+func holdOutcome(t *testing.T, queue, outcome string) {
+	t.Helper()
+	db, err := sql.Open("sqlite", queue+"?_busy_timeout=5000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	res, err := db.ExecContext(t.Context(),
+		`UPDATE river_job SET metadata = json_set(metadata, '$.progressd_outcome', json(?)) WHERE state = 'running'`, outcome)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		t.Fatalf("rows holding the outcome: %d, %v; want the one running row", n, err)
 	}
 }
 
