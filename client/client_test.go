@@ -16,7 +16,7 @@ import (
 
 	"github.com/progressd/progressd/client"
 	"github.com/progressd/progressd/internal/auth"
-	"github.com/progressd/progressd/internal/orchestrator/orchtest"
+	"github.com/progressd/progressd/internal/node/nodetest"
 )
 
 func TestMain(m *testing.M) {
@@ -80,7 +80,7 @@ func TestNewRejectsBadServers(t *testing.T) {
 
 func TestWorkerJobOverHTTP(t *testing.T) {
 	t.Parallel()
-	s := orchtest.Start(t, orchtest.Options{Pipelines: quickPipelines})
+	s := nodetest.Start(t, nodetest.Options{Pipelines: quickPipelines})
 	c := newClient(t, s.URL, "")
 	ctx := t.Context()
 
@@ -132,7 +132,7 @@ func TestWorkerJobOverHTTP(t *testing.T) {
 
 func TestWatchFollowsAPipelineToTheEnd(t *testing.T) {
 	t.Parallel()
-	s := orchtest.Start(t, orchtest.Options{Pipelines: quickPipelines})
+	s := nodetest.Start(t, nodetest.Options{Pipelines: quickPipelines})
 	c := newClient(t, s.URL, "")
 	job, err := c.Create(t.Context(), client.CreateRequest{Project: "p", Pipeline: "quick"})
 	if err != nil {
@@ -167,7 +167,7 @@ func TestWatchFollowsAPipelineToTheEnd(t *testing.T) {
 func TestWatchErrors(t *testing.T) {
 	t.Parallel()
 	const secret = "test-secret-test-secret-test-secret"
-	s := orchtest.Start(t, orchtest.Options{Pipelines: quickPipelines, AuthSecret: secret})
+	s := nodetest.Start(t, nodetest.Options{Pipelines: quickPipelines, AuthSecret: secret})
 	alice, err := auth.Mint(secret, "alice", false, time.Hour, time.Now())
 	if err != nil {
 		t.Fatal(err)
@@ -204,7 +204,7 @@ func TestWatchErrors(t *testing.T) {
 
 func TestWatchEndsWithItsContext(t *testing.T) {
 	t.Parallel()
-	s := orchtest.Start(t, orchtest.Options{Pipelines: quickPipelines})
+	s := nodetest.Start(t, nodetest.Options{Pipelines: quickPipelines})
 	c := newClient(t, s.URL, "")
 	job, err := c.Create(t.Context(), client.CreateRequest{Project: "p", Pipeline: "forever"})
 	if err != nil {
@@ -223,7 +223,7 @@ func TestWatchEndsWithItsContext(t *testing.T) {
 
 func TestWatchWithoutWebSocketPolls(t *testing.T) {
 	t.Parallel()
-	s := orchtest.Start(t, orchtest.Options{Pipelines: quickPipelines, NoWebSocket: true})
+	s := nodetest.Start(t, nodetest.Options{Pipelines: quickPipelines, NoWebSocket: true})
 	c := newClient(t, s.URL, "")
 	job, err := c.Create(t.Context(), client.CreateRequest{Project: "p", Pipeline: "quick"})
 	if err != nil {
@@ -239,9 +239,16 @@ func TestWatchWithoutWebSocketPolls(t *testing.T) {
 
 func TestWatchReconnects(t *testing.T) {
 	t.Parallel()
-	s := orchtest.Start(t, orchtest.Options{Pipelines: quickPipelines})
+	// With auth on: a single-user node serves only its own Host, and the
+	// proxy is another address.
+	const secret = "test-secret-test-secret-test-secret"
+	s := nodetest.Start(t, nodetest.Options{Pipelines: quickPipelines, AuthSecret: secret})
+	token, err := auth.Mint(secret, "alice", false, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
 	p := newProxy(t, strings.TrimPrefix(s.URL, "http://"))
-	c := newClient(t, "http://"+p.addr(), "")
+	c := newClient(t, "http://"+p.addr(), token)
 	job, err := c.Create(t.Context(), client.CreateRequest{Project: "p", Pipeline: "slow"})
 	if err != nil {
 		t.Fatal(err)

@@ -17,7 +17,7 @@ import (
 
 	"github.com/progressd/progressd/client"
 	"github.com/progressd/progressd/internal/auth"
-	"github.com/progressd/progressd/internal/orchestrator/orchtest"
+	"github.com/progressd/progressd/internal/node/nodetest"
 )
 
 // asCLI makes the test binary act as the progressd command when a test
@@ -79,7 +79,7 @@ pipelines:
 
 func TestSubmitPrintsTheJobIDAlone(t *testing.T) {
 	t.Parallel()
-	s := orchtest.Start(t, orchtest.Options{Pipelines: cliPipelines})
+	s := nodetest.Start(t, nodetest.Options{Pipelines: cliPipelines})
 	out, errOut, code := run(t, "submit", "--server", s.URL, "--project", "p", "--pipeline", "quick", "--param", "word=a=b; $(x)")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
@@ -112,7 +112,7 @@ func TestSubmitPrintsTheJobIDAlone(t *testing.T) {
 
 func TestSubmitWatchAndWatchExitStatus(t *testing.T) {
 	t.Parallel()
-	s := orchtest.Start(t, orchtest.Options{Pipelines: cliPipelines})
+	s := nodetest.Start(t, nodetest.Options{Pipelines: cliPipelines})
 
 	out, errOut, code := run(t, "submit", "--project", "p", "--pipeline", "quick", "--param", "word=hi", "--watch", "--server", s.URL)
 	lines := strings.Split(strings.TrimSpace(out), "\n")
@@ -151,7 +151,7 @@ func TestSubmitWatchAndWatchExitStatus(t *testing.T) {
 
 func TestReportFromAScript(t *testing.T) {
 	t.Parallel()
-	s := orchtest.Start(t, orchtest.Options{Pipelines: cliPipelines})
+	s := nodetest.Start(t, nodetest.Options{Pipelines: cliPipelines})
 	c, err := client.New(s.URL, "")
 	if err != nil {
 		t.Fatal(err)
@@ -195,7 +195,7 @@ func TestCLIAsAProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := orchtest.Start(t, orchtest.Options{Pipelines: fmt.Sprintf(`
+	s := nodetest.Start(t, nodetest.Options{Pipelines: fmt.Sprintf(`
 pipelines:
   reporting:
     params: [server]
@@ -236,7 +236,7 @@ pipelines:
 // process environment.
 func TestServerAndTokenFromTheEnvironment(t *testing.T) {
 	const secret = "cli-test-secret-cli-test-secret"
-	s := orchtest.Start(t, orchtest.Options{Pipelines: cliPipelines, AuthSecret: secret})
+	s := nodetest.Start(t, nodetest.Options{Pipelines: cliPipelines, AuthSecret: secret})
 	token, err := auth.Mint(secret, "carol", false, time.Hour, time.Now())
 	if err != nil {
 		t.Fatal(err)
@@ -301,7 +301,7 @@ func TestViews(t *testing.T) {
 func TestTokenForOneJob(t *testing.T) {
 	t.Parallel()
 	const secret = "cli-job-token-secret-cli-job-token"
-	s := orchtest.Start(t, orchtest.Options{Pipelines: cliPipelines, AuthSecret: secret})
+	s := nodetest.Start(t, nodetest.Options{Pipelines: cliPipelines, AuthSecret: secret})
 	dave, err := auth.Mint(secret, "dave", false, time.Hour, time.Now())
 	if err != nil {
 		t.Fatal(err)

@@ -8,7 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/progressd/progressd/client"
-	"github.com/progressd/progressd/internal/orchestrator/orchtest"
+	"github.com/progressd/progressd/internal/node/nodetest"
 	"github.com/progressd/progressd/internal/progress"
 )
 
@@ -65,7 +65,7 @@ func checkPrintable(t *testing.T, what, s string) {
 // watching it, on stdout or stderr; the text stays readable, escaped.
 func TestWatchEscapesJobData(t *testing.T) {
 	t.Parallel()
-	s := orchtest.Start(t, orchtest.Options{Pipelines: cliPipelines})
+	s := nodetest.Start(t, nodetest.Options{Pipelines: cliPipelines})
 	c, err := client.New(s.URL, "")
 	if err != nil {
 		t.Fatal(err)

@@ -30,3 +30,24 @@ type Broker interface {
 	// Close stops delivery. Subscriptions end with it.
 	Close() error
 }
+
+// The extras a broker may have, found by type assertion where the node is
+// wired (as mercure's transports do), so that Broker stays three methods
+// and a broker without them needs no stubs.
+
+// Pinger is a broker that can be down while the node runs (its
+// subscription to another process lost): /readyz reports Ping's error.
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// Reconnecter is a broker that can miss updates from other nodes while it
+// reconnects. The node registers, once the gateway exists, what to do
+// when it is back (resend every subscriber its current snapshots).
+type Reconnecter interface {
+	// OnReconnect sets fn, called after each reconnect before any update
+	// received on the new connection is delivered. fn must not block.
+	// Set it before the broker can lose its connection matters to anyone:
+	// a reconnect before fn is set calls nothing.
+	OnReconnect(fn func())
+}

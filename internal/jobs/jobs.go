@@ -6,6 +6,15 @@
 //
 // Service is safe for concurrent use. It does not decide who may do what:
 // callers check auth.Principal first.
+//
+// # Construction in two phases
+//
+// The service and the orchestrator need each other: the service starts a
+// pipeline job's run, the orchestrator reports on the job through the
+// service. So a Service is made first (New, with no Runner) and given the
+// orchestrator's Runner with SetRunner before it serves anything — in
+// node.Start's startOrchestrator step, the one caller. SetRunner is not
+// synchronised: calling it while requests are served is a data race.
 package jobs
 
 import (
@@ -112,7 +121,8 @@ func New(cfg Config) *Service {
 // and stops the recheck. Call it before closing the stores.
 func (s *Service) Close() { s.agg.close() }
 
-// SetRunner attaches the orchestrator; call it before serving requests.
+// SetRunner attaches the orchestrator: the second phase of construction
+// (see the package doc). Call it once, before serving requests.
 func (s *Service) SetRunner(r Runner) { s.cfg.Runner = r }
 
 // CreateRequest is what a caller asks for; the owner comes from auth.

@@ -45,6 +45,18 @@ type Config struct {
 	// NodeTimeout (PostgreSQL queue only): a node silent this long is taken
 	// for dead and its running jobs are retried or failed by another node.
 	NodeTimeout time.Duration
+
+	// Knobs for tests, which start nodes the way the product does (package
+	// nodetest) rather than wiring the parts by hand. No flag sets them;
+	// zero values are the product's.
+	//
+	// QueueRetryBackoff and QueuePollInterval shorten the orchestrator's
+	// waits between a job's attempts and between its queue polls.
+	QueueRetryBackoff time.Duration
+	QueuePollInterval time.Duration
+	// NoWebSocket leaves /ws unmounted, like a server without the gateway,
+	// for the clients' HTTP fallback.
+	NoWebSocket bool
 }
 
 // Defaults returns the configuration `progressd serve` starts from.

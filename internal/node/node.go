@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -40,7 +39,9 @@ import (
 // The parts a node hands each other, checked here where they are wired so
 // that the packages using them need not import the implementations.
 var (
-	_ gateway.Jobs = (*jobs.Service)(nil)
+	_ gateway.Jobs       = (*jobs.Service)(nil)
+	_ broker.Pinger      = (*redisbroker.Broker)(nil)
+	_ broker.Reconnecter = (*redisbroker.Broker)(nil)
 )
 
 // Version is set at build time with -ldflags "-X …/node.Version=…".
@@ -57,14 +58,17 @@ type Node struct {
 	rdb    *redis.Client // shared by the Redis snapshot store and broker; nil without --redis
 	Jobs   *jobs.Service
 	gw     *gateway.Gateway
-	// gwReady is gw once it exists, for the broker's reconnect callback.
-	gwReady atomic.Pointer[gateway.Gateway]
-	orch    *orchestrator.Orchestrator
+	orch   *orchestrator.Orchestrator
 	// stopKeys ends the expiry of old idempotency keys and waits for it.
 	stopKeys func()
-	reg      *prometheus.Registry
-	ln       net.Listener
-	srv      *http.Server
+	authn    *auth.Authenticator
+	// origins holds the node's own origins and the allowed ones.
+	origins *origin.Policy
+	// ready is what /readyz checks, one entry per part added as it opens.
+	ready []api.Checker
+	reg   *prometheus.Registry
+	ln    net.Listener
+	srv   *http.Server
 
 	serveErr chan error
 	stopOnce sync.Once
@@ -72,7 +76,9 @@ type Node struct {
 }
 
 // Start opens the stores, listens on cfg.Addr and serves in the background.
-// Call Shutdown to stop.
+// Call Shutdown to stop. Its steps run in the order the parts depend on
+// each other, each a method below: stores, jobs, listener, orchestrator,
+// fan-out (gateway), routes.
 func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Node, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -81,7 +87,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Node, err erro
 	if err := auth.CheckListen(cfg.Addr, authn); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: log, reg: prometheus.NewRegistry(), serveErr: make(chan error, 1)}
+	n := &Node{cfg: cfg, log: log, authn: authn, reg: prometheus.NewRegistry(), serveErr: make(chan error, 1)}
 	defer func() {
 		if err != nil {
 			if n.ln != nil {
@@ -92,6 +98,38 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Node, err erro
 	}()
 	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
+	if err := n.openStores(ctx); err != nil {
+		return nil, err
+	}
+	if err := n.startJobs(ctx); err != nil {
+		return nil, err
+	}
+	// Listen before the orchestrator starts: its stages are told this
+	// node's real address (with --addr :0 the port is known only now).
+	n.ln, err = net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w (is another progressd running? pick another --addr)", cfg.Addr, err)
+	}
+	if err := n.startOrchestrator(ctx); err != nil {
+		return nil, err
+	}
+	if err := n.startFanOut(); err != nil {
+		return nil, err
+	}
+	n.serve()
+	dbDesc := cfg.DBPath()
+	if cfg.Postgres() {
+		dbDesc = "postgres"
+	}
+	log.Info("progressd serving", "addr", n.Addr(), "db", dbDesc, "redis", cfg.Redis != "", "auth", authn.Enabled(),
+		"own_origins", n.origins.Own(), "allowed_origins", cfg.AllowedOrigins, "version", Version)
+	return n, nil
+}
+
+// openStores opens the durable store with its write-behind, the snapshot
+// store and the broker, and records how /readyz checks each.
+func (n *Node) openStores(ctx context.Context) (err error) {
+	cfg, log := n.cfg, n.log
 	var db store.Store
 	if cfg.Postgres() {
 		db, err = postgres.Open(ctx, cfg.DB)
@@ -99,57 +137,49 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Node, err erro
 		db, err = sqlite.Open(ctx, cfg.DBPath())
 	}
 	if err != nil {
-		return nil, err
+		return err
 	}
 	n.db = db
 	n.wb = store.NewWriteBehind(db, cfg.FlushInterval, log)
-	ready := []api.Checker{{Name: "database", Ping: n.wb.Ready}}
+	n.ready = []api.Checker{{Name: "database", Ping: n.wb.Ready}}
 	if cfg.Redis == "" {
 		n.snaps = snapshot.NewMemory(snapshot.MemoryOptions{})
 		n.broker = broker.NewLocal()
-		ready = append(ready, api.Checker{Name: "snapshots", Ping: n.snaps.Ping})
-	} else {
-		if !cfg.Postgres() {
-			log.Warn("--redis without a postgres:// --db: this node's jobs are recorded in its own SQLite file, " +
-				"so jobs created on other nodes are not kept durably here; point every node at one PostgreSQL to scale out")
-		}
-		redis.SetLogger(redisLogger{log})
-		opt, err := redis.ParseURL(cfg.Redis) // checked by Validate
-		if err != nil {
-			return nil, fmt.Errorf("--redis: %w", err)
-		}
-		n.rdb = redis.NewClient(opt)
-		if err := n.rdb.Ping(ctx).Err(); err != nil {
-			return nil, fmt.Errorf("redis at %s: %w (is Redis running there? check --redis)", opt.Addr, err)
-		}
-		n.snaps = redissnap.New(n.rdb, redissnap.Options{Prefix: cfg.RedisPrefix})
-		rb, err := redisbroker.New(ctx, n.rdb, redisbroker.Options{
-			Prefix: cfg.RedisPrefix,
-			Log:    log,
-			// Updates from other nodes were lost while the subscription
-			// was down: resend every subscriber its channels' current
-			// snapshots. Redis may have restarted empty, too: load the
-			// unfinished jobs back first (Warm skips those it holds), so
-			// project: and user: subscribers see them. The gateway is
-			// made after the broker, hence the atomic pointer.
-			OnReconnect: func() {
-				if gw := n.gwReady.Load(); gw != nil {
-					n.rewarm(log)
-					gw.Resync()
-				}
-			},
-		})
-		if err != nil {
-			return nil, err
-		}
-		n.broker = rb
-		ready = append(ready,
-			api.Checker{Name: "redis", Ping: n.snaps.Ping},
-			api.Checker{Name: "redis_pubsub", Ping: rb.Ping})
+		n.ready = append(n.ready, api.Checker{Name: "snapshots", Ping: n.snaps.Ping})
+		return nil
 	}
+	if !cfg.Postgres() {
+		log.Warn("--redis without a postgres:// --db: this node's jobs are recorded in its own SQLite file, " +
+			"so jobs created on other nodes are not kept durably here; point every node at one PostgreSQL to scale out")
+	}
+	redis.SetLogger(redisLogger{log})
+	opt, err := redis.ParseURL(cfg.Redis) // checked by Validate
+	if err != nil {
+		return fmt.Errorf("--redis: %w", err)
+	}
+	n.rdb = redis.NewClient(opt)
+	if err := n.rdb.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("redis at %s: %w (is Redis running there? check --redis)", opt.Addr, err)
+	}
+	n.snaps = redissnap.New(n.rdb, redissnap.Options{Prefix: cfg.RedisPrefix})
+	n.ready = append(n.ready, api.Checker{Name: "redis", Ping: n.snaps.Ping})
+	rb, err := redisbroker.New(ctx, n.rdb, redisbroker.Options{Prefix: cfg.RedisPrefix, Log: log})
+	if err != nil {
+		return err
+	}
+	n.broker = rb
+	if p, ok := n.broker.(broker.Pinger); ok {
+		n.ready = append(n.ready, api.Checker{Name: "redis_pubsub", Ping: p.Ping})
+	}
+	return nil
+}
+
+// startJobs makes the job service over the stores and loads the
+// unfinished jobs into the snapshot store.
+func (n *Node) startJobs(ctx context.Context) error {
 	n.Jobs = jobs.New(jobs.Config{
 		Snapshots: n.snaps, DB: n.wb, Broker: n.broker,
-		Metrics: jobs.NewMetrics(n.reg), Log: log,
+		Metrics: jobs.NewMetrics(n.reg), Log: n.log,
 		GroupRecheck: time.Second,
 	})
 	keysCtx, cancelKeys := context.WithCancel(context.WithoutCancel(ctx))
@@ -159,89 +189,104 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Node, err erro
 		n.Jobs.ExpireKeysEvery(keysCtx, keyExpiryInterval)
 	}()
 	n.stopKeys = func() { cancelKeys(); <-keysDone }
-	if err := n.Jobs.Warm(ctx); err != nil {
-		return nil, err
-	}
+	return n.Jobs.Warm(ctx)
+}
+
+// keyExpiryInterval is how often expired idempotency keys are deleted.
+// Creates ignore them from the moment they expire; this reclaims space.
+const keyExpiryInterval = 10 * time.Minute
+
+// startOrchestrator starts the pipelines' queue and workers. The job
+// service and the orchestrator need each other (jobs start pipelines, the
+// orchestrator reports on jobs): the service is made first and given the
+// orchestrator's runner here, before anything is served — the one place
+// that late binding happens.
+func (n *Node) startOrchestrator(ctx context.Context) (err error) {
+	cfg := n.cfg
 	queueDir := cfg.DataDir
 	if queueDir == "" {
 		queueDir = filepath.Dir(cfg.DBPath())
 	}
-	// Listen before the orchestrator starts: its stages are told this
-	// node's real address (with --addr :0 the port is known only now).
-	n.ln, err = net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w (is another progressd running? pick another --addr)", cfg.Addr, err)
-	}
 	orchCfg := orchestrator.Config{
 		Jobs: n.Jobs, PipelinesFile: cfg.Pipelines, DataDir: queueDir, Workers: cfg.Workers,
-		ServerURL: stageServerURL(n.ln.Addr()), AuthSecret: cfg.AuthSecret, Registerer: n.reg, Log: log,
+		ServerURL: stageServerURL(n.ln.Addr()), AuthSecret: cfg.AuthSecret, Registerer: n.reg, Log: n.log,
 		KillGrace: cfg.KillGrace, NodeTimeout: cfg.NodeTimeout,
+		RetryBackoff: cfg.QueueRetryBackoff, PollInterval: cfg.QueuePollInterval,
 	}
 	if cfg.Postgres() {
 		orchCfg.Postgres = cfg.DB // one queue for every node of the database
 	}
 	n.orch, err = orchestrator.New(orchCfg)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	n.Jobs.SetRunner(n.orch.Runner())
-	if err := n.orch.Start(ctx); err != nil {
-		return nil, err
-	}
+	n.ready = append(n.ready, api.Checker{Name: "queue", Ping: n.orch.Ping})
+	return n.orch.Start(ctx)
+}
 
+// startFanOut makes the gateway, which hears every update from the
+// broker. A broker that can lose updates while it reconnects (a
+// broker.Reconnecter: Redis) is told, now that the gateway exists, what
+// to do when it is back: updates from other nodes were lost meanwhile, so
+// every subscriber is resent its channels' current snapshots; the store
+// may have restarted empty too, so the unfinished jobs are loaded back
+// first (Warm skips those it holds), so project: and user: subscribers
+// see them.
+func (n *Node) startFanOut() (err error) {
+	cfg := n.cfg
 	// The server's own origins come from the address it is bound to (the
 	// real port with --addr :0), never from a request's Host header.
-	origins, err := origin.New(origin.Config{
-		Listen: n.ln.Addr(), Allowed: cfg.AllowedOrigins, SingleUser: !authn.Enabled(), Registerer: n.reg, Log: log,
+	n.origins, err = origin.New(origin.Config{
+		Listen: n.ln.Addr(), Allowed: cfg.AllowedOrigins, SingleUser: !n.authn.Enabled(), Registerer: n.reg, Log: n.log,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("--allowed-origins: %w", err)
+		return fmt.Errorf("--allowed-origins: %w", err)
 	}
 	n.gw, err = gateway.New(gateway.Config{
-		Broker: n.broker, Jobs: n.Jobs, Auth: authn,
-		Origins:          origins,
+		Broker: n.broker, Jobs: n.Jobs, Auth: n.authn,
+		Origins:          n.origins,
 		MaxFrameBytes:    int64(cfg.MaxFrameBytes),
 		MaxSubscriptions: cfg.MaxSubscriptions,
 		MaxConnsPerUser:  cfg.MaxConnsPerUser,
 		MinWriteInterval: cfg.MinWriteInterval,
-		Registerer:       n.reg, Log: log,
+		Registerer:       n.reg, Log: n.log,
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
-	n.gwReady.Store(n.gw)
+	if r, ok := n.broker.(broker.Reconnecter); ok {
+		gw := n.gw
+		r.OnReconnect(func() {
+			n.rewarm(n.log)
+			gw.Resync()
+		})
+	}
+	return nil
+}
 
+// serve mounts the routes and serves them on the listener in the
+// background.
+func (n *Node) serve() {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /ws", n.gw.ServeWS)
+	if !n.cfg.NoWebSocket {
+		mux.HandleFunc("GET /ws", n.gw.ServeWS)
+	}
 	mux.HandleFunc("GET /api/v1/events", n.gw.ServeEvents)
 	mux.HandleFunc("GET /api/v1/jobs/{id}/events", n.gw.ServeJobEvents)
-	api.New(mux, api.Config{
-		Jobs: n.Jobs, Auth: authn, Version: Version, Log: log,
-		Ready: append(ready, api.Checker{Name: "queue", Ping: n.orch.Ping}),
-	})
+	api.New(mux, api.Config{Jobs: n.Jobs, Auth: n.authn, Version: Version, Log: n.log, Ready: n.ready})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{Registry: n.reg}))
 	mux.Handle("GET /", http.FileServerFS(web.Dist()))
 
 	n.srv = &http.Server{
-		Handler:           instrument(n.reg, origins.Guard(api.JSONByDefault(mux))),
+		Handler:           instrument(n.reg, n.origins.Guard(api.JSONByDefault(mux))),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ConnContext:       gateway.ConnContext, // SSE streams bound their send buffer
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
 	}
 	go func() { n.serveErr <- n.srv.Serve(n.ln) }()
-	dbDesc := cfg.DBPath()
-	if cfg.Postgres() {
-		dbDesc = "postgres"
-	}
-	log.Info("progressd serving", "addr", n.Addr(), "db", dbDesc, "redis", cfg.Redis != "", "auth", authn.Enabled(),
-		"own_origins", origins.Own(), "allowed_origins", cfg.AllowedOrigins, "version", Version)
-	return n, nil
 }
-
-// keyExpiryInterval is how often expired idempotency keys are deleted.
-// Creates ignore them from the moment they expire; this reclaims space.
-const keyExpiryInterval = 10 * time.Minute
 
 // stageServerURL is the URL a stage's command reaches this node at
 // (PROGRESSD_SERVER): the address listened on, with a wildcard host
@@ -257,6 +302,13 @@ func stageServerURL(addr net.Addr) string {
 	}
 	return "http://" + net.JoinHostPort(host, port)
 }
+
+// Broker is the broker the node publishes every update on, for tests that
+// record what the node publishes.
+func (n *Node) Broker() broker.Broker { return n.broker }
+
+// Orchestrator is the node's pipeline runner, for tests that watch it.
+func (n *Node) Orchestrator() *orchestrator.Orchestrator { return n.orch }
 
 // Addr is the address the node listens on (useful with port 0).
 func (n *Node) Addr() string { return n.ln.Addr().String() }

@@ -8,7 +8,7 @@ import (
 
 	"github.com/progressd/progressd/internal/broker"
 	"github.com/progressd/progressd/internal/jobs"
-	"github.com/progressd/progressd/internal/orchestrator/orchtest"
+	"github.com/progressd/progressd/internal/node/nodetest"
 )
 
 // BenchmarkShortJobs measures how many short pipeline jobs one node
@@ -18,7 +18,7 @@ import (
 func BenchmarkShortJobs(b *testing.B) {
 	for _, workers := range []int{1, 4, 16} {
 		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
-			s := orchtest.Start(b, orchtest.Options{Workers: workers, Pipelines: `
+			s := nodetest.Start(b, nodetest.Options{Workers: workers, Pipelines: `
 pipelines:
   short:
     stages:
@@ -26,7 +26,7 @@ pipelines:
         run: ["true"]
 `})
 			done := make(chan struct{}, 1024)
-			stop := s.Broker.Subscribe(func(u broker.Update) {
+			stop := s.Broker().Subscribe(func(u broker.Update) {
 				if u.Snapshot.State.Terminal() {
 					done <- struct{}{}
 				}

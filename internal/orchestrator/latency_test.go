@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/progressd/progressd/client"
-	"github.com/progressd/progressd/internal/orchestrator/orchtest"
+	"github.com/progressd/progressd/internal/node/nodetest"
 )
 
 // BenchmarkLineToWebSocket measures the delay from a line a stage command
@@ -20,7 +20,7 @@ import (
 // -benchtime 1x. Reports p50, p99 and max in ms.
 func BenchmarkLineToWebSocket(b *testing.B) {
 	const lines = 200
-	s := orchtest.Start(b, orchtest.Options{Workers: 1, Pipelines: `
+	s := nodetest.Start(b, nodetest.Options{Workers: 1, Pipelines: `
 pipelines:
   stamped:
     stages:

@@ -14,8 +14,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/progressd/progressd/internal/node/nodetest"
 	"github.com/progressd/progressd/internal/orchestrator"
-	"github.com/progressd/progressd/internal/orchestrator/orchtest"
 	"github.com/progressd/progressd/internal/progress"
 	"github.com/progressd/progressd/internal/store/sqlite"
 	"github.com/progressd/progressd/internal/testsvc"
@@ -45,7 +45,7 @@ pipelines:
 func TestShutdownHandsRunningJobsBack(t *testing.T) {
 	t.Parallel()
 	dataDir, workDir := t.TempDir(), t.TempDir()
-	first, err := orchtest.New(orchtest.Options{Dir: dataDir, Pipelines: restartPipelines}, t.TempDir)
+	first, err := nodetest.New(nodetest.Options{Dir: dataDir, Pipelines: restartPipelines}, t.TempDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +63,7 @@ func TestShutdownHandsRunningJobsBack(t *testing.T) {
 
 	// max_attempts is 1, yet the job runs again: a hand-back is not a
 	// failed attempt.
-	second := orchtest.Start(t, orchtest.Options{Dir: dataDir, Pipelines: restartPipelines})
+	second := nodetest.Start(t, nodetest.Options{Dir: dataDir, Pipelines: restartPipelines})
 	done := second.WaitTerminal(t, snap.JobID, 20*time.Second)
 	if done.State != progress.Succeeded {
 		t.Fatalf("after restart: %s, error %v", done.State, done.Error)
@@ -78,7 +78,7 @@ func TestCrashHelper(t *testing.T) {
 	if dataDir == "" {
 		t.Skip("run by TestCrashRecovery")
 	}
-	s, err := orchtest.New(orchtest.Options{Dir: dataDir, Pipelines: restartPipelines}, nil)
+	s, err := nodetest.New(nodetest.Options{Dir: dataDir, Pipelines: restartPipelines}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +154,7 @@ func TestCrashRecovery(t *testing.T) {
 			}
 
 			start := time.Now()
-			s := orchtest.Start(t, orchtest.Options{Dir: dataDir, Pipelines: restartPipelines})
+			s := nodetest.Start(t, nodetest.Options{Dir: dataDir, Pipelines: restartPipelines})
 			rec := s.Record(t, id)
 			done := s.WaitTerminal(t, id, 20*time.Second)
 			t.Logf("recovered to %s in %s", done.State, time.Since(start).Round(time.Millisecond))
@@ -194,7 +194,7 @@ func holdOutcome(t *testing.T, queue, outcome string) {
 
 func TestQueueIsExclusive(t *testing.T) {
 	t.Parallel()
-	s := orchtest.Start(t, orchtest.Options{})
+	s := nodetest.Start(t, nodetest.Options{})
 	_, err := orchestrator.New(orchestrator.Config{Jobs: s.Jobs, DataDir: s.Dir})
 	if err == nil || !strings.Contains(err.Error(), "in use by another progressd process") {
 		t.Fatalf("second orchestrator on one data dir: %v", err)
@@ -203,7 +203,7 @@ func TestQueueIsExclusive(t *testing.T) {
 
 func TestPingAndMetrics(t *testing.T) {
 	t.Parallel()
-	s := orchtest.Start(t, orchtest.Options{})
+	s := nodetest.Start(t, nodetest.Options{})
 	if err := s.Orch.Ping(t.Context()); err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/progressd/progressd/internal/jobs"
-	"github.com/progressd/progressd/internal/orchestrator/orchtest"
+	"github.com/progressd/progressd/internal/node/nodetest"
 	"github.com/progressd/progressd/internal/progress"
 	"github.com/progressd/progressd/internal/testsvc"
 )
@@ -53,7 +53,7 @@ func near(a, b float64) bool { return math.Abs(a-b) < 1e-9 }
 
 func TestPipelineReportsWhatItsCommandsPrint(t *testing.T) {
 	t.Parallel()
-	s := orchtest.Start(t, orchtest.Options{Pipelines: `
+	s := nodetest.Start(t, nodetest.Options{Pipelines: `
 pipelines:
   weighted:
     stages:
@@ -119,7 +119,7 @@ func dump(snaps []progress.Snapshot) string {
 
 func TestFailingStageFailsTheJob(t *testing.T) {
 	t.Parallel()
-	s := orchtest.Start(t, orchtest.Options{Pipelines: `
+	s := nodetest.Start(t, nodetest.Options{Pipelines: `
 pipelines:
   broken:
     stages:
@@ -154,7 +154,7 @@ pipelines:
 
 func TestCommandThatCannotStartFailsTheJob(t *testing.T) {
 	t.Parallel()
-	s := orchtest.Start(t, orchtest.Options{Pipelines: `
+	s := nodetest.Start(t, nodetest.Options{Pipelines: `
 pipelines:
   missing:
     stages:
@@ -181,7 +181,7 @@ func TestCancelKillsTheWholeProcessTree(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			dir := t.TempDir()
-			s := orchtest.Start(t, orchtest.Options{KillGrace: 300 * time.Millisecond, Pipelines: fmt.Sprintf(`
+			s := nodetest.Start(t, nodetest.Options{KillGrace: 300 * time.Millisecond, Pipelines: fmt.Sprintf(`
 pipelines:
   tree:
     params: [pidfile]
@@ -212,7 +212,7 @@ pipelines:
 func TestStageLeavesNoBackgroundProcesses(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	s := orchtest.Start(t, orchtest.Options{Pipelines: `
+	s := nodetest.Start(t, nodetest.Options{Pipelines: `
 pipelines:
   leaky:
     params: [pidfile]
@@ -231,7 +231,7 @@ pipelines:
 
 func TestStageTimeout(t *testing.T) {
 	t.Parallel()
-	s := orchtest.Start(t, orchtest.Options{KillGrace: 200 * time.Millisecond, Pipelines: `
+	s := nodetest.Start(t, nodetest.Options{KillGrace: 200 * time.Millisecond, Pipelines: `
 pipelines:
   slow:
     stages:
@@ -253,7 +253,7 @@ pipelines:
 func TestRetriesStopAtTheLimit(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	s := orchtest.Start(t, orchtest.Options{Pipelines: `
+	s := nodetest.Start(t, nodetest.Options{Pipelines: `
 pipelines:
   flaky:
     params: [counter, succeed_on]
@@ -311,7 +311,7 @@ func TestParamsReachArgvLiterally(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	pwned := filepath.Join(dir, "pwned")
-	s := orchtest.Start(t, orchtest.Options{Pipelines: `
+	s := nodetest.Start(t, nodetest.Options{Pipelines: `
 pipelines:
   echo:
     params: [value, out]
@@ -347,7 +347,7 @@ pipelines:
 
 func TestWorkersBoundConcurrency(t *testing.T) {
 	t.Parallel()
-	s := orchtest.Start(t, orchtest.Options{Workers: 2, Pipelines: `
+	s := nodetest.Start(t, nodetest.Options{Workers: 2, Pipelines: `
 pipelines:
   nap:
     stages:
@@ -379,7 +379,7 @@ pipelines:
 func TestCancelWhileQueuedNeverRuns(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	s := orchtest.Start(t, orchtest.Options{Workers: 1, Pipelines: `
+	s := nodetest.Start(t, nodetest.Options{Workers: 1, Pipelines: `
 pipelines:
   mark:
     params: [file, nap]
@@ -403,7 +403,7 @@ pipelines:
 
 func TestCreateValidatesPipelineAndParams(t *testing.T) {
 	t.Parallel()
-	s := orchtest.Start(t, orchtest.Options{Pipelines: `
+	s := nodetest.Start(t, nodetest.Options{Pipelines: `
 pipelines:
   thumb:
     params: [input]
@@ -434,7 +434,7 @@ pipelines:
 
 func TestChattyCommandIsCoalesced(t *testing.T) {
 	t.Parallel()
-	s := orchtest.Start(t, orchtest.Options{Pipelines: `
+	s := nodetest.Start(t, nodetest.Options{Pipelines: `
 pipelines:
   chatty:
     stages:
@@ -471,7 +471,7 @@ pipelines:
 func TestJobEndedElsewhereStopsItsCommand(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	s := orchtest.Start(t, orchtest.Options{KillGrace: 200 * time.Millisecond, Pipelines: `
+	s := nodetest.Start(t, nodetest.Options{KillGrace: 200 * time.Millisecond, Pipelines: `
 pipelines:
   quiet:
     params: [pidfile]
@@ -510,7 +510,7 @@ func TestCommandEnvironment(t *testing.T) {
 		t.Setenv(k, v)
 	}
 	dir := t.TempDir()
-	s := orchtest.Start(t, orchtest.Options{AuthSecret: "command-env-secret-0123456789", Pipelines: `
+	s := nodetest.Start(t, nodetest.Options{AuthSecret: "command-env-secret-0123456789", Pipelines: `
 pipelines:
   env:
     params: [out]

@@ -4,13 +4,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/progressd/progressd/internal/orchestrator/orchtest"
+	"github.com/progressd/progressd/internal/node/nodetest"
 	"github.com/progressd/progressd/internal/progress"
 )
 
 func TestDemoPipelineSucceeds(t *testing.T) {
 	t.Parallel()
-	s := orchtest.Start(t, orchtest.Options{})
+	s := nodetest.Start(t, nodetest.Options{})
 	snap := s.Create(t, "p1", "demo", nil)
 	done := s.WaitTerminal(t, snap.JobID, 30*time.Second)
 	if done.State != progress.Succeeded {

@@ -53,9 +53,10 @@
 // idle HealthInterval got no answer within another), the broker drops it
 // and subscribes again on a new one, with backoff from 50 ms to 2 s, until
 // Close. Updates published by other nodes meanwhile are lost: once the
-// subscription is back, OnReconnect is called so the node can resend the
-// current snapshots to its clients. Ping reports whether the subscription
-// is up, for /readyz.
+// subscription is back, the function given to OnReconnect (the
+// broker.Reconnecter extra) is called so the node can resend the current
+// snapshots to its clients. Ping (the broker.Pinger extra) reports whether
+// the subscription is up, for /readyz.
 //
 // Publish, Subscribe, Ping, Stats and Close are safe for concurrent use.
 // The broker runs two goroutines (the subscription and its health check);
@@ -91,12 +92,6 @@ type Options struct {
 	// Prefix starts the channel name (<Prefix>updates). Default
 	// "progressd:". Nodes that share updates must use the same prefix.
 	Prefix string
-	// OnReconnect is called, from the subscription goroutine and before
-	// any update received on the new subscription is delivered, each time
-	// the subscription comes back after it was lost: updates from other
-	// nodes may have been missed. It must not block; start the resync
-	// elsewhere.
-	OnReconnect func()
 	// HealthInterval is how long the subscription may be idle before the
 	// broker PINGs Redis, and how long it waits for the answer before
 	// reconnecting. Default 3 s.
@@ -123,6 +118,9 @@ type Broker struct {
 	log     *slog.Logger
 
 	subs broker.Subscribers // this node's subscribers
+	// onReconnect is what OnReconnect set: called from the subscription
+	// goroutine each time the subscription comes back after a loss.
+	onReconnect atomic.Pointer[func()]
 
 	// psMu guards ps, the current subscription, which the subscription
 	// goroutine replaces on reconnect and Close and the health check
@@ -229,6 +227,14 @@ func (b *Broker) Publish(ctx context.Context, u broker.Update) error {
 
 // Subscribe implements broker.Broker.
 func (b *Broker) Subscribe(fn func(broker.Update)) (cancel func()) { return b.subs.Add(fn) }
+
+// OnReconnect implements broker.Reconnecter: fn is called, from the
+// subscription goroutine and before any update received on the new
+// subscription is delivered, each time the subscription comes back after
+// it was lost, since updates from other nodes may have been missed. It
+// must not block; start the resync elsewhere. It may be set at any time;
+// the node sets it once the gateway exists.
+func (b *Broker) OnReconnect(fn func()) { b.onReconnect.Store(&fn) }
 
 // Ping reports whether the subscription is up: while it is not, updates
 // from other nodes do not reach this node's clients.
@@ -360,8 +366,8 @@ func (b *Broker) markUp() {
 		down = time.Since(time.Unix(0, b.downSince.Load())).Round(time.Millisecond)
 	}
 	b.log.Info("subscription restored", "channel", b.channel, "down_for", down)
-	if b.opts.OnReconnect != nil {
-		b.opts.OnReconnect()
+	if fn := b.onReconnect.Load(); fn != nil {
+		(*fn)()
 	}
 }
 

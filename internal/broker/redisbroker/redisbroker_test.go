@@ -208,8 +208,10 @@ func publishUntil(t *testing.T, from *redisbroker.Broker, r *brokertest.Recorder
 func TestRedisRestart(t *testing.T) {
 	srv := testsvc.StartRedis(t)
 	var recA, recB reconnectCounter
-	a := newNode(t, srv.URL(), redisbroker.Options{OnReconnect: recA.inc})
-	b := newNode(t, srv.URL(), redisbroker.Options{OnReconnect: recB.inc})
+	a := newNode(t, srv.URL(), redisbroker.Options{})
+	a.OnReconnect(recA.inc)
+	b := newNode(t, srv.URL(), redisbroker.Options{})
+	b.OnReconnect(recB.inc)
 	var got brokertest.Recorder
 	b.Subscribe(got.Add)
 	seq := uint64(0)
@@ -249,7 +251,8 @@ func TestRedisRestart(t *testing.T) {
 func TestSilentConnectionIsReplaced(t *testing.T) {
 	srv := testsvc.StartRedis(t)
 	var rec reconnectCounter
-	b := newNode(t, srv.URL(), redisbroker.Options{OnReconnect: rec.inc, HealthInterval: 100 * time.Millisecond})
+	b := newNode(t, srv.URL(), redisbroker.Options{HealthInterval: 100 * time.Millisecond})
+	b.OnReconnect(rec.inc)
 	admin := testsvc.RedisClient(t, srv.URL())
 	if err := admin.Do(t.Context(), "CLIENT", "PAUSE", "1500", "ALL").Err(); err != nil {
 		t.Fatal(err)
