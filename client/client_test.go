@@ -240,14 +240,7 @@ func TestWatchWithoutWebSocketPolls(t *testing.T) {
 
 func TestWatchReconnects(t *testing.T) {
 	t.Parallel()
-	// With auth on: a single-user node serves only its own Host, and the
-	// proxy is another address.
-	const secret = "test-secret-test-secret-test-secret"
-	s := nodetest.Start(t, nodetest.Options{Pipelines: quickPipelines, AuthSecret: secret})
-	token, err := auth.Mint(secret, "alice", false, time.Hour, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, token := proxiedNode(t)
 	p := newProxy(t, strings.TrimPrefix(s.URL, "http://"))
 	c := newClient(t, "http://"+p.addr(), token)
 	job, err := c.Create(t.Context(), client.CreateRequest{Project: "p", Pipeline: "slow"})
@@ -269,6 +262,19 @@ func TestWatchReconnects(t *testing.T) {
 	if !dropped || p.accepted() < 2 {
 		t.Fatalf("dropped %v, %d connections: Watch did not reconnect", dropped, p.accepted())
 	}
+}
+
+// proxiedNode starts a node for a test that reaches it through a proxy,
+// and returns a token for it. Auth is on: a single-user node serves only
+// its own Host (DNS rebinding), and the proxy is another address.
+func proxiedNode(t *testing.T) (*nodetest.Server, string) {
+	const secret = "test-secret-test-secret-test-secret"
+	s := nodetest.Start(t, nodetest.Options{Pipelines: quickPipelines, AuthSecret: secret})
+	token, err := auth.Mint(secret, "alice", false, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, token
 }
 
 // proxy forwards TCP connections to a backend and can cut them all.
@@ -362,10 +368,10 @@ func ptr[T any](v T) *T { return &v }
 // the server made. A key of the caller's own holds across calls.
 func TestCreateResendsWithItsKey(t *testing.T) {
 	t.Parallel()
-	s := orchtest.Start(t, orchtest.Options{Pipelines: quickPipelines})
+	s, token := proxiedNode(t)
 	p := newProxy(t, strings.TrimPrefix(s.URL, "http://"))
 	p.loseAnswers(1)
-	c := newClient(t, "http://"+p.addr(), "")
+	c := newClient(t, "http://"+p.addr(), token)
 	job, err := c.Create(t.Context(), client.CreateRequest{Project: "resend"})
 	if err != nil {
 		t.Fatalf("Create with its first answer lost: %v", err)
@@ -373,7 +379,7 @@ func TestCreateResendsWithItsKey(t *testing.T) {
 	if p.accepted() < 2 {
 		t.Fatalf("%d connections: the create was not sent again", p.accepted())
 	}
-	page, err := newClient(t, s.URL, "").List(t.Context(), client.ListOptions{Project: "resend"})
+	page, err := newClient(t, s.URL, token).List(t.Context(), client.ListOptions{Project: "resend"})
 	if err != nil || len(page.Jobs) != 1 || page.Jobs[0].JobID != job.JobID {
 		t.Fatalf("jobs made: %+v, %v; want only %s", page.Jobs, err, job.JobID)
 	}

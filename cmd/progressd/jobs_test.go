@@ -11,14 +11,14 @@ import (
 
 	"github.com/progressd/progressd/client"
 	"github.com/progressd/progressd/internal/auth"
-	"github.com/progressd/progressd/internal/orchestrator/orchtest"
+	"github.com/progressd/progressd/internal/node/nodetest"
 )
 
 // TestCreateGetListCancel drives a job through the job commands a shell
 // script would use, in both output formats.
 func TestCreateGetListCancel(t *testing.T) {
 	t.Parallel()
-	s := orchtest.Start(t, orchtest.Options{Pipelines: cliPipelines})
+	s := nodetest.Start(t, nodetest.Options{Pipelines: cliPipelines})
 
 	out, errOut, code := run(t, "create", "--server", s.URL, "--project", "cli-p", "--stage", "fetch", "--stage", "load:3")
 	id := strings.TrimSuffix(out, "\n")
@@ -84,7 +84,7 @@ func TestCreateGetListCancel(t *testing.T) {
 // creates nothing.
 func TestJobCommandsRefuseBadInput(t *testing.T) {
 	t.Parallel()
-	s := orchtest.Start(t, orchtest.Options{Pipelines: cliPipelines})
+	s := nodetest.Start(t, nodetest.Options{Pipelines: cliPipelines})
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -119,7 +119,7 @@ func TestJobCommandsRefuseBadInput(t *testing.T) {
 // TestMissingTokenSaysWhatToDo is not parallel: it clears PROGRESSD_TOKEN.
 func TestMissingTokenSaysWhatToDo(t *testing.T) {
 	const secret = "cli-missing-token-secret-0123456789"
-	s := orchtest.Start(t, orchtest.Options{Pipelines: cliPipelines, AuthSecret: secret})
+	s := nodetest.Start(t, nodetest.Options{Pipelines: cliPipelines, AuthSecret: secret})
 	t.Setenv("PROGRESSD_TOKEN", "")
 	for _, args := range [][]string{
 		{"create", "--project", "p"}, {"list"}, {"get", "j"}, {"cancel", "j"},
