@@ -36,7 +36,7 @@ const (
 func (p *Policy) Guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
-		h.Add("Vary", "Origin")
+		h["Vary"] = append(h["Vary"], "Origin") // canonical already: no Add's key rewrite
 		o := r.Header.Get("Origin")
 		allowed := p.Allowed(o)
 		if o != "" && allowed {

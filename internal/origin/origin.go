@@ -162,18 +162,18 @@ func (p *Policy) Own() []string { return slices.Clone(p.own) }
 
 // IsOwn reports whether origin is one of the server's own origins.
 func (p *Policy) IsOwn(origin string) bool {
-	u, ok := parseOrigin(origin)
-	return ok && u.Scheme == "http" && p.hosts[u.Host]
+	scheme, host, ok := parseOrigin(origin)
+	return ok && scheme == "http" && p.hosts[host]
 }
 
 // IsListed reports whether origin is allowed by --allowed-origins.
 func (p *Policy) IsListed(origin string) bool {
-	u, ok := parseOrigin(origin)
+	scheme, host, ok := parseOrigin(origin)
 	if !ok {
 		return false
 	}
 	for _, l := range p.listed {
-		if l.match(u) {
+		if l.match(scheme, host) {
 			return true
 		}
 	}
@@ -197,14 +197,16 @@ func (p *Policy) HostAllowed(host string) bool {
 // parseOrigin reads an Origin header value (scheme://host[:port]) into
 // lower case. A browser leaves a default port out; New lists the own hosts
 // without it for port 80.
-func parseOrigin(origin string) (*url.URL, bool) {
-	u, err := url.Parse(origin)
-	if err != nil || u.Host == "" || u.Scheme == "" {
-		return nil, false
+// It runs on every request from a browser, so it splits the string
+// rather than calling url.Parse (half the guard's cost, BenchmarkGuard):
+// an origin has no path, query, fragment or user info, and anything else
+// simply matches no own or listed origin.
+func parseOrigin(origin string) (scheme, host string, ok bool) {
+	scheme, host, ok = strings.Cut(origin, "://")
+	if !ok || scheme == "" || host == "" || strings.ContainsAny(host, "/?#@ \\") {
+		return "", "", false
 	}
-	u.Scheme = strings.ToLower(u.Scheme)
-	u.Host = strings.ToLower(u.Host)
-	return u, true
+	return strings.ToLower(scheme), strings.ToLower(host), true
 }
 
 // pattern is one parsed --allowed-origins entry.
@@ -242,12 +244,12 @@ func parsePatterns(list []string) ([]pattern, error) {
 	return out, nil
 }
 
-// match reports whether origin u (parsed by parseOrigin) is allowed by p.
-func (p pattern) match(u *url.URL) bool {
-	if p.scheme != "" && p.scheme != u.Scheme {
+// match reports whether an origin (parsed by parseOrigin) is allowed by p.
+func (p pattern) match(scheme, host string) bool {
+	if p.scheme != "" && p.scheme != scheme {
 		return false
 	}
-	ok, _ := path.Match(p.host, u.Host)
+	ok, _ := path.Match(p.host, host)
 	return ok
 }
 

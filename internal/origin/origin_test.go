@@ -169,3 +169,33 @@ func FuzzGuard(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkGuard is what the guard adds to every request: a dashboard
+// POST from the server's own origin, and a request with no browser
+// headers (curl, SDKs, the report path of most workers).
+func BenchmarkGuard(b *testing.B) {
+	a, _ := net.ResolveTCPAddr("tcp", "127.0.0.1:8000")
+	p, err := New(Config{Listen: a, Allowed: []string{"https://app.example.com"}, SingleUser: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := p.Guard(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	for _, bc := range []struct {
+		name   string
+		origin string
+	}{{"own-origin", "http://127.0.0.1:8000"}, {"no-browser-headers", ""}} {
+		b.Run(bc.name, func(b *testing.B) {
+			req := httptest.NewRequest("POST", "http://127.0.0.1:8000/api/v1/jobs/x/progress", nil)
+			if bc.origin != "" {
+				req.Header.Set("Origin", bc.origin)
+				req.Header.Set("Sec-Fetch-Site", "same-origin")
+			}
+			w := httptest.NewRecorder()
+			b.ReportAllocs()
+			for b.Loop() {
+				clear(w.Header())
+				h.ServeHTTP(w, req)
+			}
+		})
+	}
+}
