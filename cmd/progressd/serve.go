@@ -39,6 +39,8 @@ Every flag can also be set as PROGRESSD_<FLAG>, e.g. PROGRESSD_DATA_DIR.`,
 	f.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "data directory (SQLite file)")
 	f.StringVar(&cfg.DB, "db", cfg.DB, "database: empty for SQLite in the data dir, a SQLite file path, or postgres://user:password@host:5432/database")
 	f.StringVar(&cfg.Redis, "redis", cfg.Redis, "Redis URL for snapshots and cross-node fan-out (empty: in memory)")
+	f.StringVar(&cfg.Snapshots, "snapshots", cfg.Snapshots, "where the latest snapshots live: memory or redis (default: redis when --redis is set)")
+	f.StringVar(&cfg.Broker, "broker", cfg.Broker, "how updates reach the other nodes: local or redis (default: redis when --redis is set)")
 	f.StringVar(&cfg.RedisPrefix, "redis-prefix", cfg.RedisPrefix, "prefix of every Redis key and of the pub/sub channel; nodes that work together use the same")
 	f.StringVar(&cfg.AuthSecret, "auth-secret", cfg.AuthSecret, "HS256 secret for tokens, at least 16 bytes; empty is single-user mode (loopback only). "+
 		"On the command line it is visible in the process list: prefer PROGRESSD_AUTH_SECRET or --auth-secret-file")

@@ -20,10 +20,18 @@ import (
 // Config is everything `progressd serve` can be told. Its zero value is not
 // usable; start from Defaults.
 type Config struct {
-	Addr           string        // listen address, host:port
-	DataDir        string        // where the SQLite file lives
-	DB             string        // "" (SQLite in DataDir), a file path, or postgres://…
-	Redis          string        // "" (in memory) or redis://…
+	Addr    string // listen address, host:port
+	DataDir string // where the SQLite file lives
+	DB      string // "" (SQLite in DataDir), a file path, or postgres://…
+	Redis   string // "" (in memory) or redis://…
+	// Snapshots says where the latest snapshots live: "memory" (one node)
+	// or "redis" (on Redis, shared by the nodes). Broker says how updates
+	// reach the other nodes: "local" (one node) or "redis" (Redis pub/sub).
+	// "" follows Redis: "redis" when it is set. They are separate so that
+	// a broker on another system is a package, a value here and its flag,
+	// not an untangling of Redis.
+	Snapshots      string
+	Broker         string
 	RedisPrefix    string        // starts every Redis key and the pub/sub channel; nodes that work together share it
 	AuthSecret     string        // "" is single-user mode (loopback only)
 	AllowedOrigins []string      // browser origins allowed besides the server's own: WebSocket, CORS, writes
@@ -99,6 +107,17 @@ func (c *Config) Validate() error {
 			errs = append(errs, errors.New("--redis-prefix is empty; nodes that work together need the same non-empty prefix, such as \"progressd:\""))
 		}
 	}
+	for _, k := range []struct{ flag, value, one string }{
+		{"--snapshots", c.SnapshotStore(), SnapshotsMemory},
+		{"--broker", c.BrokerKind(), BrokerLocal},
+	} {
+		switch {
+		case k.value != k.one && k.value != "redis":
+			errs = append(errs, fmt.Errorf("%s %q: use %s or redis", k.flag, k.value, k.one))
+		case k.value == "redis" && c.Redis == "":
+			errs = append(errs, fmt.Errorf("%s redis needs --redis (redis://host:6379/0)", k.flag))
+		}
+	}
 	if err := auth.CheckSecret(c.AuthSecret); err != nil {
 		errs = append(errs, err)
 	}
@@ -134,6 +153,36 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Values of Config.Snapshots and Config.Broker besides "redis".
+const (
+	SnapshotsMemory = "memory"
+	BrokerLocal     = "local"
+)
+
+// SnapshotStore is where the latest snapshots live: Snapshots, or, when it
+// is "", "redis" with --redis and "memory" without.
+func (c *Config) SnapshotStore() string {
+	switch {
+	case c.Snapshots != "":
+		return c.Snapshots
+	case c.Redis != "":
+		return "redis"
+	}
+	return SnapshotsMemory
+}
+
+// BrokerKind is how updates reach the other nodes: Broker, or, when it is
+// "", "redis" with --redis and "local" without.
+func (c *Config) BrokerKind() string {
+	switch {
+	case c.Broker != "":
+		return c.Broker
+	case c.Redis != "":
+		return "redis"
+	}
+	return BrokerLocal
 }
 
 // Postgres reports whether DB selects PostgreSQL.

@@ -142,36 +142,70 @@ func (n *Node) openStores(ctx context.Context) (err error) {
 	n.db = db
 	n.wb = store.NewWriteBehind(db, cfg.FlushInterval, log)
 	n.ready = []api.Checker{{Name: "database", Ping: n.wb.Ready}}
-	if cfg.Redis == "" {
-		n.snaps = snapshot.NewMemory(snapshot.MemoryOptions{})
-		n.broker = broker.NewLocal()
-		n.ready = append(n.ready, api.Checker{Name: "snapshots", Ping: n.snaps.Ping})
-		return nil
-	}
-	if !cfg.Postgres() {
+	if cfg.Redis != "" && !cfg.Postgres() {
 		log.Warn("--redis without a postgres:// --db: this node's jobs are recorded in its own SQLite file, " +
 			"so jobs created on other nodes are not kept durably here; point every node at one PostgreSQL to scale out")
 	}
-	redis.SetLogger(redisLogger{log})
-	opt, err := redis.ParseURL(cfg.Redis) // checked by Validate
-	if err != nil {
-		return fmt.Errorf("--redis: %w", err)
+	if err := n.openSnapshots(ctx); err != nil {
+		return err
 	}
-	n.rdb = redis.NewClient(opt)
-	if err := n.rdb.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("redis at %s: %w (is Redis running there? check --redis)", opt.Addr, err)
+	return n.openBroker(ctx)
+}
+
+// openSnapshots opens the snapshot store Config.SnapshotStore names.
+func (n *Node) openSnapshots(ctx context.Context) error {
+	if n.cfg.SnapshotStore() == SnapshotsMemory {
+		n.snaps = snapshot.NewMemory(snapshot.MemoryOptions{})
+		n.ready = append(n.ready, api.Checker{Name: "snapshots", Ping: n.snaps.Ping})
+		return nil
 	}
-	n.snaps = redissnap.New(n.rdb, redissnap.Options{Prefix: cfg.RedisPrefix})
-	n.ready = append(n.ready, api.Checker{Name: "redis", Ping: n.snaps.Ping})
-	rb, err := redisbroker.New(ctx, n.rdb, redisbroker.Options{Prefix: cfg.RedisPrefix, Log: log})
+	rdb, err := n.redisClient(ctx)
 	if err != nil {
 		return err
 	}
-	n.broker = rb
+	n.snaps = redissnap.New(rdb, redissnap.Options{Prefix: n.cfg.RedisPrefix})
+	n.ready = append(n.ready, api.Checker{Name: "redis", Ping: n.snaps.Ping})
+	return nil
+}
+
+// openBroker opens the broker Config.BrokerKind names. A new broker is a
+// case here (and its flag in Config); the rest of the node finds its
+// extras (broker.Pinger, broker.Reconnecter) by type assertion.
+func (n *Node) openBroker(ctx context.Context) error {
+	switch n.cfg.BrokerKind() {
+	case BrokerLocal:
+		n.broker = broker.NewLocal()
+	default: // "redis", checked by Validate
+		rdb, err := n.redisClient(ctx)
+		if err != nil {
+			return err
+		}
+		if n.broker, err = redisbroker.New(ctx, rdb, redisbroker.Options{Prefix: n.cfg.RedisPrefix, Log: n.log}); err != nil {
+			return err
+		}
+	}
 	if p, ok := n.broker.(broker.Pinger); ok {
-		n.ready = append(n.ready, api.Checker{Name: "redis_pubsub", Ping: p.Ping})
+		n.ready = append(n.ready, api.Checker{Name: n.cfg.BrokerKind() + "_pubsub", Ping: p.Ping})
 	}
 	return nil
+}
+
+// redisClient returns the node's one Redis client, connecting on first
+// use: the snapshot store and the broker share it when both are on Redis.
+func (n *Node) redisClient(ctx context.Context) (*redis.Client, error) {
+	if n.rdb != nil {
+		return n.rdb, nil
+	}
+	redis.SetLogger(redisLogger{n.log})
+	opt, err := redis.ParseURL(n.cfg.Redis) // checked by Validate
+	if err != nil {
+		return nil, fmt.Errorf("--redis: %w", err)
+	}
+	n.rdb = redis.NewClient(opt)
+	if err := n.rdb.Ping(ctx).Err(); err != nil {
+		return nil, fmt.Errorf("redis at %s: %w (is Redis running there? check --redis)", opt.Addr, err)
+	}
+	return n.rdb, nil
 }
 
 // startJobs makes the job service over the stores and loads the
