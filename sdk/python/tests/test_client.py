@@ -192,11 +192,14 @@ def test_server_url_is_checked():
     assert progressd.Client("http://127.0.0.1:1/").server == "http://127.0.0.1:1"
 
 
-@pytest.mark.xfail(strict=True, reason="server: Idempotency-Key on create is not implemented yet (SPEC part two); remove this mark when it is")
 def test_create_with_the_same_idempotency_key_returns_the_same_job(client):
     a = client.create_job("py-idem", idempotency_key="key-1")
     b = client.create_job("py-idem", idempotency_key="key-1")
     assert a.id == b.id
+    with pytest.raises(progressd.IdempotencyConflict) as e:
+        client.create_job("py-idem-other", idempotency_key="key-1")
+    assert e.value.status == 422 and e.value.code == "idempotency_conflict"
+    assert client.create_job("py-idem").id != a.id  # each call without a key gets its own
 
 
 def test_create_with_name_and_tags(client):

@@ -245,7 +245,8 @@ class DropOnceProxy:
 def test_a_terminal_report_whose_answer_was_lost_is_not_an_error(server):
     """The first try of the terminal report lands but its answer is lost;
     the retry gets 409 job_finished; the SDK reads the job back, sees the
-    state it asked for, and returns it instead of raising."""
+    state it asked for, and returns it instead of raising. The same for a
+    cancel, and a create is not made twice."""
     p = DropOnceProxy(server.port)
     try:
         c = progressd.Client(f"http://127.0.0.1:{p.port}", retry_window=10)
@@ -256,6 +257,13 @@ def test_a_terminal_report_whose_answer_was_lost_is_not_an_error(server):
         p.armed.set()
         assert c.cancel(c.create_job("py-lost").id).state == "canceled"
         assert p.dropped.is_set()
+        # A create whose answer was lost: the retry carries the same
+        # Idempotency-Key, so the server answers with the job it made.
+        p.dropped.clear()
+        p.armed.set()
+        made = c.create_job("py-lost-create")
+        assert p.dropped.is_set()
+        assert [j.job_id for j in c.list("py-lost-create").jobs] == [made.id]
     finally:
         p.close()
 
