@@ -21,7 +21,7 @@ func (a *API) documentStreams() {
 		}
 	}
 	channel := &huma.Param{Name: "channel", In: "query", Required: true, Explode: ptr(true),
-		Description: "job:<id>, project:<name> or user:<id>; repeat for several.",
+		Description: "job:<id>, project:<name>, user:<id>, children:<id> (a job's direct children) or tag:<tag>; repeat for several.",
 		Schema:      &huma.Schema{Type: "array", Items: &huma.Schema{Type: "string"}}}
 	token := &huma.Param{Name: "token", In: "query",
 		Description: "The token, for clients that cannot set headers (EventSource).", Schema: &huma.Schema{Type: "string"}}

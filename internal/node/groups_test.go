@@ -118,6 +118,13 @@ func TestAdminCreatesForUser(t *testing.T) {
 	if s := create(t, bob, `{"project":"p","owner":"bob"}`); s.Owner != "bob" {
 		t.Fatalf("owner bob by bob: %+v", s)
 	}
+	// A pipeline job is named after its pipeline unless given a name.
+	if s := create(t, bob, `{"project":"p","pipeline":"demo"}`); s.Name != "demo" {
+		t.Fatalf("a demo job's name: %q", s.Name)
+	}
+	if s := create(t, bob, `{"project":"p","pipeline":"demo","name":"Nightly"}`); s.Name != "Nightly" {
+		t.Fatalf("a named demo job's name: %q", s.Name)
+	}
 }
 
 func TestBatchOverHTTP(t *testing.T) {

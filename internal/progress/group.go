@@ -198,6 +198,11 @@ func ApplyChildren(prev Snapshot, u ChildUpdate, now time.Time) (Snapshot, error
 // by construction. The two are never mixed: the durable sum may already
 // hold a child's last change whose delta has not arrived.
 func childMean(agg *Aggregate, ch Children, expected int) float64 {
+	if agg.Version == 0 {
+		// No totals yet (another node's deltas came first): without the
+		// weights' sum the mean could come out above the truth.
+		return 0
+	}
 	missing := float64(max(0, expected-ch.Total))
 	den := agg.WeightSum + missing
 	if !(den > 0) {

@@ -175,6 +175,20 @@ func TestApplyChildrenWithoutChildrenStageKeepsProgress(t *testing.T) {
 	}
 }
 
+func TestApplyChildrenWaitsForTotals(t *testing.T) {
+	// Deltas before any totals (another node's flush came first) move
+	// nothing: without Σ weight the mean could overshoot.
+	p := parentOf(t, 2)
+	p, err := ApplyChildren(p, ChildUpdate{LiveDelta: 3}, t0)
+	if err != nil || p.Progress != 0 || p.Agg.Live != 3 {
+		t.Fatalf("%v %s %+v", err, summary(p), p.Agg)
+	}
+	p, err = ApplyChildren(p, ChildUpdate{Totals: totals(2, Children{Total: 2, Running: 2}, 6, 0)}, t0)
+	if err != nil || p.Progress != 0.5 {
+		t.Fatalf("%v %s", err, summary(p))
+	}
+}
+
 func TestApplyChildrenProgressNeverGoesDown(t *testing.T) {
 	p := parentOf(t, 0)
 	p, _ = ApplyChildren(p, ChildUpdate{Totals: totals(1, Children{Total: 1, Running: 1}, 1, 0), LiveDelta: 0.8}, t0)

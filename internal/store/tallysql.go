@@ -59,6 +59,10 @@ func NewTallySQL(prefix string, dollar bool) TallySQL {
 	}
 }
 
+// Statements returns the three statements, for a store that prepares them
+// once (SQLite's driver parses a statement on every unprepared Exec).
+func (q TallySQL) Statements() []string { return []string{q.group, q.owner, q.project} }
+
 // Exec runs one statement in the caller's transaction.
 type Exec func(ctx context.Context, query string, args ...any) error
 

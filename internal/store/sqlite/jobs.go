@@ -125,7 +125,7 @@ func (s *Store) create(ctx context.Context, snap progress.Snapshot, key *store.I
 	}
 	t := store.NewTally()
 	t.Created(&snap)
-	if err := applyTally(ctx, tx, t); err != nil {
+	if err := s.applyTally(ctx, tx, t); err != nil {
 		return store.IdempotencyKey{}, fmt.Errorf("sqlite: create job %s: %w", r.id, err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -213,7 +213,7 @@ func (s *Store) Save(ctx context.Context, snaps []progress.Snapshot) error {
 		}
 		t.Moved(parent, weight, progress.State(from), &snaps[i])
 	}
-	if err := applyTally(ctx, tx, t); err != nil {
+	if err := s.applyTally(ctx, tx, t); err != nil {
 		return fmt.Errorf("sqlite: save %d snapshots: %w", len(rows), err)
 	}
 	if err := tx.Commit(); err != nil {

@@ -39,6 +39,7 @@ const busyTimeoutMS = 5000
 type Store struct {
 	db        *sql.DB
 	path      string
+	tally     map[string]*sql.Stmt // tallySQL's statements, prepared once
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -74,6 +75,10 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		_ = db.Close()
 		return nil, err
 	}
+	if err := s.prepareTally(ctx); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -96,6 +101,9 @@ func (s *Store) Close() error {
 	first := false
 	s.closeOnce.Do(func() {
 		first = true
+		for _, st := range s.tally {
+			_ = st.Close()
+		}
 		s.closeErr = s.db.Close()
 	})
 	if !first || s.closeErr == nil {
