@@ -352,10 +352,12 @@ pipelines:
   nap:
     stages:
       - name: nap
-        run: ["sleep", "0.3"]
+        run: ["sleep", "1.5"]
 `})
+	// Each nap is long enough that two running at once are seen even when a
+	// loaded machine polls Running() seldom; four jobs keep the test short.
 	var ids []string
-	for range 6 {
+	for range 4 {
 		ids = append(ids, s.Create(t, "p", "nap", nil).JobID)
 	}
 	most := 0
