@@ -75,11 +75,6 @@ func NewTally() *Tally {
 	return &Tally{Groups: map[string]*GroupDelta{}, Owners: map[OwnerKey]*ProjectDelta{}, Projects: map[string]*ProjectDelta{}}
 }
 
-// Empty reports whether the tally changes nothing.
-func (t *Tally) Empty() bool {
-	return len(t.Groups) == 0 && len(t.Owners) == 0 && len(t.Projects) == 0
-}
-
 // Created counts a new job.
 func (t *Tally) Created(s *progress.Snapshot) {
 	t.touch(s.Project, s.Owner, s.UpdatedAt.UnixMilli(), s.State, 1)
