@@ -89,16 +89,17 @@ func TestCutOffNodeStopsItsJobsBeforeAnotherNodeTakesThemOver(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close(context.Background())
-	row := func() (state string, attempt int) {
+	rowOf := func(id string) (state string, attempt int) {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 		defer cancel()
 		if err := conn.QueryRow(ctx, `SELECT state::text, attempt FROM river_job WHERE kind = 'progressd_pipeline' AND args->>'job_id' = $1`,
-			job.JobID).Scan(&state, &attempt); err != nil {
-			t.Fatalf("read the job's queue row: %v", err)
+			id).Scan(&state, &attempt); err != nil {
+			t.Fatalf("read job %s's queue row: %v", id, err)
 		}
 		return state, attempt
 	}
+	row := func() (string, int) { return rowOf(job.JobID) }
 	if state, attempt := row(); state != "running" || attempt != 1 {
 		t.Fatalf("before the cut: queue row %s, attempt %d; want running, attempt 1", state, attempt)
 	}
@@ -157,10 +158,6 @@ func TestCutOffNodeStopsItsJobsBeforeAnotherNodeTakesThemOver(t *testing.T) {
 	testsvc.Eventually(t, 3*nodeTimeout, "node A to see the job queue again", func() bool {
 		return strings.Contains(logA.String(), "another node took the job over")
 	})
-	time.Sleep(500 * time.Millisecond) // River's completer writes within 250 ms
-	if state, attempt := row(); state != "completed" || attempt != 2 {
-		t.Fatalf("after node A came back: queue row %s, attempt %d; want completed, attempt 2", state, attempt)
-	}
 
 	// With B gone, A runs new jobs.
 	stopNode(t, b)
@@ -170,6 +167,16 @@ func TestCutOffNodeStopsItsJobsBeforeAnotherNodeTakesThemOver(t *testing.T) {
 	}
 	if s := waitTerminal(t, svc, next.JobID, 3*nodeTimeout); s.State != progress.Succeeded {
 		t.Fatalf("a job after node A came back: %s, error %v", s.State, s.Error)
+	}
+	// A's completer has written the new job's row, so it has written
+	// whatever the stopped attempt returned before it (no sleep needed to
+	// know it is done): the first job's row is still B's.
+	testsvc.Eventually(t, 5*time.Second, "node A's completer to record the new job", func() bool {
+		state, _ := rowOf(next.JobID)
+		return state == "completed"
+	})
+	if state, attempt := row(); state != "completed" || attempt != 2 {
+		t.Fatalf("after node A came back: queue row %s, attempt %d; want completed, attempt 2", state, attempt)
 	}
 }
 
