@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
 
 	"github.com/spf13/cobra"
 
@@ -62,7 +63,7 @@ example 409 once the job has finished).`,
 				st := client.State(state)
 				r.State = &st
 			}
-			if r == (client.Report{}) {
+			if reflect.ValueOf(r).IsZero() {
 				return errors.New("nothing to report: give --progress, --current/--total, --stage, --message, --state or --error")
 			}
 			c, err := cf.client(cmd)

@@ -95,6 +95,7 @@ func New(mux *http.ServeMux, cfg Config) *API {
 	a.huma.UseMiddleware(a.authenticate)
 
 	a.registerJobs()
+	a.registerLogs()
 	a.registerProjects()
 	a.registerHealth()
 	a.documentStreams()

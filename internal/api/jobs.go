@@ -39,8 +39,9 @@ type jobIDInput struct {
 }
 
 type reportInput struct {
-	ID   string `path:"id" doc:"The job id."`
-	Body progress.Report
+	ID      string `path:"id" doc:"The job id."`
+	RawBody []byte
+	Body    progress.Report
 }
 
 type listInput struct {
@@ -150,6 +151,9 @@ func (a *API) getJob(ctx context.Context, in *jobIDInput) (*snapshotOutput, erro
 }
 
 func (a *API) reportProgress(ctx context.Context, in *reportInput) (*snapshotOutput, error) {
+	if err := checkLogBody(in.RawBody, in.Body.Log); err != nil {
+		return nil, a.fromService(ctx, err)
+	}
 	snap, err := a.jobs.ReportAs(ctx, in.ID, in.Body, principal(ctx).CanSee)
 	if err != nil {
 		return nil, a.fromService(ctx, err)

@@ -28,6 +28,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/progressd/progressd/internal/broker"
+	"github.com/progressd/progressd/internal/logs"
 	"github.com/progressd/progressd/internal/progress"
 	"github.com/progressd/progressd/internal/snapshot"
 	"github.com/progressd/progressd/internal/store"
@@ -83,6 +84,13 @@ type Config struct {
 	Log       *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Logs keeps the running jobs' log lines (nil: a Memory keeping
+	// LogLines per job); LogLines is how many lines a job keeps
+	// (progress.DefaultLogLines if ≤ 0) and LogFlushInterval how often
+	// they are written behind to DB (1 s if ≤ 0).
+	Logs             logs.Store
+	LogLines         int
+	LogFlushInterval time.Duration
 	// GroupRecheck is how often the service looks for parents whose
 	// children's durable totals changed without reaching the parent (a
 	// node died in between) and corrects them; 0 turns it off (tests of
@@ -97,7 +105,8 @@ type Service struct {
 	publishErrs   atomic.Int64 // failed publishes since the last log line
 	publishLogged atomic.Int64 // unix nanos of that line
 
-	agg *aggregator
+	agg  *aggregator
+	logw *logs.Writer
 }
 
 // New returns a Service.
@@ -111,15 +120,28 @@ func New(cfg Config) *Service {
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics(nil)
 	}
-	s := &Service{cfg: cfg}
+	if cfg.LogLines <= 0 {
+		cfg.LogLines = progress.DefaultLogLines
+	}
+	if cfg.LogFlushInterval <= 0 {
+		cfg.LogFlushInterval = time.Second
+	}
+	if cfg.Logs == nil {
+		cfg.Logs = logs.NewMemory(cfg.LogLines)
+	}
+	s := &Service{cfg: cfg, logw: logs.NewWriter(cfg.DB, cfg.LogLines, cfg.LogFlushInterval, cfg.Log)}
 	s.agg = newAggregator(s)
 	s.agg.startRecheck(cfg.GroupRecheck)
 	return s
 }
 
-// Close applies the children's changes still waiting for their parents
-// and stops the recheck. Call it before closing the stores.
-func (s *Service) Close() { s.agg.close() }
+// Close applies the children's changes still waiting for their parents,
+// stops the recheck and writes the log lines still pending. Call it
+// before closing the stores.
+func (s *Service) Close() {
+	s.agg.close()
+	s.closeLogs()
+}
 
 // SetRunner attaches the orchestrator: the second phase of construction
 // (see the package doc). Call it once, before serving requests.
@@ -239,6 +261,11 @@ func (s *Service) ReportAs(ctx context.Context, id string, r progress.Report, al
 	// succeeded over unfinished children is refused on the durable
 	// counts, which every child's state change moves before its reply:
 	// the parent's snapshot may be up to ParentInterval behind them.
+	if len(r.Log) > 0 {
+		if err := s.reportLogs(ctx, id, r, allow); err != nil {
+			return progress.Snapshot{}, err
+		}
+	}
 	var active int
 	if r.State != nil && *r.State == progress.Succeeded {
 		t, err := s.cfg.DB.ChildTotals(ctx, id)
@@ -299,6 +326,9 @@ func (s *Service) commit(ctx context.Context, prev, next *progress.Snapshot) err
 	}
 	if durable {
 		s.cfg.Metrics.stateChanged(prev.State, next.State)
+		if next.State.Terminal() {
+			s.endLogs(ctx, next.JobID)
+		}
 	}
 	s.publish(ctx, *next)
 	s.agg.observe(prev, next)

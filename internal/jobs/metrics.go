@@ -14,6 +14,7 @@ type Metrics struct {
 	rejected    *prometheus.CounterVec
 	transitions *prometheus.CounterVec
 	jobs        *prometheus.GaugeVec
+	logLines    prometheus.Counter
 }
 
 // NewMetrics makes the series and registers them with reg (nil: none).
@@ -37,13 +38,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		jobs: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "progressd_jobs", Help: "Jobs by state: those created on this node or unfinished when it started, as they changed here. With several nodes, sum over nodes.",
 		}, []string{"state"}),
+		logLines: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "progressd_log_lines_total", Help: "Log lines kept (from stages, POST .../logs and reports) on this node.",
+		}),
 	}
 	for _, st := range progress.States {
 		m.transitions.WithLabelValues(string(st))
 		m.jobs.WithLabelValues(string(st))
 	}
 	if reg != nil {
-		reg.MustRegister(m.created, m.replayed, m.accepted, m.rejected, m.transitions, m.jobs)
+		reg.MustRegister(m.created, m.replayed, m.accepted, m.rejected, m.transitions, m.jobs, m.logLines)
 	}
 	return m
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/progressd/progressd/internal/auth"
 	"github.com/progressd/progressd/internal/gateway"
 	"github.com/progressd/progressd/internal/origin"
+	"github.com/progressd/progressd/internal/progress"
 )
 
 // Config is everything `progressd serve` can be told. Its zero value is not
@@ -37,7 +38,8 @@ type Config struct {
 	AllowedOrigins []string      // browser origins allowed besides the server's own: WebSocket, CORS, writes
 	Pipelines      string        // YAML pipelines file; "" gives the built-in demo
 	LogLevel       string        // debug, info, warn, error
-	FlushInterval  time.Duration // write-behind interval for intermediate progress
+	FlushInterval  time.Duration // write-behind interval for intermediate progress and log lines
+	LogLines       int           // log lines kept per job (--log-lines)
 	ShutdownGrace  time.Duration // how long SIGTERM may take in all
 
 	MaxFrameBytes    int // WebSocket frame limit
@@ -75,6 +77,7 @@ func Defaults() Config {
 		LogLevel:         "info",
 		RedisPrefix:      "progressd:",
 		FlushInterval:    time.Second,
+		LogLines:         progress.DefaultLogLines,
 		ShutdownGrace:    14 * time.Second,
 		MaxFrameBytes:    64 << 10,
 		MaxSubscriptions: 1000,
@@ -147,7 +150,7 @@ func (c *Config) Validate() error {
 	for _, l := range []struct {
 		name string
 		v    int
-	}{{"--max-frame-bytes", c.MaxFrameBytes}, {"--max-subscriptions", c.MaxSubscriptions}, {"--max-conns-per-user", c.MaxConnsPerUser}, {"--workers", c.Workers}} {
+	}{{"--max-frame-bytes", c.MaxFrameBytes}, {"--max-subscriptions", c.MaxSubscriptions}, {"--max-conns-per-user", c.MaxConnsPerUser}, {"--workers", c.Workers}, {"--log-lines", c.LogLines}} {
 		if l.v <= 0 {
 			errs = append(errs, fmt.Errorf("%s must be positive, got %d", l.name, l.v))
 		}

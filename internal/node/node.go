@@ -26,6 +26,8 @@ import (
 	"github.com/progressd/progressd/internal/broker/redisbroker"
 	"github.com/progressd/progressd/internal/gateway"
 	"github.com/progressd/progressd/internal/jobs"
+	"github.com/progressd/progressd/internal/logs"
+	"github.com/progressd/progressd/internal/logs/redislogs"
 	"github.com/progressd/progressd/internal/orchestrator"
 	"github.com/progressd/progressd/internal/origin"
 	"github.com/progressd/progressd/internal/snapshot"
@@ -54,6 +56,7 @@ type Node struct {
 	db     store.Store
 	wb     *store.WriteBehind
 	snaps  snapshot.Store
+	logs   logs.Store // log lines, in the snapshot store's tier
 	broker broker.Broker
 	rdb    *redis.Client // shared by the Redis snapshot store and broker; nil without --redis
 	Jobs   *jobs.Service
@@ -152,10 +155,12 @@ func (n *Node) openStores(ctx context.Context) (err error) {
 	return n.openBroker(ctx)
 }
 
-// openSnapshots opens the snapshot store Config.SnapshotStore names.
+// openSnapshots opens the snapshot store Config.SnapshotStore names, and
+// the log line store of the same tier.
 func (n *Node) openSnapshots(ctx context.Context) error {
 	if n.cfg.SnapshotStore() == SnapshotsMemory {
 		n.snaps = snapshot.NewMemory(snapshot.MemoryOptions{})
+		n.logs = logs.NewMemory(n.cfg.LogLines)
 		n.ready = append(n.ready, api.Checker{Name: "snapshots", Ping: n.snaps.Ping})
 		return nil
 	}
@@ -164,6 +169,7 @@ func (n *Node) openSnapshots(ctx context.Context) error {
 		return err
 	}
 	n.snaps = redissnap.New(rdb, redissnap.Options{Prefix: n.cfg.RedisPrefix})
+	n.logs = redislogs.New(rdb, redislogs.Options{Prefix: n.cfg.RedisPrefix, Keep: n.cfg.LogLines})
 	n.ready = append(n.ready, api.Checker{Name: "redis", Ping: n.snaps.Ping})
 	return nil
 }
@@ -213,6 +219,7 @@ func (n *Node) redisClient(ctx context.Context) (*redis.Client, error) {
 func (n *Node) startJobs(ctx context.Context) error {
 	n.Jobs = jobs.New(jobs.Config{
 		Snapshots: n.snaps, DB: n.wb, Broker: n.broker,
+		Logs: n.logs, LogLines: n.cfg.LogLines, LogFlushInterval: n.cfg.FlushInterval,
 		Metrics: jobs.NewMetrics(n.reg), Log: n.log,
 		GroupRecheck: time.Second,
 	})

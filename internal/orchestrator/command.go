@@ -19,8 +19,11 @@ type command struct {
 	timeout time.Duration
 	// grace is how long the process group has between SIGTERM and SIGKILL.
 	grace time.Duration
-	// onLine gets every stdout line, on the reading goroutine.
-	onLine func([]byte)
+	// onLine gets every stdout line, on the reading goroutine; onCutLine
+	// gets the first MaxLineBytes of a longer one (too long to be
+	// progress), onErrLine every stderr line (its first
+	// stderrKeepBytes). Each may be nil.
+	onLine, onCutLine, onErrLine func([]byte)
 	// onStart and onEnd bracket the life of the process group, so a
 	// record of it survives a crash of this process (see recover.go).
 	onStart func(pgid int)
@@ -85,9 +88,15 @@ func (c *command) run(ctx context.Context) commandResult {
 	}
 
 	var readers sync.WaitGroup
-	readers.Go(func() { copyLines(outR, &lineSplitter{max: MaxLineBytes, fn: c.onLine}) })
 	readers.Go(func() {
-		copyLines(errR, &lineSplitter{max: stderrLineBytes, truncate: true, fn: res.stderr.add})
+		copyLines(outR, &lineSplitter{max: MaxLineBytes, fn: orNop(c.onLine), onCut: c.onCutLine})
+	})
+	readers.Go(func() {
+		onErr := orNop(c.onErrLine)
+		copyLines(errR, &lineSplitter{max: stderrKeepBytes, truncate: true, fn: func(line []byte) {
+			res.stderr.add(line)
+			onErr(line)
+		}})
 	})
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
@@ -202,4 +211,12 @@ func (res *commandResult) describe(st *Stage) error {
 		msg += ": " + tidy(last, 300)
 	}
 	return errors.New(msg)
+}
+
+// orNop returns fn, or a function that does nothing for nil.
+func orNop(fn func([]byte)) func([]byte) {
+	if fn == nil {
+		return func([]byte) {}
+	}
+	return fn
 }

@@ -18,8 +18,13 @@ const (
 	// skipped whole (its progress could be anywhere in it), and at most
 	// this much is ever buffered per stream.
 	MaxLineBytes = 64 << 10
-	// stderrLineBytes bounds one kept line of stderr; the rest is cut.
+	// stderrLineBytes bounds one line of stderr kept for an error
+	// message; the rest is cut.
 	stderrLineBytes = 1024
+	// stderrKeepBytes is how much of a stderr line is read: a little over
+	// a log line's limit, so that progress.CutLogText sees it was longer
+	// and ends it with "…".
+	stderrKeepBytes = progress.MaxLogLineBytes + 4
 	// stderrLines is how many of the last stderr lines are kept.
 	stderrLines = 20
 	// messageBytes bounds a message taken from a text line.
@@ -217,13 +222,17 @@ func tidy(s string, max int) string {
 // lineSplitter is an io.Writer that cuts a byte stream into lines at '\n'
 // and '\r' (tools that redraw one line, like curl and ffmpeg, end updates
 // with '\r') and hands each non-empty line to fn. It buffers at most max
-// bytes: a longer line is skipped whole, or, with truncate, cut to max.
+// bytes: a longer line is skipped whole, or, with truncate, cut to max;
+// with onCut set, its first max bytes go to onCut instead of fn (a line
+// too long to be progress is still a log line). However long a line, the
+// splitter holds at most max bytes and never stops reading.
 // The slice fn gets is valid only during the call. Not safe for
 // concurrent use: one stream, one splitter.
 type lineSplitter struct {
 	max      int
 	truncate bool
 	fn       func([]byte)
+	onCut    func([]byte)
 	buf      []byte
 	over     bool // the current line passed max
 }
@@ -249,7 +258,7 @@ func (s *lineSplitter) add(b []byte) {
 	}
 	if room := s.max - len(s.buf); len(b) > room {
 		s.over = true
-		if !s.truncate {
+		if !s.truncate && s.onCut == nil {
 			s.buf = s.buf[:0]
 			return
 		}
@@ -259,8 +268,12 @@ func (s *lineSplitter) add(b []byte) {
 }
 
 func (s *lineSplitter) end() {
-	if (!s.over || s.truncate) && len(s.buf) > 0 {
+	switch {
+	case len(s.buf) == 0:
+	case !s.over || s.truncate:
 		s.fn(s.buf)
+	case s.onCut != nil:
+		s.onCut(s.buf)
 	}
 	s.buf = s.buf[:0]
 	s.over = false

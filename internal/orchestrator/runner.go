@@ -260,10 +260,14 @@ func (o *Orchestrator) runStages(ctx context.Context, job *river.Job[pipelineArg
 			onLine: func(line []byte) {
 				if r, ok := ParseLine(line); ok {
 					s.put(r)
+				} else {
+					s.log(progress.StreamStdout, line)
 				}
 			},
-			onStart: func(pgid int) { o.recordGroup(record, pgid) },
-			onEnd:   func() { _ = os.Remove(record) },
+			onCutLine: func(line []byte) { s.log(progress.StreamStdout, line) },
+			onErrLine: func(line []byte) { s.log(progress.StreamStderr, line) },
+			onStart:   func(pgid int) { o.recordGroup(record, pgid) },
+			onEnd:     func() { _ = os.Remove(record) },
 		}
 		res := c.run(ctx)
 		ended := s.close()
@@ -389,6 +393,24 @@ func (o *Orchestrator) report(id string, r progress.Report) error {
 	return nil
 }
 
+// appendLines keeps a stage's log lines; like report, it returns
+// errJobEnded if the job is terminal and otherwise nil (a store that
+// fails costs the lines, which are logged as lost, not the job).
+func (o *Orchestrator) appendLines(id string, lines []progress.LogLine) error {
+	err := tryStore(1, func(ctx context.Context) error {
+		_, err := o.cfg.Jobs.AppendLines(ctx, id, lines)
+		return err
+	})
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, progress.ErrJobFinished):
+		return errJobEnded
+	}
+	o.log.Warn("log lines could not be kept", "job", id, "lines", len(lines), "err", err)
+	return nil
+}
+
 // tryStore calls call (with a reportTimeout context) up to tries times
 // over about a second and a half, while it fails for a store that may be
 // back in a moment; a verdict on the report itself (a *progress.Error, an
@@ -415,8 +437,13 @@ func (o *Orchestrator) fail(id, msg string) {
 }
 
 // sink passes one stage's parsed lines to the jobs service, merging those
-// that come faster than reportInterval. Reports go out on the sink's own
+// that come faster than reportInterval, and its log lines (stdout that is
+// not progress, stderr) in batches. Both go out on the sink's own
 // goroutine, so a slow store never stalls reading the command's output.
+// At most maxSinkLines log lines wait; beyond that the oldest waiting are
+// dropped and a line saying how many takes their place, so a stage that
+// prints faster than lines can be kept costs bounded memory and nothing
+// is lost from the numbering silently.
 type sink struct {
 	o     *Orchestrator
 	id    string
@@ -426,6 +453,8 @@ type sink struct {
 	pending progress.Report
 	has     bool
 	ended   bool // the job was terminal: stop the stage
+	lines   []progress.LogLine
+	dropped int
 
 	kick chan struct{}
 	done chan struct{}
@@ -461,6 +490,28 @@ func (s *sink) put(r progress.Report) {
 	}
 }
 
+// maxSinkLines bounds the log lines waiting in a sink.
+const maxSinkLines = progress.MaxLogLinesPerRequest
+
+// log queues a log line; line is valid only during the call.
+func (s *sink) log(stream string, line []byte) {
+	if len(line) > progress.MaxLogLineBytes+4 {
+		line = line[:progress.MaxLogLineBytes+4] // enough to be cut with "…"
+	}
+	l := progress.LogLine{Stream: stream, Stage: s.stage, Text: string(line)}
+	s.mu.Lock()
+	if len(s.lines) >= maxSinkLines {
+		s.lines = s.lines[1:]
+		s.dropped++
+	}
+	s.lines = append(s.lines, l)
+	s.mu.Unlock()
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
 func (s *sink) loop() {
 	t := time.NewTimer(0)
 	<-t.C
@@ -487,17 +538,32 @@ func (s *sink) flush() {
 	s.mu.Lock()
 	r, has := s.pending, s.has
 	s.pending, s.has = progress.Report{}, false
+	lines, dropped := s.lines, s.dropped
+	s.lines, s.dropped = nil, 0
 	s.mu.Unlock()
+	if dropped > 0 {
+		lines = append([]progress.LogLine{{Stream: progress.StreamStderr, Stage: s.stage,
+			Text: fmt.Sprintf("[progressd] %d lines dropped: the stage printed faster than they could be kept", dropped)}}, lines...)
+	}
+	if len(lines) > 0 && s.o.appendLines(s.id, lines) == errJobEnded {
+		s.end()
+		return
+	}
 	if !has {
 		return
 	}
 	r.Stage = &s.stage
 	if s.o.report(s.id, r) == errJobEnded {
-		s.mu.Lock()
-		s.ended = true
-		s.mu.Unlock()
-		s.o.cancel(context.Background(), s.id) // stop the command now
+		s.end()
 	}
+}
+
+// end notes the job was terminal and stops its command now.
+func (s *sink) end() {
+	s.mu.Lock()
+	s.ended = true
+	s.mu.Unlock()
+	s.o.cancel(context.Background(), s.id)
 }
 
 // close sends what is pending and stops the sink. It reports whether the

@@ -266,16 +266,20 @@ func newJobsService(t *testing.T) (*jobs.Service, func() []string) {
 			msgs = append(msgs, m)
 		}
 	})
+	var svc *jobs.Service
 	t.Cleanup(func() { // after the nodes' cleanups, which were added later
 		stop()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
+		if svc != nil {
+			svc.Close() // writes pending log lines
+		}
 		_ = b.Close()
 		_ = wb.Close(ctx)
 		_ = db.Close()
 		_ = snaps.Close()
 	})
-	svc := jobs.New(jobs.Config{Snapshots: snaps, DB: wb, Broker: b, Log: log})
+	svc = jobs.New(jobs.Config{Snapshots: snaps, DB: wb, Broker: b, Log: log})
 	if err := svc.Warm(t.Context()); err != nil {
 		t.Fatal(err)
 	}

@@ -27,6 +27,9 @@ type Report struct {
 	Message  *string  `json:"message,omitempty"`
 	State    *State   `json:"state,omitempty"`
 	Error    *string  `json:"error,omitempty"`
+	// Log holds lines to keep as the job's log (stream "log") before the
+	// report applies; Apply ignores it (jobs.Service keeps them).
+	Log []string `json:"log,omitempty"`
 }
 
 // Apply is the message adapter: it validates r against prev and returns the

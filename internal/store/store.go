@@ -69,6 +69,15 @@ type Store interface {
 	// projects when it is ""), most recent activity first.
 	Projects(ctx context.Context, q progress.ProjectQuery) ([]progress.ProjectSummary, string, error)
 
+	// SaveLogs writes log lines (numbered already), skipping lines it
+	// holds (a retried batch) and jobs that no longer exist, and keeps
+	// at most keep lines per job (the newest).
+	SaveLogs(ctx context.Context, batch []progress.JobLogs, keep int) error
+	// ReadLogs returns up to limit of a job's stored lines with n > after
+	// (after < 0: from the first kept one, never truncated), First and
+	// Last of what is stored (0 without lines).
+	ReadLogs(ctx context.Context, job string, after int64, limit int) (progress.LogPage, error)
+
 	// Ping reports whether the database answers, for /readyz.
 	Ping(ctx context.Context) error
 	// Close releases the database. The store is unusable afterwards.

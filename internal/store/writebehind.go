@@ -450,3 +450,16 @@ func (w *WriteBehind) CleanGroup(ctx context.Context, parent string, version int
 func (w *WriteBehind) Projects(ctx context.Context, q progress.ProjectQuery) ([]progress.ProjectSummary, string, error) {
 	return w.db.Projects(ctx, q)
 }
+
+// SaveLogs passes through to the database (package logs writes lines
+// behind itself); a failure counts for Ready like any failed write.
+func (w *WriteBehind) SaveLogs(ctx context.Context, batch []progress.JobLogs, keep int) error {
+	err := w.db.SaveLogs(ctx, batch, keep)
+	w.noteWrite(err)
+	return err
+}
+
+// ReadLogs passes through to the database.
+func (w *WriteBehind) ReadLogs(ctx context.Context, job string, after int64, limit int) (progress.LogPage, error) {
+	return w.db.ReadLogs(ctx, job, after, limit)
+}

@@ -186,6 +186,17 @@ var migrations = []string{
 		PRIMARY KEY (owner, idem_key)
 	);
 	CREATE INDEX progressd_idempotency_keys_created_at ON progressd_idempotency_keys (created_at);`,
+
+	// 4: log lines, as in the SQLite store's migration 4.
+	`CREATE TABLE progressd_job_logs (
+		job_id text COLLATE "C" NOT NULL REFERENCES progressd_jobs (id) ON DELETE CASCADE,
+		n      bigint NOT NULL,
+		t      bigint NOT NULL,
+		stream text NOT NULL,
+		stage  text NOT NULL,
+		text   text NOT NULL,
+		PRIMARY KEY (job_id, n)
+	);`,
 }
 
 // migrate applies the migrations the database has not run yet, in one

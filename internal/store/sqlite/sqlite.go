@@ -210,6 +210,19 @@ var migrations = []string{
 		PRIMARY KEY (owner, idem_key)
 	) WITHOUT ROWID;
 	CREATE INDEX idempotency_keys_created_at ON idempotency_keys (created_at);`,
+
+	// 4: log lines (SPEC part two, "Log lines"): each job's most recent
+	// lines, written behind from the log store's tier, trimmed to
+	// --log-lines per job, deleted with their job. t is Unix milliseconds.
+	`CREATE TABLE job_logs (
+		job_id TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+		n      INTEGER NOT NULL,
+		t      INTEGER NOT NULL,
+		stream TEXT NOT NULL,
+		stage  TEXT NOT NULL,
+		text   TEXT NOT NULL,
+		PRIMARY KEY (job_id, n)
+	) WITHOUT ROWID;`,
 }
 
 // migrate applies the migrations the file has not run yet, in one

@@ -1,0 +1,77 @@
+package store
+
+import "github.com/progressd/progressd/internal/progress"
+
+// LogSQL is the SQL of the log table (job_id, n, t, stream, stage, text;
+// primary key job_id, n), written once for both databases as SQL is. Times
+// are Unix milliseconds.
+type LogSQL struct {
+	// Logs is the log table, Jobs the jobs table.
+	Logs, Jobs  string
+	Placeholder func(n int) string
+}
+
+// Insert adds one line unless it is there already (a retried batch) or
+// its job is gone (deleted meanwhile): arguments job, n, t, stream, stage,
+// text, job.
+func (d LogSQL) Insert() string {
+	p := d.Placeholder
+	// The casts type the parameters for PostgreSQL, which cannot infer
+	// them in a SELECT list.
+	return "INSERT INTO " + d.Logs + " (job_id, n, t, stream, stage, text) SELECT CAST(" +
+		p(1) + " AS TEXT), CAST(" + p(2) + " AS BIGINT), CAST(" + p(3) + " AS BIGINT), CAST(" +
+		p(4) + " AS TEXT), CAST(" + p(5) + " AS TEXT), CAST(" + p(6) + " AS TEXT)" +
+		" WHERE EXISTS (SELECT 1 FROM " + d.Jobs + " WHERE id = " + p(7) + ") ON CONFLICT DO NOTHING"
+}
+
+// Trim drops a job's lines up to an n: arguments job, n.
+func (d LogSQL) Trim() string {
+	return "DELETE FROM " + d.Logs + " WHERE job_id = " + d.Placeholder(1) + " AND n <= " + d.Placeholder(2)
+}
+
+// Bounds reads a job's first and last kept n (0, 0 without lines):
+// argument job.
+func (d LogSQL) Bounds() string {
+	return "SELECT coalesce(min(n), 0), coalesce(max(n), 0) FROM " + d.Logs + " WHERE job_id = " + d.Placeholder(1)
+}
+
+// Page reads lines in order: arguments job, after (exclusive), limit.
+// Rows are (n, t, stream, stage, text).
+func (d LogSQL) Page() string {
+	return "SELECT n, t, stream, stage, text FROM " + d.Logs + " WHERE job_id = " + d.Placeholder(1) +
+		" AND n > " + d.Placeholder(2) + " ORDER BY n LIMIT " + d.Placeholder(3)
+}
+
+// LogInserts calls insert with the arguments of Insert for every line of
+// batch, and trim with those of Trim for each job whose newest line leaves
+// more than keep behind it; both stores run it inside one transaction.
+func LogInserts(batch []progress.JobLogs, keep int, insert, trim func(args ...any) error) error {
+	for _, j := range batch {
+		var top int64
+		for _, l := range j.Lines {
+			if err := insert(j.JobID, l.N, l.T.UnixMilli(), l.Stream, l.Stage, l.Text, j.JobID); err != nil {
+				return err
+			}
+			top = max(top, l.N)
+		}
+		if keep > 0 && top > int64(keep) {
+			if err := trim(j.JobID, top-int64(keep)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// LogWindow says where a read of a job whose first kept line is first
+// starts: the n to read after, and whether lines after after were
+// dropped. after < 0 reads from the first kept line, never truncated.
+func LogWindow(first, after int64) (from int64, truncated bool) {
+	switch {
+	case after < 0:
+		return 0, false
+	case first > 0 && after+1 < first:
+		return first - 1, true
+	}
+	return after, false
+}
