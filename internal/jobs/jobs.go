@@ -4,8 +4,12 @@
 // the durable store (write-behind for intermediate progress, before the reply
 // for state changes), and is published, encoded once, to the broker.
 //
+// A child's change also reaches its parent, through the aggregator
+// (aggregate.go), at most every ParentInterval per parent.
+//
 // Service is safe for concurrent use. It does not decide who may do what:
-// callers check auth.Principal first.
+// callers check auth.Principal first. It runs timers for its parents'
+// updates; Close it before closing the stores.
 //
 // # Construction in two phases
 //
