@@ -104,6 +104,10 @@ type Config struct {
 	// 60 frames a second, MinWriteInterval apart. 0 writes as soon as
 	// possible; at most MaxWriteInterval.
 	MinWriteInterval time.Duration
+	// clock times MinWriteInterval; nil is the real one. Tests give a
+	// fake, so spacing is checked by what was written, not by how long
+	// it took.
+	clock clock
 
 	// Registerer receives the gateway's metrics; nil registers none.
 	Registerer prometheus.Registerer
@@ -146,6 +150,9 @@ func (c Config) withDefaults() Config {
 	def(&c.RequestTimeout, DefaultRequestTimeout)
 	if c.Log == nil {
 		c.Log = slog.Default()
+	}
+	if c.clock == nil {
+		c.clock = realClock{}
 	}
 	return c
 }

@@ -81,7 +81,7 @@ type wsConn struct {
 
 	// Owned by the running writer (writers never overlap).
 	writeDeadline time.Time // the socket's write deadline
-	lastWrite     time.Time // when the last batch was written (MinWriteInterval)
+	lastWrite     time.Time // when the last batch's write started (MinWriteInterval)
 
 	// Owned by the reader goroutine.
 	adm admission

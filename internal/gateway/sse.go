@@ -177,7 +177,8 @@ func (g *Gateway) stream(w http.ResponseWriter, r *http.Request, p auth.Principa
 	for {
 		select {
 		case <-wake:
-			spaceWrite(lastWrite, g.cfg.MinWriteInterval)
+			g.spaceWrite(lastWrite)
+			lastWrite = g.cfg.clock.Now() // from the start of the write, as on WebSocket
 			buf = s.take(buf)
 			if g.deadline(rc) != nil {
 				return
@@ -197,7 +198,6 @@ func (g *Gateway) stream(w http.ResponseWriter, r *http.Request, p auth.Principa
 				}
 				return
 			}
-			lastWrite = time.Now()
 			g.m.sent.WithLabelValues(transportSSE).Add(float64(len(buf)))
 			clear(buf)
 		case <-heartbeat.C:

@@ -68,7 +68,7 @@ func (c *wsConn) write() {
 	wb := writeBufs.Get().(*writeBuf)
 	defer wb.release()
 	for {
-		if iv := c.g.cfg.MinWriteInterval; iv > 0 && !c.closing.Load() && time.Since(c.lastWrite) < iv {
+		if !c.closing.Load() && c.g.tooSoon(c.lastWrite) {
 			// Too soon after the last write: wait, unless nothing is
 			// owed, so an idle connection keeps no writer waiting.
 			c.sub.mu.Lock()
@@ -78,7 +78,7 @@ func (c *wsConn) write() {
 				return
 			}
 			c.sub.mu.Unlock()
-			spaceWrite(c.lastWrite, iv)
+			c.g.spaceWrite(c.lastWrite)
 		}
 		sendClose := false
 		wb.out = wb.out[:0]
@@ -107,8 +107,10 @@ func (c *wsConn) write() {
 			return
 		}
 		c.sub.mu.Unlock()
+		// Spacing runs from the start of a write: stamped before the
+		// bytes can reach the peer, so whoever sees them sees the stamp.
+		c.lastWrite = c.g.cfg.clock.Now()
 		n, cut, err := c.writeBatch(wb)
-		c.lastWrite = time.Now()
 		if n > 0 {
 			c.g.m.sentWS.Add(float64(n))
 		}
@@ -124,15 +126,6 @@ func (c *wsConn) write() {
 			// reader waits for; a peer that never sends one is dropped.
 			_ = c.conn.SetReadDeadline(time.Now().Add(closeTimeout))
 		}
-	}
-}
-
-// spaceWrite waits until interval has passed since last, the previous
-// write, so that what is queued meanwhile goes out in one write (see
-// Config.MinWriteInterval).
-func spaceWrite(last time.Time, interval time.Duration) {
-	if d := interval - time.Since(last); interval > 0 && d > 0 {
-		time.Sleep(d) // at most MaxWriteInterval
 	}
 }
 
