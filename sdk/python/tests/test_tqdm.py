@@ -11,6 +11,8 @@ import progressd
 import progressd.logging
 import progressd.tqdm
 
+from conftest import wait_for
+
 
 @pytest.fixture
 def client(server):
@@ -57,6 +59,32 @@ def test_nested_bars_refine_the_outer_one(client):
     inner.close()
     outer.close()
     job.close()
+
+
+def test_child_bars_are_child_jobs(client):
+    out = io.StringIO()
+    files = {"a.csv": 300, "b.csv": 100}
+    with client.job("py-tqdm", expected_children=len(files)) as job:
+        for name, rows in files.items():
+            for _ in progressd.tqdm.tqdm(range(rows), job=job, child=True, desc=name, file=out):
+                pass
+        kids = client.list("py-tqdm", parent=job.id).jobs
+        assert sorted(k.name for k in kids) == ["a.csv", "b.csv"]
+        assert all(k.parent_id == job.id for k in kids)
+        wait_for(lambda: client.get(job.id).children.succeeded == 2, 10, "the parent to count its children")
+    parent = client.get(job.id)
+    assert parent.state == "succeeded" and parent.progress == 1
+
+    # A child bar that stops early fails its job, saying where it stopped.
+    parent = client.create_job("py-tqdm")
+    with pytest.raises(RuntimeError):
+        for i in parent.tqdm(range(10), child={"weight": 2}, desc="c.csv", file=out):
+            if i == 3:
+                raise RuntimeError("bad row")
+    kid = client.list("py-tqdm", parent=parent.id).jobs[0]
+    assert kid.state == "failed" and kid.error == "the bar stopped at 3/10" and kid.weight == 2
+    child = parent.child("by hand", weight=3)
+    assert child.snapshot.parent_id == parent.id and child.snapshot.name == "by hand"
 
 
 def test_a_bar_stops_on_cancel(client):

@@ -48,6 +48,12 @@ class JobBase:
         """Queue log lines for the job (sent in batches)."""
         self.reporter.log(*lines)
 
+    def _child_fields(self, name: Optional[str], fields: Dict[str, Any]) -> Dict[str, Any]:
+        out = dict(fields, parent_id=self.id)
+        if name is not None:
+            out["name"] = name
+        return out
+
     def tqdm(self, iterable: Optional[Iterable[Any]] = None, stage: Optional[str] = None, **tqdm_kwargs: Any) -> Any:
         """A ``progressd.tqdm.tqdm`` bar reporting to this job (to ``stage``
         if given); needs the ``tqdm`` extra."""

@@ -36,6 +36,10 @@ class AsyncJob(JobBase):
     def watch(self, timeout: Optional[float] = None) -> AsyncIterator[Snapshot]:
         return self.client.watch(self.id, timeout=timeout)
 
+    async def child(self, name: Optional[str] = None, **fields: Any) -> "AsyncJob":
+        """See ``Job.child``."""
+        return await self.client.create_job(self.snapshot.project, **self._child_fields(name, fields))
+
     async def flush(self, timeout: Optional[float] = None) -> None:
         if self._reporter is not None:
             await self._reporter.flush(timeout)

@@ -80,6 +80,11 @@ class Job(JobBase):
     def watch(self, timeout: Optional[float] = None) -> Iterator[Snapshot]:
         return self.client.watch(self.id, timeout=timeout)
 
+    def child(self, name: Optional[str] = None, **fields: Any) -> "Job":
+        """Create a child job (same project; ``weight``, ``stages``…): the
+        parent's progress follows its children's."""
+        return self.client.create_job(self.snapshot.project, **self._child_fields(name, fields))
+
     def flush(self, timeout: Optional[float] = None) -> None:
         """Send what the reporter holds now and wait for it."""
         if self._reporter is not None:

@@ -109,6 +109,8 @@ class Snapshot:
     parent_id: Optional[str] = None
     root_id: Optional[str] = None
     children: Optional[Children] = None
+    expected_children: Optional[int] = None
+    weight: Optional[float] = None
     metadata: Optional[Dict[str, Any]] = None
     result: Optional[Dict[str, Any]] = None
     attempt: Optional[int] = None
@@ -170,6 +172,8 @@ class Snapshot:
             parent_id=opt_str("parent_id"),
             root_id=opt_str("root_id"),
             children=Children.from_dict(children) if isinstance(children, dict) else None,
+            expected_children=opt_int("expected_children"),
+            weight=num("weight"),
             metadata=d.get("metadata") if isinstance(d.get("metadata"), dict) else None,
             result=d.get("result") if isinstance(d.get("result"), dict) else None,
             attempt=opt_int("attempt"),

@@ -10,6 +10,11 @@ coalescing ``Reporter`` (so it never waits on the network).
 Nested bars on the same job and stage refine each other, like the bars on
 a terminal: an outer bar over 3 files at 1 and an inner bar over a file's
 bytes at 50% report 0.5. A bar with another ``stage`` reports that stage.
+A bar with ``child=True`` (or a dict of create fields, such as
+``{"weight": 2}``) is a child job of ``job``, named by its ``desc``: the
+parent's progress is then its children's weighted mean (declare
+``expected_children`` on the parent when you know how many), and the child
+succeeds when its bar runs to the end, or fails where it stopped.
 When the job is canceled, the next display raises ``JobCanceled`` out of
 the loop.
 
@@ -32,17 +37,31 @@ _MAX_MESSAGE = 1000  # the server takes 1,024 bytes; leave room for multi-byte t
 _stacks_lock = threading.Lock()
 
 
-def _resolve(job: Any, client: Any, min_interval: float) -> "tuple[Any, bool]":
-    """The reporter a bar reports through, and whether the bar owns it."""
+def _resolve(job: Any, client: Any, min_interval: float, child: Any, desc: Any) -> "tuple[Any, bool]":
+    """The reporter a bar reports through, and whether the bar owns it.
+    With ``child``, a new child job of ``job`` is created for the bar."""
     if job is None:
         raise TypeError("progressd.tqdm.tqdm needs job= (a Job or a job id)")
-    own = getattr(job, "reporter", None)
-    if own is not None:
-        return own, False
+    if client is None:
+        client = getattr(job, "client", None)
     if client is None:
         from .client import Client
 
         client = Client()
+    if child:
+        from .client import Client, Job
+
+        if not isinstance(client, Client):
+            raise TypeError("child=True needs a synchronous Client (or a Job of one): the bar creates its job as it starts")
+        parent = job.snapshot if isinstance(job, Job) else client.get(job)
+        fields = dict(child) if isinstance(child, dict) else {}
+        if desc and "name" not in fields:
+            fields["name"] = str(desc)
+        kid = client.create_job(parent.project, parent_id=parent.job_id, min_interval=min_interval, **fields)
+        return kid.reporter, True
+    own = getattr(job, "reporter", None)
+    if own is not None:
+        return own, False
     return Reporter(client, job, min_interval), True
 
 
@@ -50,8 +69,9 @@ class ReportingMixin:
     """The reporting part, for any tqdm class that draws through ``display``."""
 
     def __init__(self, iterable: Any = None, *args: Any, job: Any = None, client: Any = None,
-                 stage: Optional[str] = None, min_interval: float = 0.1, **kwargs: Any) -> None:
-        self._pd_reporter, self._pd_owned = _resolve(job, client, min_interval)
+                 stage: Optional[str] = None, child: Any = False, min_interval: float = 0.1, **kwargs: Any) -> None:
+        self._pd_reporter, self._pd_owned = _resolve(job, client, min_interval, child, kwargs.get("desc"))
+        self._pd_child = bool(child)
         self._pd_stage = stage
         self._pd_closed = False
         with _stacks_lock:
@@ -130,8 +150,22 @@ class ReportingMixin:
                 stack = self._pd_reporter.__dict__.get("_tqdm_bars", [])
                 if self in stack:
                     stack.remove(self)
+            if self._pd_child and drawn:
+                self._pd_finish_child()
             if self._pd_owned:
                 self._pd_reporter.close()
+
+    def _pd_finish_child(self) -> None:
+        """A child bar's job ends with the bar: succeeded when it ran to its
+        total (or its iterable ran out), failed where it stopped otherwise."""
+        done = self.total is None or self.n >= self.total  # type: ignore[attr-defined]
+        try:
+            if done:
+                self._pd_reporter.report(state="succeeded")
+            else:
+                self._pd_reporter.report(state="failed", error=f"the bar stopped at {self.n}/{self.total}")  # type: ignore[attr-defined]
+        except JobFinished:
+            pass
 
 
 class tqdm(ReportingMixin, _std_tqdm):  # noqa: N801 - the name users import
