@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -23,11 +22,9 @@ import (
 	"github.com/progressd/progressd/internal/auth"
 	"github.com/progressd/progressd/internal/broker"
 	"github.com/progressd/progressd/internal/jobs"
+	"github.com/progressd/progressd/internal/jobs/jobstest"
 	"github.com/progressd/progressd/internal/origin"
 	"github.com/progressd/progressd/internal/progress"
-	"github.com/progressd/progressd/internal/snapshot"
-	"github.com/progressd/progressd/internal/store"
-	"github.com/progressd/progressd/internal/store/sqlite"
 )
 
 func TestMain(m *testing.M) {
@@ -67,21 +64,8 @@ func allowOrigins(list ...string) option {
 // gateway down before the server, then the stores.
 func setup(t testing.TB, opts ...option) *env {
 	t.Helper()
-	e := &env{broker: broker.NewLocal(), reg: prometheus.NewRegistry()}
-	t.Cleanup(func() { e.broker.Close() })
-	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "progressd.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	wb := store.NewWriteBehind(db, 50*time.Millisecond, nil)
-	t.Cleanup(func() { wb.Close(context.Background()) })
-	e.svc = jobs.New(jobs.Config{
-		Snapshots: snapshot.NewMemory(snapshot.MemoryOptions{}),
-		DB:        wb,
-		Broker:    e.broker,
-		Log:       slog.New(slog.DiscardHandler),
-	})
+	path := jobstest.New(t, jobstest.Options{FlushInterval: 50 * time.Millisecond})
+	e := &env{broker: path.Broker, svc: path.Jobs, reg: prometheus.NewRegistry()}
 	// Bound first: the server's own origin comes from its address.
 	e.srv = httptest.NewUnstartedServer(nil)
 	t.Cleanup(e.srv.Close)

@@ -3,38 +3,24 @@ package jobs_test
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"sync"
 	"testing"
-	"time"
 
 	"go.uber.org/goleak"
 
 	"github.com/progressd/progressd/internal/broker"
 	"github.com/progressd/progressd/internal/jobs"
+	"github.com/progressd/progressd/internal/jobs/jobstest"
 	"github.com/progressd/progressd/internal/progress"
 	"github.com/progressd/progressd/internal/snapshot"
-	"github.com/progressd/progressd/internal/store"
-	"github.com/progressd/progressd/internal/store/sqlite"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func newService(t *testing.T, opts snapshot.MemoryOptions) (*jobs.Service, *broker.Local) {
 	t.Helper()
-	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "p.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	wb := store.NewWriteBehind(db, 20*time.Millisecond, nil)
-	b := broker.NewLocal()
-	t.Cleanup(func() {
-		_ = wb.Close(context.Background())
-		_ = db.Close()
-	})
-	svc := jobs.New(jobs.Config{Snapshots: snapshot.NewMemory(opts), DB: wb, Broker: b})
-	t.Cleanup(svc.Close) // before the stores close: cleanups run last first
-	return svc, b
+	p := jobstest.New(t, jobstest.Options{Snapshots: snapshot.NewMemory(opts)})
+	return p.Jobs, p.Broker
 }
 
 // TestEvictedJobsComeBackFromTheDurableStore: finished jobs the memory store

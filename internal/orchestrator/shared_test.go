@@ -20,11 +20,9 @@ import (
 
 	"github.com/progressd/progressd/internal/broker"
 	"github.com/progressd/progressd/internal/jobs"
+	"github.com/progressd/progressd/internal/jobs/jobstest"
 	"github.com/progressd/progressd/internal/orchestrator"
 	"github.com/progressd/progressd/internal/progress"
-	"github.com/progressd/progressd/internal/snapshot"
-	"github.com/progressd/progressd/internal/store"
-	"github.com/progressd/progressd/internal/store/sqlite"
 	"github.com/progressd/progressd/internal/testsvc"
 )
 
@@ -249,37 +247,18 @@ func proxiedPostgres(t *testing.T) (direct, viaProxy string, proxy *pgProxy) {
 // messages it published so far.
 func newJobsService(t *testing.T) (*jobs.Service, func() []string) {
 	t.Helper()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	db, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "progressd.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	wb := store.NewWriteBehind(db, 50*time.Millisecond, log)
-	snaps := snapshot.NewMemory(snapshot.MemoryOptions{})
-	b := broker.NewLocal()
+	p := jobstest.New(t, jobstest.Options{FlushInterval: 50 * time.Millisecond})
 	var mu sync.Mutex
 	var msgs []string
-	stop := b.Subscribe(func(u broker.Update) {
+	stop := p.Broker.Subscribe(func(u broker.Update) {
 		mu.Lock()
 		defer mu.Unlock()
 		if m := u.Snapshot.Message; m != "" && (len(msgs) == 0 || msgs[len(msgs)-1] != m) {
 			msgs = append(msgs, m)
 		}
 	})
-	var svc *jobs.Service
-	t.Cleanup(func() { // after the nodes' cleanups, which were added later
-		stop()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if svc != nil {
-			svc.Close() // writes pending log lines
-		}
-		_ = b.Close()
-		_ = wb.Close(ctx)
-		_ = db.Close()
-		_ = snaps.Close()
-	})
-	svc = jobs.New(jobs.Config{Snapshots: snaps, DB: wb, Broker: b, Log: log})
+	t.Cleanup(stop) // after the nodes' cleanups, which were added later; then jobstest closes the path
+	svc := p.Jobs
 	if err := svc.Warm(t.Context()); err != nil {
 		t.Fatal(err)
 	}
