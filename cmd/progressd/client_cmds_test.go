@@ -335,7 +335,29 @@ func TestTokenForOneJob(t *testing.T) {
 	if snap, err := c.Get(t.Context(), ids[1]); err != nil || snap.Progress != 0 {
 		t.Fatalf("the other job changed: progress %v, %v", snap.Progress, err)
 	}
-	if _, errOut, code := run(t, "token", "--auth-secret", secret, "--sub", "dave", "--job", ids[0], "--admin"); code == 0 || !strings.Contains(errOut, "do not go together") {
+	if _, errOut, code := run(t, "token", "--auth-secret", secret, "--sub", "dave", "--job", ids[0], "--admin"); code == 0 || !strings.Contains(errOut, "does not go with") {
 		t.Fatalf("--job --admin: exit %d, %q", code, errOut)
+	}
+
+	// --scope --read-only: the job reads, a report is refused.
+	out, errOut, code = run(t, "token", "--auth-secret", secret, "--sub", "dave", "--scope", "job:"+ids[0]+",logs:"+ids[0], "--read-only", "--ttl", "15m")
+	if code != 0 {
+		t.Fatalf("token --scope --read-only: exit %d: %s", code, errOut)
+	}
+	ro, err := client.New(s.URL, strings.TrimSpace(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if snap, err := ro.Get(t.Context(), ids[0]); err != nil || snap.Progress != 0.25 {
+		t.Fatalf("read-only get: %v, %v", snap.Progress, err)
+	}
+	if _, errOut, code := run(t, "report", ids[0], "--server", s.URL, "--token", strings.TrimSpace(out), "--progress", "0.5"); code == 0 || !strings.Contains(errOut, "read-only") {
+		t.Fatalf("report with a read-only token: exit %d, %q", code, errOut)
+	}
+	for _, bad := range [][]string{{"--scope", "project:*"}, {"--scope", ""}, {"--scope", "user:dave"}, {"--scope", "job:x", "--job", "x"}} {
+		args := append([]string{"token", "--auth-secret", secret, "--sub", "dave"}, bad...)
+		if out, errOut, code := run(t, args...); code == 0 || out != "" || errOut == "" {
+			t.Errorf("token %q: exit %d, out %q, err %q; want refused", bad, code, out, errOut)
+		}
 	}
 }

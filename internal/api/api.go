@@ -73,7 +73,7 @@ func New(mux *http.ServeMux, cfg Config) *API {
 	hc.Info.Description = "Live progress of long-running jobs. Every job change is one snapshot; " +
 		"subscribe to them over WebSocket at /ws or Server-Sent Events. " +
 		"With auth on, send `Authorization: Bearer <token>` (HS256 JWT, sub = user id). " +
-		"The token a pipeline stage gets as PROGRESSD_TOKEN is scoped to its job: it may get and report on that job only; other calls answer 403. " +
+		"A token may carry a scope (job:, children:, logs:, tag:, project: entries) and read_only: it may then only get, list (with a filter its scope names) and, unless read-only, report on what its scope names; other calls answer 403. The token a pipeline stage gets as PROGRESSD_TOKEN is scoped to its job. " +
 		"Browsers: a page on an origin other than the server's own or one of --allowed-origins may not write (403 forbidden; without a secret it may not read either); " +
 		"listed origins get CORS (preflight without a token; Authorization, Content-Type, Idempotency-Key and traceparent allowed)."
 	hc.OpenAPIPath = "/openapi" // serves /openapi.json and /openapi.yaml
@@ -104,7 +104,7 @@ func New(mux *http.ServeMux, cfg Config) *API {
 
 // authenticate puts the caller's principal in the context of every
 // operation that declares security; others (health) pass through. It also
-// holds a job-scoped principal to its job (jobScopedOps).
+// holds read-only and scoped principals to what they may do (allowed).
 func (a *API) authenticate(ctx huma.Context, next func(huma.Context)) {
 	if len(ctx.Operation().Security) == 0 {
 		next(ctx)
@@ -126,20 +126,43 @@ func (a *API) authenticate(ctx huma.Context, next func(huma.Context)) {
 			apiError(http.StatusUnauthorized, "unauthorized", err.Error()))
 		return
 	}
-	if !p.ManyJobs() && (!jobScopedOps[ctx.Operation().OperationID] || !p.Covers(ctx.Param("id"))) {
-		_ = huma.WriteErr(a.huma, ctx, http.StatusForbidden, "",
-			apiError(http.StatusForbidden, "forbidden", p.ScopeNote()))
+	if err := allowed(p, ctx); err != nil {
+		_ = huma.WriteErr(a.huma, ctx, http.StatusForbidden, "", err)
 		return
 	}
 	next(huma.WithValue(ctx, principalKey{}, p))
 }
 
-// jobScopedOps are the operations a job-scoped token (the one a pipeline
-// stage is given) may call, on its own job only: reading it and reporting
-// on it. Every other operation refuses such a token with 403 here, before
-// any handler runs, so an operation added later stays closed to stage
-// tokens until it is listed.
-var jobScopedOps = map[string]bool{"get-job": true, "report-progress": true}
+// allowed refuses, before any handler runs, what p's token can never do
+// whatever the job: a write with a read-only token, and for a scoped
+// token an operation not in scopedOps or a job its scope cannot cover.
+// An operation added later stays closed to scoped tokens until listed.
+func allowed(p auth.Principal, ctx huma.Context) error {
+	op := ctx.Operation()
+	if p.ReadOnly && op.Method != http.MethodGet {
+		return apiError(http.StatusForbidden, "forbidden", "this token is read-only: it may read and watch, not change anything")
+	}
+	if !p.Scoped() {
+		return nil
+	}
+	if !scopedOps[op.OperationID] {
+		return apiError(http.StatusForbidden, "forbidden", p.ScopeNote()+"; it never creates, cancels or deletes jobs")
+	}
+	if id := ctx.Param("id"); id != "" && !p.Covers(id) {
+		return apiError(http.StatusForbidden, "forbidden", p.ScopeNote())
+	}
+	return nil
+}
+
+// scopedOps are the operations a scoped token (a pipeline stage's, an end
+// user's) may call, and then only on what its scope names (the handlers
+// ask Principal.CanSee and CanWrite): reading a job, reporting on it,
+// its log lines, and lists filtered to a parent, tag or project the scope
+// names.
+var scopedOps = map[string]bool{
+	"get-job": true, "report-progress": true, "list-jobs": true,
+	"read-logs": true, "append-logs": true,
+}
 
 // marshalJSON writes response bodies. A snapshot, the body of most
 // responses, goes straight through its hand-written encoder: encoding/json

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -132,11 +133,16 @@ const maxIdempotencyKey = 200
 // visible returns the job if the caller may see it; another user's job is
 // reported as not found, so ids cannot be probed.
 func (a *API) visible(ctx context.Context, id string) (progress.Snapshot, error) {
+	return a.readable(ctx, id, principal(ctx).CanSee)
+}
+
+// readable returns the job if may allows it, else not found like visible.
+func (a *API) readable(ctx context.Context, id string, may func(progress.Snapshot) bool) (progress.Snapshot, error) {
 	snap, err := a.jobs.Get(ctx, id)
 	if err != nil {
 		return snap, a.fromService(ctx, err)
 	}
-	if !principal(ctx).CanSee(snap) {
+	if !may(snap) {
 		return progress.Snapshot{}, notFound()
 	}
 	return snap, nil
@@ -154,7 +160,7 @@ func (a *API) reportProgress(ctx context.Context, in *reportInput) (*snapshotOut
 	if err := checkLogBody(in.RawBody, in.Body.Log); err != nil {
 		return nil, a.fromService(ctx, err)
 	}
-	snap, err := a.jobs.ReportAs(ctx, in.ID, in.Body, principal(ctx).CanSee)
+	snap, err := a.jobs.ReportAs(ctx, in.ID, in.Body, principal(ctx).CanWrite)
 	if err != nil {
 		return nil, a.fromService(ctx, err)
 	}
@@ -163,7 +169,7 @@ func (a *API) reportProgress(ctx context.Context, in *reportInput) (*snapshotOut
 
 func (a *API) cancelJob(ctx context.Context, in *jobIDInput) (*snapshotOutput, error) {
 	p := principal(ctx)
-	snap, err := a.jobs.CancelAs(ctx, in.ID, "canceled by "+p.Subject, p.CanSee)
+	snap, err := a.jobs.CancelAs(ctx, in.ID, "canceled by "+p.Subject, p.CanWrite)
 	if err != nil {
 		return nil, a.fromService(ctx, err)
 	}
@@ -176,8 +182,14 @@ func (a *API) listJobs(ctx context.Context, in *listInput) (*listOutput, error) 
 	if !p.Admin {
 		q.Owner = p.Subject
 	}
+	if p.Scoped() && !p.MaySubscribe("children:"+in.Parent) && !p.MaySubscribe("tag:"+in.Tag) && !p.MaySubscribe("project:"+in.Project) {
+		return nil, apiError(http.StatusForbidden, "forbidden",
+			p.ScopeNote()+"; list with ?parent=, ?tag= or ?project= naming a children:, tag: or project: entry of the scope")
+	}
 	if in.Parent != "" {
-		if _, err := a.visible(ctx, in.Parent); err != nil {
+		// Owns, not CanSee: a scope naming children:<id> need not name
+		// the parent itself (for anyone else the two are the same).
+		if _, err := a.readable(ctx, in.Parent, p.Owns); err != nil {
 			return nil, err
 		}
 	}
@@ -202,6 +214,11 @@ func (a *API) listJobs(ctx context.Context, in *listInput) (*listOutput, error) 
 	}
 	out := &listOutput{}
 	out.Body.Jobs = page
+	if p.Scoped() {
+		// The filter named a scope entry, so every job of the page is in
+		// scope; this keeps it so if filters ever combine differently.
+		out.Body.Jobs = slices.DeleteFunc(page, func(s progress.Snapshot) bool { return !p.CanSee(s) })
+	}
 	if out.Body.Jobs == nil {
 		out.Body.Jobs = []progress.Snapshot{}
 	}

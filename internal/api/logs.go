@@ -74,7 +74,7 @@ func (a *API) appendLogs(ctx context.Context, in *appendLogsInput) (*appendLogsO
 	if err := checkLogBody(in.RawBody, in.Body.Lines); err != nil {
 		return nil, a.fromService(ctx, err)
 	}
-	last, err := a.jobs.AppendLogs(ctx, in.ID, in.Body.Lines, jobs.LogSource{Stream: progress.StreamLog}, principal(ctx).CanSee)
+	last, err := a.jobs.AppendLogs(ctx, in.ID, in.Body.Lines, jobs.LogSource{Stream: progress.StreamLog}, principal(ctx).CanWrite)
 	if err != nil {
 		return nil, a.fromService(ctx, err)
 	}
@@ -102,7 +102,7 @@ func (a *API) readLogs(ctx context.Context, in *readLogsInput) (*readLogsOutput,
 		}
 		after = n
 	}
-	if _, err := a.visible(ctx, in.ID); err != nil {
+	if _, err := a.readable(ctx, in.ID, principal(ctx).CanSeeLogs); err != nil {
 		return nil, err
 	}
 	p, err := a.jobs.Logs(ctx, in.ID, after, in.Limit)

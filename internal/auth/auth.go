@@ -2,9 +2,12 @@
 //
 // With a secret, callers present an HS256 JWT whose sub is their user id and
 // whose optional "admin": true claim lets them do anything. A token with a
-// "job" claim is scoped to that one job (MintForJob): the server gives one
-// to every pipeline stage it runs, so the stage's `progressd report` works
-// with auth on, and a leaked stage token reads nothing else of its owner's.
+// "scope" claim (see Scope) opens only what it names, and one with
+// "read_only": true writes nothing: a backend hands such a token to an end
+// user's browser, and the server gives one scoped to its job to every
+// pipeline stage it runs (MintForJob), so the stage's `progressd report`
+// works with auth on and a leaked stage token reads nothing else of its
+// owner's.
 // Without a secret the server is in single-user mode and every caller is
 // LocalUser; that mode is only allowed on loopback addresses (see
 // CheckListen). The rules for jobs and channels live here, in one place, so
@@ -31,13 +34,15 @@ const LocalUser = "local"
 type Principal struct {
 	Subject string
 	Admin   bool
-	// Job, when set, scopes the principal to that one job: it may read
-	// the job, report on it and watch it (job:<id>), and nothing else —
-	// not other jobs of the same owner, not lists, not new jobs, not
-	// project: or user: channels. Such tokens are minted for pipeline
-	// stages (MintForJob), whose commands run code and write logs the
-	// owner's full token should not be exposed to. Never with Admin.
-	Job string
+	// Scope, when not nil, limits the principal to what it names (see
+	// Scope): it reads, watches and (without ReadOnly) reports on those
+	// jobs of its own and nothing else — no lists beyond the scope, no
+	// new jobs, no cancel or delete, no user: channel. Never with Admin.
+	// An empty scope allows nothing at all.
+	Scope *Scope
+	// ReadOnly principals may read and subscribe but not create, report,
+	// append logs, cancel or delete.
+	ReadOnly bool
 	// Expires is when the token stops being valid; zero means never.
 	Expires time.Time
 }
@@ -86,12 +91,27 @@ func (a *Authenticator) Verify(token string) (Principal, error) {
 		return Principal{}, fmt.Errorf("%w: %v", ErrInvalidToken, err)
 	case c.Subject == "":
 		return Principal{}, fmt.Errorf("%w: it has no sub (user id)", ErrInvalidToken)
-	case c.Admin && c.Job != "":
+	case c.Admin && (c.Job != "" || c.Scope != nil):
 		// Nothing mints this; refusing it keeps "scoped" and "admin" from
 		// ever having to be weighed against each other.
-		return Principal{}, fmt.Errorf("%w: a token scoped to one job cannot be an admin token", ErrInvalidToken)
+		return Principal{}, fmt.Errorf("%w: a scoped token cannot be an admin token", ErrInvalidToken)
+	case c.Job != "" && c.Scope != nil:
+		return Principal{}, fmt.Errorf("%w: it has both a job and a scope claim; use scope alone", ErrInvalidToken)
 	}
-	p := Principal{Subject: c.Subject, Admin: c.Admin, Job: c.Job}
+	p := Principal{Subject: c.Subject, Admin: c.Admin, ReadOnly: c.ReadOnly}
+	switch {
+	case c.Job != "":
+		// Tokens minted before scopes existed: the same rights as
+		// MintForJob's scope today.
+		c.Scope = jobScope(c.Job)
+		fallthrough
+	case c.Scope != nil:
+		sc, err := ParseScope(c.Scope)
+		if err != nil {
+			return Principal{}, fmt.Errorf("%w: %v", ErrInvalidToken, err)
+		}
+		p.Scope = sc
+	}
 	if c.ExpiresAt != nil {
 		p.Expires = c.ExpiresAt.Time
 	}
@@ -101,8 +121,13 @@ func (a *Authenticator) Verify(token string) (Principal, error) {
 type claims struct {
 	jwt.RegisteredClaims
 	Admin bool `json:"admin,omitempty"`
-	// Job scopes the token to one job id (Principal.Job).
+	// Job is the claim job-scoped tokens had before scopes: read as the
+	// scope ["job:<id>", "logs:<id>"]. Nothing mints it any more.
 	Job string `json:"job,omitempty"`
+	// Scope is Principal.Scope as the token carries it. Absent (nil) is
+	// an unscoped token; present and empty allows nothing.
+	Scope    []string `json:"scope,omitempty"`
+	ReadOnly bool     `json:"read_only,omitempty"`
 }
 
 // Mint returns an HS256 token for sub valid for ttl, signed with secret.
@@ -110,15 +135,46 @@ func Mint(secret, sub string, admin bool, ttl time.Duration, now time.Time) (str
 	return mint(secret, claims{Admin: admin}, sub, ttl, now)
 }
 
-// MintForJob returns an HS256 token for sub, scoped to job (a "job"
-// claim; see Principal.Job), valid for ttl, signed with secret. The
-// orchestrator gives one to each stage attempt it runs as PROGRESSD_TOKEN.
+// Options are the optional claims of MintWith.
+type Options struct {
+	Admin bool
+	// Scope, when not nil, limits the token to what it names (see Scope);
+	// it must name something: an empty scope would allow nothing.
+	Scope    []string
+	ReadOnly bool
+}
+
+// MintWith returns an HS256 token for sub with o's claims, valid for
+// ttl, signed with secret: the token a backend hands to an end user
+// (scoped, often read-only). It refuses what Verify would refuse.
+func MintWith(secret, sub string, o Options, ttl time.Duration, now time.Time) (string, error) {
+	if o.Scope != nil {
+		if o.Admin {
+			return "", errors.New("auth: a scoped token cannot be an admin token: drop --admin or --scope")
+		}
+		if len(o.Scope) == 0 {
+			return "", errors.New("auth: an empty scope allows nothing; name what the token may open (job:<id>, children:<id>, logs:<id>, tag:<t>, project:<p>) or leave the scope out")
+		}
+		if _, err := ParseScope(o.Scope); err != nil {
+			return "", err
+		}
+	}
+	return mint(secret, claims{Admin: o.Admin, Scope: o.Scope, ReadOnly: o.ReadOnly}, sub, ttl, now)
+}
+
+// MintForJob returns an HS256 token for sub scoped to job and its log
+// lines (scope ["job:<id>", "logs:<id>"]), valid for ttl, signed with
+// secret. The orchestrator gives one to each stage attempt it runs as
+// PROGRESSD_TOKEN; `progressd token --job` mints the same.
 func MintForJob(secret, sub, job string, ttl time.Duration, now time.Time) (string, error) {
 	if job == "" {
 		return "", errors.New("auth: a job-scoped token needs a job id")
 	}
-	return mint(secret, claims{Job: job}, sub, ttl, now)
+	return MintWith(secret, sub, Options{Scope: jobScope(job)}, ttl, now)
 }
+
+// jobScope is the scope of a worker's token for job id.
+func jobScope(id string) []string { return []string{"job:" + id, "logs:" + id} }
 
 // mint fills in c's registered claims and signs it.
 func mint(secret string, c claims, sub string, ttl time.Duration, now time.Time) (string, error) {
@@ -140,31 +196,67 @@ func mint(secret string, c claims, sub string, ttl time.Duration, now time.Time)
 }
 
 // These methods are the whole of the permission rules; the HTTP API, the
-// WebSocket gateway and SSE only ask them. A job-scoped principal's limits
-// are applied here too, so no caller has to remember them.
+// WebSocket gateway and SSE only ask them. A scoped principal's limits are
+// applied here too, so no caller has to remember them.
 
-// Covers reports whether p's token covers job id: every job for an
-// unscoped token (ownership is CanSee's question), only its own job for a
-// job-scoped one. It needs no read of the job, so a refusal reveals
-// nothing about whether another job exists.
-func (p Principal) Covers(id string) bool { return p.Job == "" || p.Job == id }
+// Scoped reports whether p is limited to a scope.
+func (p Principal) Scoped() bool { return p.Scope != nil }
 
-// ManyJobs reports whether p may act on more than one job at a time:
-// create jobs, list them, subscribe to project: and user: channels. Only
-// a job-scoped principal may not.
-func (p Principal) ManyJobs() bool { return p.Job == "" }
+// Covers reports whether p's token may cover job id: every job for an
+// unscoped token (ownership is CanSee's question); for a scoped one, a job
+// its scope names, or any job when the scope has children:, tag: or
+// project: entries (which only a read of the job can settle). It needs no
+// read of the job, so a refusal reveals nothing about whether another job
+// exists.
+func (p Principal) Covers(id string) bool {
+	return p.Scope == nil || p.Scope.jobs[id] || p.Scope.logs[id] || p.Scope.byJobFields()
+}
 
-// ScopeNote says what a job-scoped principal may do, for the message of a
+// ManyJobs reports whether p may create jobs and list them unfiltered:
+// only an unscoped principal may.
+func (p Principal) ManyJobs() bool { return p.Scope == nil }
+
+// ScopeNote says what a scoped principal may do, for the message of a
 // refusal.
 func (p Principal) ScopeNote() string {
-	return fmt.Sprintf("this token is scoped to job %s: it may only read, report on and watch that job", p.Job)
+	if p.Scope == nil {
+		return "this token may not do that"
+	}
+	what := "read, report on and watch"
+	if p.ReadOnly {
+		what = "read and watch"
+	}
+	if len(p.Scope.names) == 0 {
+		return "this token has an empty scope: it may open nothing; ask for a token that names what you need"
+	}
+	return fmt.Sprintf("this token is scoped to %s: it may only %s what those name", strings.Join(p.Scope.names, ", "), what)
 }
 
-// CanSee reports whether p may read and subscribe to the job s: its own
-// jobs, or any job for an admin; for a job-scoped principal, its job only.
+// Owns reports whether s is p's to see by ownership alone: its own jobs,
+// or any job for an admin.
+func (p Principal) Owns(s progress.Snapshot) bool { return p.Admin || s.Owner == p.Subject }
+
+// CanSee reports whether p may read the job s and receive its updates:
+// its own jobs, or any job for an admin; for a scoped principal, only
+// those of them its scope names.
 func (p Principal) CanSee(s progress.Snapshot) bool {
-	return p.Covers(s.JobID) && (p.Admin || s.Owner == p.Subject)
+	return p.Owns(s) && (p.Scope == nil || p.Scope.contains(s))
 }
+
+// CanSeeLogs reports whether p may read the log lines of job s: CanSee,
+// or a scope naming logs:<id> of a job p owns.
+func (p Principal) CanSeeLogs(s progress.Snapshot) bool {
+	return p.CanSee(s) || (p.Scope != nil && p.Scope.logs[s.JobID] && p.Owns(s))
+}
+
+// CanWrite reports whether p may report on, append logs to and (unless
+// scoped) cancel the job s: CanSee, and not read-only.
+func (p Principal) CanWrite(s progress.Snapshot) bool { return !p.ReadOnly && p.CanSee(s) }
+
+// MaySubscribe reports whether p's scope lets it subscribe to channel ch
+// (always, without a scope; ownership is checked separately). A scoped
+// principal subscribes only to the channels its scope names, literally.
+func (p Principal) MaySubscribe(ch string) bool { return p.Scope == nil || p.Scope.channels[ch] }
 
 // ChannelKind is the part of a channel name before the colon.
 type ChannelKind string
@@ -203,15 +295,10 @@ func ParseChannel(ch string) (ChannelKind, string, error) {
 }
 
 // MaySubscribeUser reports whether p may subscribe to user:<id>: its own,
-// or any for an admin; never for a job-scoped principal.
+// or any for an admin; never for a scoped principal.
 func (p Principal) MaySubscribeUser(id string) bool {
-	return p.ManyJobs() && (p.Admin || p.Subject == id)
+	return p.Scope == nil && (p.Admin || p.Subject == id)
 }
-
-// MaySubscribeProject reports whether p may subscribe to project
-// channels. Anyone may (the channel carries only the jobs CanSee allows)
-// except a job-scoped principal.
-func (p Principal) MaySubscribeProject() bool { return p.ManyJobs() }
 
 // MinSecretBytes is the shortest secret a server accepts: HS256 with a
 // short secret is open to guessing offline from any one token.

@@ -32,6 +32,8 @@ func TestVerify(t *testing.T) {
 	scopedOtherSecret, _ := MintForJob("other", "alice", "job-1", time.Hour, now)
 	scopedAdmin, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
 		"sub": "alice", "admin": true, "job": "job-1", "exp": now.Add(time.Hour).Unix()}).SignedString([]byte("s3cret"))
+	legacy, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+		"sub": "alice", "job": "job-1", "exp": now.Add(time.Hour).Unix()}).SignedString([]byte("s3cret"))
 	none, _ := jwt.NewWithClaims(jwt.SigningMethodNone, jwt.MapClaims{"sub": "alice", "exp": now.Add(time.Hour).Unix()}).SignedString(jwt.UnsafeAllowNoneSignatureType)
 
 	for _, tc := range []struct {
@@ -49,7 +51,8 @@ func TestVerify(t *testing.T) {
 		{"no sub", noSub, Principal{}, ErrInvalidToken},
 		{"alg none", none, Principal{}, ErrInvalidToken},
 		{"garbage", "not.a.jwt", Principal{}, ErrInvalidToken},
-		{"job-scoped", scoped, Principal{Subject: "alice", Job: "job-1", Expires: now.Add(time.Hour)}, nil},
+		{"job-scoped", scoped, Principal{Subject: "alice", Scope: mustScope(t, "job:job-1", "logs:job-1"), Expires: now.Add(time.Hour)}, nil},
+		{"job claim of old tokens", legacy, Principal{Subject: "alice", Scope: mustScope(t, "job:job-1", "logs:job-1"), Expires: now.Add(time.Hour)}, nil},
 		{"job-scoped expired", scopedExpired, Principal{}, ErrExpiredToken},
 		{"job-scoped wrong secret", scopedOtherSecret, Principal{}, ErrInvalidToken},
 		{"job-scoped admin", scopedAdmin, Principal{}, ErrInvalidToken},
@@ -59,7 +62,7 @@ func TestVerify(t *testing.T) {
 			if !errors.Is(err, tc.wantErr) {
 				t.Fatalf("err = %v, want %v", err, tc.wantErr)
 			}
-			if !got.Expires.Equal(tc.want.Expires) || got.Subject != tc.want.Subject || got.Admin != tc.want.Admin || got.Job != tc.want.Job {
+			if !got.Expires.Equal(tc.want.Expires) || got.Subject != tc.want.Subject || got.Admin != tc.want.Admin || !sameScope(got.Scope, tc.want.Scope) {
 				t.Fatalf("principal = %+v, want %+v", got, tc.want)
 			}
 		})
@@ -98,7 +101,7 @@ func TestMintNeedsSecretAndSub(t *testing.T) {
 // TestJobScope checks the limits of a job-scoped principal: its own job
 // only, of its own owner, and nothing that covers many jobs.
 func TestJobScope(t *testing.T) {
-	stage := Principal{Subject: "alice", Job: "j1"}
+	stage := Principal{Subject: "alice", Scope: mustScope(t, "job:j1", "logs:j1")}
 	alice := Principal{Subject: "alice"}
 	for _, tc := range []struct {
 		name string
@@ -116,10 +119,10 @@ func TestJobScope(t *testing.T) {
 	if !stage.Covers("j1") || stage.Covers("j2") || stage.Covers("") {
 		t.Error("Covers must hold for the scoped job only")
 	}
-	if stage.ManyJobs() || stage.MaySubscribeProject() || stage.MaySubscribeUser("alice") {
+	if stage.ManyJobs() || stage.MaySubscribe("project:p") || stage.MaySubscribeUser("alice") {
 		t.Error("a job-scoped principal may not create, list or subscribe to project: or user: channels")
 	}
-	if !alice.Covers("j2") || !alice.ManyJobs() || !alice.MaySubscribeProject() || !alice.MaySubscribeUser("alice") {
+	if !alice.Covers("j2") || !alice.ManyJobs() || !alice.MaySubscribe("project:p") || !alice.MaySubscribeUser("alice") {
 		t.Error("an unscoped principal keeps its rights")
 	}
 	if !strings.Contains(stage.ScopeNote(), "j1") {

@@ -5,19 +5,13 @@ import (
 	"net/url"
 	"testing"
 	"time"
-
-	"github.com/progressd/progressd/internal/auth"
 )
 
 // scopedToken mints the kind of token a pipeline stage gets: alice's,
 // scoped to job.
 func scopedToken(t *testing.T, job string) string {
 	t.Helper()
-	tok, err := auth.MintForJob(testSecret, "alice", job, time.Hour, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
+	return mintScoped(t, "alice", false, time.Hour, "job:"+job, "logs:"+job)
 }
 
 // TestWSJobScopedToken: a stage's token may watch its own job over

@@ -17,48 +17,40 @@ type target struct {
 }
 
 // authorize checks that p may subscribe to channel ch (SPEC.md,
-// "Visibility"): job: and children: of a job p can see (not_found if
+// "Visibility"): job: and children: of a job p owns (not_found if
 // unknown, forbidden if another user's), user: of p itself, project: and
-// tag: always; a job-scoped principal (a pipeline stage's token) only job:
-// and children: of its own job.
+// tag: always; a scoped principal (a stage's token, an end user's) only
+// the channels its scope names, and still only of jobs it owns.
 func (g *Gateway) authorize(p auth.Principal, ch string) (target, *protoError) {
 	kind, key, err := auth.ParseChannel(ch)
 	if err != nil {
 		return target{}, &protoError{Code: CodeBadRequest, Message: err.Error()}
 	}
 	t := target{name: ch, kind: kind, key: key}
+	if !p.MaySubscribe(ch) {
+		// Refused before any read: the answer is the same whether the
+		// job exists or not.
+		return t, errorf(CodeForbidden, "%s: %s", ch, p.ScopeNote())
+	}
 	switch kind {
-	case auth.ProjectChannel:
-		if !p.MaySubscribeProject() {
-			return t, errorf(CodeForbidden, "%s: %s", ch, p.ScopeNote())
-		}
 	case auth.UserChannel:
-		switch {
-		case !p.ManyJobs():
-			return t, errorf(CodeForbidden, "%s: %s", ch, p.ScopeNote())
-		case !p.MaySubscribeUser(key):
+		if !p.MaySubscribeUser(key) {
 			return t, errorf(CodeForbidden, "%s: a user may only subscribe to its own user channel, user:%s", ch, p.Subject)
-		}
-	case auth.TagChannel:
-		// Like project:, open to anyone; only visible jobs pass.
-		if !p.MaySubscribeProject() {
-			return t, errorf(CodeForbidden, "%s: %s", ch, p.ScopeNote())
 		}
 	case auth.JobChannel, auth.ChildrenChannel:
 		// children:<id> has the visibility of job:<id> (SPEC "Groups").
-		if !p.Covers(key) {
-			// Refused before the read: the answer is the same whether
-			// the job exists or not.
-			return t, errorf(CodeForbidden, "%s: %s", ch, p.ScopeNote())
-		}
+		// Owns, not CanSee: a scope naming children:<id> need not name
+		// the parent itself.
 		snap, perr := g.getJob(key)
 		if perr != nil {
 			return t, perr
 		}
-		if !p.CanSee(snap) {
+		if !p.Owns(snap) {
 			return t, errorf(CodeForbidden, "%s: the job belongs to another user", ch)
 		}
 	}
+	// project: and tag: are open (to a scoped principal, when named):
+	// only the jobs CanSee allows pass.
 	return t, nil
 }
 
@@ -73,9 +65,10 @@ func (g *Gateway) recheck(s *subscriber, prev, next auth.Principal) {
 	for _, ch := range s.channelNames() {
 		perr := g.reauthorize(prev, next, ch)
 		if perr == nil {
-			if prev.Admin && !next.Admin && strings.HasPrefix(ch, "project:") {
+			if prev.Admin && !next.Admin && !strings.HasPrefix(ch, "job:") {
 				// Kept, but other users' jobs queued under the admin
-				// token must not go out after the refresh either.
+				// token (project:, tag:, children:) must not go out
+				// after the refresh either.
 				s.dropUnseen(ch, next.Subject)
 			}
 			continue
@@ -92,8 +85,8 @@ func (g *Gateway) recheck(s *subscriber, prev, next auth.Principal) {
 // admin rights: the job's owner, checked on subscribe, does not change.
 // A job that can no longer be read is dropped: the check fails closed.
 func (g *Gateway) reauthorize(prev, next auth.Principal, ch string) *protoError {
-	kind, key, err := auth.ParseChannel(ch)
-	if err == nil && kind == auth.JobChannel && next.Covers(key) && (next.Admin || !prev.Admin) {
+	kind, _, err := auth.ParseChannel(ch)
+	if err == nil && kind == auth.JobChannel && next.MaySubscribe(ch) && (next.Admin || !prev.Admin) {
 		return nil
 	}
 	_, perr := g.authorize(next, ch)

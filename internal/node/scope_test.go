@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/progressd/progressd/internal/auth"
 	"github.com/progressd/progressd/internal/broker"
@@ -166,5 +167,114 @@ pipelines:
 	defer mu.Unlock()
 	if len(reported) == 0 || reported[0].Stage != "work" || !near(reported[0].Progress, 0.25) {
 		t.Fatalf("the stage's report did not arrive as work at 50%% (job at 25%%): %+v", reported)
+	}
+}
+
+// TestScopedTokensOverHTTP: an end user's scoped token (SPEC.md part two,
+// "Scoped tokens") reads the jobs its scope names — by children:, tag: and
+// job: — lists only with a filter its scope names, and never creates,
+// cancels or lists beyond it; read-only, it cannot report either. A job
+// the scope does not name is 404, as another user's. An empty scope opens
+// nothing; a wildcard scope is not a token at all (401).
+func TestScopedTokensOverHTTP(t *testing.T) {
+	t.Parallel()
+	const secret = "scope-test-secret"
+	n := startNode(t, "", func(c *Config) { c.AuthSecret = secret })
+	alice := client{t: t, base: n.URL(), token: mustMint(t, secret, "alice")}
+	parent := create(t, alice, `{"project":"p"}`)
+	child := create(t, alice, `{"parent_id":"`+parent.JobID+`"}`)
+	blue := create(t, alice, `{"project":"p","tags":["blue"]}`)
+	plain := create(t, alice, `{"project":"p"}`)
+	scoped := func(readOnly bool, scope ...string) client {
+		tok, err := auth.MintWith(secret, "alice", auth.Options{Scope: scope, ReadOnly: readOnly}, time.Hour, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return client{t: t, base: n.URL(), token: tok}
+	}
+	ro := scoped(true, "children:"+parent.JobID, "tag:blue")
+	for _, tc := range []struct {
+		method, path, body string
+		status             int
+	}{
+		{"GET", "/api/v1/jobs/" + child.JobID, "", 200},
+		{"GET", "/api/v1/jobs/" + blue.JobID, "", 200},
+		{"GET", "/api/v1/jobs/" + parent.JobID, "", 404}, // children: does not name the parent
+		{"GET", "/api/v1/jobs/" + plain.JobID, "", 404},
+		{"GET", "/api/v1/jobs?parent=" + parent.JobID, "", 200},
+		{"GET", "/api/v1/jobs?tag=blue", "", 200},
+		{"GET", "/api/v1/jobs?tag=red", "", 403},
+		{"GET", "/api/v1/jobs?project=p", "", 403},
+		{"GET", "/api/v1/jobs", "", 403},
+		{"POST", "/api/v1/jobs/" + child.JobID + "/progress", `{"progress":0.5}`, 403}, // read-only
+		{"POST", "/api/v1/jobs/" + child.JobID + "/cancel", "", 403},
+		{"POST", "/api/v1/jobs", `{"project":"p"}`, 403},
+		{"GET", "/api/v1/projects", "", 403},
+	} {
+		var body any
+		if tc.body != "" {
+			body = tc.body
+		}
+		if r := ro.do(tc.method, tc.path, body); r.status != tc.status {
+			t.Errorf("%s %s: %d %s, want %d", tc.method, tc.path, r.status, r.body, tc.status)
+		}
+	}
+	if r := ro.do("GET", "/api/v1/jobs?parent="+parent.JobID, nil); !strings.Contains(string(r.body), child.JobID) {
+		t.Errorf("list of the children: %s", r.body)
+	}
+	if r := ro.do("POST", "/api/v1/jobs/"+child.JobID+"/progress", `{"progress":0.5}`); !strings.Contains(string(r.body), "read-only") {
+		t.Errorf("a read-only report's refusal does not say why: %s", r.body)
+	}
+
+	// Without read_only: reports on what it names, not on the rest.
+	rw := scoped(false, "tag:blue")
+	if s := report(t, rw, blue.JobID, `{"progress":0.4}`); !near(s.Progress, 0.4) {
+		t.Fatalf("report with a tag: scope: %+v", s)
+	}
+	if r := rw.do("POST", "/api/v1/jobs/"+plain.JobID+"/progress", `{"progress":0.5}`); r.status != 404 {
+		t.Errorf("report outside the scope: %d %s, want 404", r.status, r.body)
+	}
+	if g := get(t, alice, plain.JobID); g.Seq != plain.Seq {
+		t.Fatalf("a refused report changed the job: %+v", g)
+	}
+
+	// logs:<id> opens the job's lines, not the job; job:<id> opens both.
+	logsOnly := scoped(true, "logs:"+blue.JobID)
+	for _, tc := range []struct {
+		c            client
+		method, path string
+		body         any
+		status       int
+	}{
+		{logsOnly, "GET", "/api/v1/jobs/" + blue.JobID + "/logs", nil, 200},
+		{logsOnly, "GET", "/api/v1/jobs/" + blue.JobID, nil, 404},
+		{logsOnly, "GET", "/api/v1/jobs/" + plain.JobID + "/logs", nil, 403},
+		{logsOnly, "POST", "/api/v1/jobs/" + blue.JobID + "/logs", `{"lines":["x"]}`, 403},
+		{rw, "POST", "/api/v1/jobs/" + blue.JobID + "/logs", `{"lines":["x"]}`, 200},
+		{rw, "GET", "/api/v1/jobs/" + blue.JobID + "/logs", nil, 200},
+		{rw, "POST", "/api/v1/jobs/" + plain.JobID + "/logs", `{"lines":["x"]}`, 404},
+	} {
+		if r := tc.c.do(tc.method, tc.path, tc.body); r.status != tc.status {
+			t.Errorf("%s %s: %d %s, want %d", tc.method, tc.path, r.status, r.body, tc.status)
+		}
+	}
+
+	// An empty scope opens nothing; a wildcard is refused outright.
+	for name, claims := range map[string]map[string]any{
+		"empty scope": {"scope": []string{}},
+		"project:*":   {"scope": []string{"project:*"}},
+	} {
+		claims["sub"], claims["exp"] = "alice", time.Now().Add(time.Hour).Unix()
+		tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims(claims)).SignedString([]byte(secret))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := client{t: t, base: n.URL(), token: tok}
+		want := map[string]int{"empty scope": 403, "project:*": 401}[name]
+		for _, path := range []string{"/api/v1/jobs/" + blue.JobID, "/api/v1/jobs?project=p"} {
+			if r := c.do("GET", path, nil); r.status != want {
+				t.Errorf("%s: GET %s: %d %s, want %d", name, path, r.status, r.body, want)
+			}
+		}
 	}
 }

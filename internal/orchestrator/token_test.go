@@ -1,6 +1,7 @@
 package orchestrator
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -41,7 +42,7 @@ func TestStageEnvToken(t *testing.T) {
 			if err != nil {
 				t.Fatalf("PROGRESSD_TOKEN does not verify: %v", err)
 			}
-			if p.Subject != "alice" || p.Job != "job-1" || p.Admin {
+			if p.Subject != "alice" || !p.Scoped() || !slices.Equal(p.Scope.Names(), []string{"job:job-1", "logs:job-1"}) || p.Admin {
 				t.Fatalf("principal %+v, want alice scoped to job-1, not admin", p)
 			}
 			if p.Expires.Before(before.Add(tc.ttl)) || p.Expires.After(time.Now().Add(tc.ttl)) {
