@@ -285,10 +285,17 @@ def test_coalescer_rules():
     assert lines == ["l1"] and body["state"] == "failed"
 
 
-@pytest.mark.xfail(strict=True, reason="server: POST /api/v1/jobs/{id}/logs is not implemented yet (SPEC part two); remove this mark when it is")
 def test_log_lines_are_sent_in_batches(client):
     job = client.create_job("py-logs")
     with progressd.Reporter(client, job, min_interval=0.05) as r:
         for i in range(2500):
             r.log(f"line {i}")
+        r.report(0.5)
+    assert r.requests <= 5  # 1,000 lines a request, and one report
     assert client.log(job.id, ["one more"]) == 2501
+    page = client.logs(job.id, after=2490)
+    assert [x.text for x in page.lines] == [f"line {i}" for i in range(2490, 2500)] + ["one more"]
+    assert page.lines[0].n == 2491 and page.last == 2501 and page.lines[0].stream == "log"
+    client.report(job.id, state="succeeded")
+    with pytest.raises(progressd.JobFinished):
+        client.log(job.id, "too late")

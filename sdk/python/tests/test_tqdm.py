@@ -105,7 +105,6 @@ def test_rich_bar(client):
     assert client.get(job.id).progress == 1
 
 
-@pytest.mark.xfail(strict=True, reason="server: POST /api/v1/jobs/{id}/logs is not implemented yet (SPEC part two); remove this mark when it is")
 def test_log_records_become_log_lines(client):
     job = client.create_job("py-log")
     log = logging.getLogger("py-sdk-test")
@@ -121,4 +120,4 @@ def test_log_records_become_log_lines(client):
     finally:
         log.removeHandler(h)
         h.close()
-    assert client.log(job.id, ["last"]) == 11
+    assert [x.text for x in client.logs(job.id).lines] == [f"INFO row {i}" for i in range(10)]

@@ -33,7 +33,7 @@ from .errors import (
     Unauthorized,
     Unavailable,
 )
-from .models import Children, Page, Snapshot, Stage
+from .models import Children, LogLine, LogPage, Page, Snapshot, Stage
 from .reporter import AsyncReporter, Reporter
 from .tokens import mint_token
 
@@ -49,6 +49,8 @@ __all__ = [
     "Stage",
     "Children",
     "Page",
+    "LogLine",
+    "LogPage",
     "mint_token",
     "DEFAULT_SERVER",
     "WatchTimeout",

@@ -33,7 +33,7 @@ from urllib.parse import quote
 import httpx
 
 from .errors import APIError, ConnectionFailed, JobCanceled, JobFinished, error_from_response
-from .models import Page, Snapshot
+from .models import LogPage, Page, Snapshot
 
 # The statuses worth retrying: the server (or a proxy before it) is
 # starting, overloaded or has a store down, and changed nothing.
@@ -265,6 +265,12 @@ def log(cfg: Settings, job_id: str, lines: Sequence[str]) -> Plan:
     except JobFinished as e:
         return (yield from _after_finished(cfg, job_id, e, None))
     return int((data or {}).get("last", 0))
+
+
+def read_logs(cfg: Settings, job_id: str, after: Optional[int], limit: Optional[int]) -> Plan:
+    q = {k: v for k, v in (("after", after), ("limit", limit)) if v is not None}
+    data = yield from request(cfg, Send("GET", _job_path(job_id, "/logs"), params=q))
+    return LogPage.from_dict(data or {})
 
 
 def list_jobs(cfg: Settings, params: Dict[str, Any]) -> Plan:

@@ -14,7 +14,7 @@ from ._plan import Plan, Send, Sleep
 from ._watch import Follower, SSEParser
 from .client import _ClientBase, _http_options
 from .errors import JobCanceled
-from .models import Page, Snapshot
+from .models import LogPage, Page, Snapshot
 from .reporter import AsyncReporter
 
 
@@ -120,6 +120,9 @@ class AsyncClient(_ClientBase):
 
     async def cancel(self, job_id: str) -> Snapshot:
         return await self._run(_plan.cancel(self._cfg, job_id))
+
+    async def logs(self, job_id: str, *, after: Optional[int] = None, limit: Optional[int] = None) -> LogPage:
+        return await self._run(_plan.read_logs(self._cfg, job_id, after, limit))
 
     async def list(self, project: Optional[str] = None, *, state: Any = None, limit: Optional[int] = None,
                    cursor: Optional[str] = None, **filters: Any) -> Page:

@@ -14,7 +14,7 @@ from ._plan import Plan, Send, Settings, Sleep
 from ._version import __version__
 from ._watch import Follower, SSEParser
 from .errors import JobCanceled
-from .models import Page, Snapshot
+from .models import LogPage, Page, Snapshot
 from .reporter import Reporter
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
@@ -182,6 +182,10 @@ class Client(_ClientBase):
 
     def cancel(self, job_id: str) -> Snapshot:
         return self._run(_plan.cancel(self._cfg, job_id))
+
+    def logs(self, job_id: str, *, after: Optional[int] = None, limit: Optional[int] = None) -> LogPage:
+        """The job's kept log lines after line ``after`` (all kept ones without it)."""
+        return self._run(_plan.read_logs(self._cfg, job_id, after, limit))
 
     def list(self, project: Optional[str] = None, *, state: Any = None, limit: Optional[int] = None,
              cursor: Optional[str] = None, **filters: Any) -> Page:

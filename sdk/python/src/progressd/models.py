@@ -201,4 +201,37 @@ class Page:
         )
 
 
-__all__ = ["Snapshot", "Stage", "Children", "Page", "TERMINAL_STATES", "parse_time"]
+@dataclass(frozen=True)
+class LogLine:
+    """One kept log line: ``n`` counts the job's lines from 1, with no gaps."""
+
+    n: int
+    text: str
+    t: Optional[datetime] = None
+    stream: str = "log"
+    stage: str = ""
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "LogLine":
+        return cls(n=int(d.get("n", 0) or 0), text=str(d.get("text", "")), t=parse_time(d.get("t")),
+                   stream=str(d.get("stream") or "log"), stage=str(d.get("stage") or ""))
+
+
+@dataclass(frozen=True)
+class LogPage:
+    """Kept lines after ``after``: ``first`` is the first line kept, ``last``
+    the job's newest; ``truncated`` says lines asked for were already dropped."""
+
+    lines: List[LogLine]
+    first: int = 0
+    last: int = 0
+    truncated: bool = False
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "LogPage":
+        return cls(lines=[LogLine.from_dict(x) for x in (d.get("lines") or []) if isinstance(x, dict)],
+                   first=int(d.get("first", 0) or 0), last=int(d.get("last", 0) or 0),
+                   truncated=bool(d.get("truncated", False)))
+
+
+__all__ = ["Snapshot", "Stage", "Children", "Page", "LogLine", "LogPage", "TERMINAL_STATES", "parse_time"]
