@@ -25,6 +25,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/progressd/progressd/internal/progress"
+	"github.com/progressd/progressd/internal/protocol"
 )
 
 // LocalUser is the user every request acts as in single-user mode.
@@ -261,37 +262,40 @@ func (p Principal) MaySubscribe(ch string) bool { return p.Scope == nil || p.Sco
 // ChannelKind is the part of a channel name before the colon.
 type ChannelKind string
 
-// The channel kinds a client may subscribe to.
+// The channel kinds a client may subscribe to: the rows of package
+// protocol's table (protocol.Channels), which ParseChannel accepts.
 const (
-	JobChannel     ChannelKind = "job"
-	ProjectChannel ChannelKind = "project"
-	UserChannel    ChannelKind = "user"
+	JobChannel     ChannelKind = protocol.ChannelJob
+	ProjectChannel ChannelKind = protocol.ChannelProject
+	UserChannel    ChannelKind = protocol.ChannelUser
 	// ChildrenChannel carries the direct children of a job, with the
 	// visibility of job: of that job.
-	ChildrenChannel ChannelKind = "children"
+	ChildrenChannel ChannelKind = protocol.ChannelChildren
 	// TagChannel carries the jobs with a tag that the subscriber may see.
-	TagChannel ChannelKind = "tag"
+	TagChannel ChannelKind = protocol.ChannelTag
 )
 
 // ParseChannel splits "kind:key" and checks both parts.
 func ParseChannel(ch string) (ChannelKind, string, error) {
 	kind, key, ok := strings.Cut(ch, ":")
 	if !ok || key == "" {
-		return "", "", fmt.Errorf("channel %q must be job:<id>, project:<name>, user:<id>, children:<id> or tag:<tag>", ch)
+		return "", "", fmt.Errorf("channel %q must be %s", ch, protocol.ChannelForms())
+	}
+	if _, ok := protocol.ChannelOf(kind); !ok {
+		return "", "", fmt.Errorf("channel %q: unknown kind %q (use %s)", ch, kind, protocol.ChannelForms())
 	}
 	switch k := ChannelKind(kind); k {
-	case JobChannel, ProjectChannel, UserChannel, ChildrenChannel:
-		if err := progress.CheckName(kind, key); err != nil {
-			return "", "", fmt.Errorf("channel %q: %s", ch, err.(*progress.Error).Message)
-		}
-		return k, key, nil
 	case TagChannel:
 		if err := progress.CheckTag(key); err != nil {
 			return "", "", fmt.Errorf("channel %q: %s", ch, err.(*progress.Error).Message)
 		}
 		return k, key, nil
+	default: // an id or a name
+		if err := progress.CheckName(kind, key); err != nil {
+			return "", "", fmt.Errorf("channel %q: %s", ch, err.(*progress.Error).Message)
+		}
+		return k, key, nil
 	}
-	return "", "", fmt.Errorf("channel %q: unknown kind %q (use job:, project:, user:, children: or tag:)", ch, kind)
 }
 
 // MaySubscribeUser reports whether p may subscribe to user:<id>: its own,

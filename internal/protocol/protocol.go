@@ -13,6 +13,7 @@ package protocol
 
 import (
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -65,6 +66,60 @@ func CloseOf(code int) (Close, bool) {
 		return Close{}, false
 	}
 	return Closes[i], true
+}
+
+// Channel kinds: the part of a channel name before the colon.
+const (
+	ChannelJob      = "job"
+	ChannelProject  = "project"
+	ChannelUser     = "user"
+	ChannelChildren = "children"
+	ChannelTag      = "tag"
+)
+
+// Channel is one kind of channel a client may subscribe to.
+type Channel struct {
+	Kind string
+	// Key names what follows the colon.
+	Key string
+	// Meaning says which jobs the channel carries.
+	Meaning string
+}
+
+// Channels is the table of channel kinds; package auth accepts exactly
+// these.
+var Channels = []Channel{
+	{ChannelJob, "id", "one job, if the subscriber may see it"},
+	{ChannelProject, "name", "the jobs of a project that the subscriber may see"},
+	{ChannelUser, "id", "the jobs of one owner: the subscriber's own, any for an admin"},
+	{ChannelChildren, "id", "the direct children of a job, with the visibility of job: of that job"},
+	{ChannelTag, "tag", "the jobs with a tag that the subscriber may see"},
+}
+
+// ChannelOf returns the row of channel kind kind, and false for a kind no
+// client may subscribe to.
+func ChannelOf(kind string) (Channel, bool) {
+	i := slices.IndexFunc(Channels, func(c Channel) bool { return c.Kind == kind })
+	if i < 0 {
+		return Channel{}, false
+	}
+	return Channels[i], true
+}
+
+// ChannelForms lists the channel kinds for messages:
+// "job:<id>, project:<name>, … or tag:<tag>".
+func ChannelForms() string {
+	var b strings.Builder
+	for i, c := range Channels {
+		switch {
+		case i == len(Channels)-1 && i > 0:
+			b.WriteString(" or ")
+		case i > 0:
+			b.WriteString(", ")
+		}
+		b.WriteString(c.Kind + ":<" + c.Key + ">")
+	}
+	return b.String()
 }
 
 // Error codes of WebSocket replies and of the gateway's HTTP refusals. They

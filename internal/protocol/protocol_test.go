@@ -68,6 +68,27 @@ func TestTablesAreWellFormed(t *testing.T) {
 	}
 }
 
+// TestChannelsAreWellFormed: one row per kind, lower case, with a key and
+// a meaning, and ChannelForms names each.
+func TestChannelsAreWellFormed(t *testing.T) {
+	seen := map[string]bool{}
+	for _, c := range protocol.Channels {
+		if seen[c.Kind] || c.Kind == "" || strings.ToLower(c.Kind) != c.Kind || strings.Contains(c.Kind, ":") || c.Key == "" || c.Meaning == "" {
+			t.Errorf("channel %+v: repeated, empty, not lower case, or without key or meaning", c)
+		}
+		seen[c.Kind] = true
+		if got, ok := protocol.ChannelOf(c.Kind); !ok || got != c {
+			t.Errorf("ChannelOf(%q) = %v, %v", c.Kind, got, ok)
+		}
+		if !strings.Contains(protocol.ChannelForms(), c.Kind+":<"+c.Key+">") {
+			t.Errorf("ChannelForms() = %q lacks %s", protocol.ChannelForms(), c.Kind)
+		}
+	}
+	if _, ok := protocol.ChannelOf("logs"); ok {
+		t.Error("ChannelOf(logs) found a row: add it to the table only when clients may subscribe to it")
+	}
+}
+
 // TestDescribeNamesEveryCode checks the OpenAPI paragraph lists each code.
 func TestDescribeNamesEveryCode(t *testing.T) {
 	d := protocol.Describe()

@@ -30,7 +30,14 @@ func TypeScript() string {
 		fmt.Fprintf(&b, "  %s: { retry: %t, meaning: %s },\n", e.Code, e.Retry, strconv.Quote(e.Meaning))
 	}
 	b.WriteString("} as const;\n\n")
-	b.WriteString("export type ErrorCode = keyof typeof ERROR_CODES;\n")
+	b.WriteString("export type ErrorCode = keyof typeof ERROR_CODES;\n\n")
+	b.WriteString("/** The channel kinds a client may subscribe to (\"kind:key\"). */\n")
+	b.WriteString("export const CHANNEL_KINDS = {\n")
+	for _, c := range Channels {
+		fmt.Fprintf(&b, "  %s: { key: %s, meaning: %s },\n", c.Kind, strconv.Quote(c.Key), strconv.Quote(c.Meaning))
+	}
+	b.WriteString("} as const;\n\n")
+	b.WriteString("export type ChannelKind = keyof typeof CHANNEL_KINDS;\n")
 	return b.String()
 }
 
@@ -58,6 +65,13 @@ func Describe() string {
 			b.WriteString("; ")
 		}
 		fmt.Fprintf(&b, "`%s` (%s)", e.Code, e.Meaning)
+	}
+	b.WriteString(". Channels: ")
+	for i, c := range Channels {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		fmt.Fprintf(&b, "`%s:<%s>` (%s)", c.Kind, c.Key, c.Meaning)
 	}
 	b.WriteString(".")
 	return b.String()

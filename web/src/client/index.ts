@@ -1,7 +1,7 @@
 // progressd browser client: framework-free, no runtime dependencies.
 export { ProgressClient, type ProgressClientOptions } from "./client";
 export { Connection, CloseCode, type ConnectionOptions, type ConnectionEvents } from "./connection";
-export { CLOSE_CODES, ERROR_CODES, type CloseName, type ErrorCode } from "./protocol.gen";
+export { CLOSE_CODES, ERROR_CODES, CHANNEL_KINDS, type CloseName, type ErrorCode, type ChannelKind } from "./protocol.gen";
 export { JobStore, channelMatcher, compareNewestFirst } from "./store";
 export { FrameBatcher, frameBatcher, type RequestFrame } from "./frame";
 export { Api, ApiError, type CreateJob, type JobList, type ListQuery, type ProgressReport, type ProjectList } from "./api";

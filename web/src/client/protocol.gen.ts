@@ -25,3 +25,14 @@ export const ERROR_CODES = {
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
+
+/** The channel kinds a client may subscribe to ("kind:key"). */
+export const CHANNEL_KINDS = {
+  job: { key: "id", meaning: "one job, if the subscriber may see it" },
+  project: { key: "name", meaning: "the jobs of a project that the subscriber may see" },
+  user: { key: "id", meaning: "the jobs of one owner: the subscriber's own, any for an admin" },
+  children: { key: "id", meaning: "the direct children of a job, with the visibility of job: of that job" },
+  tag: { key: "tag", meaning: "the jobs with a tag that the subscriber may see" },
+} as const;
+
+export type ChannelKind = keyof typeof CHANNEL_KINDS;
