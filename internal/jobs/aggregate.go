@@ -43,6 +43,11 @@ type aggregator struct {
 	timer   *time.Timer // armed while something is pending; nil otherwise
 	recheck *time.Timer // the next look for parents left behind
 	closed  bool
+	// flushing is set while flushDue runs: one runs at a time, so that
+	// parents' updates, which read the database, cannot pile up behind a
+	// busy one (a single SQLite connection) and queue the reports' writes
+	// behind them. The running one arms the timer again when it ends.
+	flushing bool
 	flushes sync.WaitGroup
 }
 
@@ -115,6 +120,11 @@ func (a *aggregator) armLocked() {
 func (a *aggregator) flushDue(all bool) {
 	a.mu.Lock()
 	a.timer = nil
+	if a.flushing {
+		a.mu.Unlock()
+		return
+	}
+	a.flushing = true
 	now := a.s.cfg.Now()
 	due := map[string]*pendingParent{}
 	for id, p := range a.pending {
@@ -131,6 +141,7 @@ func (a *aggregator) flushDue(all bool) {
 		a.flush(id, p)
 	}
 	a.mu.Lock()
+	a.flushing = false
 	a.armLocked()
 	a.mu.Unlock()
 }
