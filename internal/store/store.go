@@ -78,6 +78,15 @@ type Store interface {
 	// Last of what is stored (0 without lines).
 	ReadLogs(ctx context.Context, job string, after int64, limit int) (progress.LogPage, error)
 
+	// Delete deletes one finished job with its tags and log lines:
+	// ErrNotFound, or ErrNotFinished for a job that is not terminal.
+	Delete(ctx context.Context, id string) error
+	// Purge deletes up to limit jobs finished before before (see
+	// PurgeSQL) and returns their ids. On PostgreSQL it deletes nothing
+	// while another node's Purge runs, so nodes sharing a database take
+	// turns.
+	Purge(ctx context.Context, before time.Time, limit int) ([]string, error)
+
 	// Ping reports whether the database answers, for /readyz.
 	Ping(ctx context.Context) error
 	// Close releases the database. The store is unusable afterwards.

@@ -22,22 +22,7 @@ func NewTallySQL(prefix string, dollar bool) TallySQL {
 		canceled = p.canceled + excluded.canceled,
 		last_activity_at = CASE WHEN excluded.last_activity_at > p.last_activity_at
 			THEN excluded.last_activity_at ELSE p.last_activity_at END`
-	bind := func(q string) string {
-		if !dollar {
-			return q
-		}
-		var b strings.Builder
-		n := 0
-		for _, r := range q {
-			if r == '?' {
-				n++
-				b.WriteString("$" + strconv.Itoa(n))
-				continue
-			}
-			b.WriteRune(r)
-		}
-		return b.String()
-	}
+	bind := func(q string) string { return bindDollar(q, dollar) }
 	return TallySQL{
 		group: bind(`INSERT INTO ` + prefix + `job_children AS g
 			(parent_id, version, total, queued, running, succeeded, failed, canceled, weight_sum, done_wp, dirty_at)
@@ -91,4 +76,23 @@ func (q TallySQL) Apply(ctx context.Context, exec Exec, t *Tally) error {
 		}
 	}
 	return nil
+}
+
+// bindDollar turns ? placeholders into $1, $2… for PostgreSQL when dollar
+// is set.
+func bindDollar(q string, dollar bool) string {
+	if !dollar {
+		return q
+	}
+	var b strings.Builder
+	n := 0
+	for _, r := range q {
+		if r == '?' {
+			n++
+			b.WriteString("$" + strconv.Itoa(n))
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }

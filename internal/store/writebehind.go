@@ -346,6 +346,34 @@ func (w *WriteBehind) Get(ctx context.Context, id string) (progress.Snapshot, er
 	return s, nil
 }
 
+// Delete deletes a finished job (Store.Delete), forgetting any write of
+// it still waiting, so a flush cannot bring it back (Save skips missing
+// jobs anyway).
+func (w *WriteBehind) Delete(ctx context.Context, id string) error {
+	w.forget(id)
+	err := w.db.Delete(ctx, id)
+	if !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrNotFinished) {
+		w.noteWrite(err)
+	}
+	return err
+}
+
+// Purge deletes a batch of old finished jobs (Store.Purge).
+func (w *WriteBehind) Purge(ctx context.Context, before time.Time, limit int) ([]string, error) {
+	ids, err := w.db.Purge(ctx, before, limit)
+	w.noteWrite(err)
+	for _, id := range ids {
+		w.forget(id)
+	}
+	return ids, err
+}
+
+func (w *WriteBehind) forget(id string) {
+	w.mu.Lock()
+	delete(w.pending, id)
+	w.mu.Unlock()
+}
+
 // List returns a page from the database with each job replaced by its
 // pending snapshot where that is newer. Filters apply to what is stored;
 // state changes are written durably, so pending snapshots rarely differ in

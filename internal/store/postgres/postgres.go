@@ -197,6 +197,9 @@ var migrations = []string{
 		text   text NOT NULL,
 		PRIMARY KEY (job_id, n)
 	);`,
+
+	// 5: retention (store/purge.go) picks finished jobs oldest first.
+	`CREATE INDEX progressd_jobs_finished_at ON progressd_jobs (finished_at) WHERE finished_at IS NOT NULL;`,
 }
 
 // migrate applies the migrations the database has not run yet, in one

@@ -223,6 +223,9 @@ var migrations = []string{
 		text   TEXT NOT NULL,
 		PRIMARY KEY (job_id, n)
 	) WITHOUT ROWID;`,
+
+	// 5: retention (store/purge.go) picks finished jobs oldest first.
+	`CREATE INDEX jobs_finished_at ON jobs (finished_at) WHERE finished_at IS NOT NULL;`,
 }
 
 // migrate applies the migrations the file has not run yet, in one

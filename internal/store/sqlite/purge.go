@@ -1,0 +1,62 @@
+package sqlite
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/progressd/progressd/internal/store"
+)
+
+var purgeSQL = store.NewPurgeSQL("", false)
+
+// Delete implements store.Store.
+func (s *Store) Delete(ctx context.Context, id string) error {
+	ids, err := s.purge(ctx, purgeSQL.PickOne(), id)
+	return store.DeleteOutcome(ctx, id, ids, err, s.Get)
+}
+
+// Purge implements store.Store. SQLite has one writer at a time, so
+// nodes sharing a file take turns by its lock.
+func (s *Store) Purge(ctx context.Context, before time.Time, limit int) ([]string, error) {
+	return s.purge(ctx, purgeSQL.PickOld(), before.UnixMilli(), limit)
+}
+
+// purge deletes the jobs pick selects, in one (immediate) transaction.
+func (s *Store) purge(ctx context.Context, pick string, args ...any) ([]string, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: delete jobs: begin: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	rows, err := tx.QueryContext(ctx, pick, args...)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: delete jobs: pick: %w", err)
+	}
+	picked, err := store.ReadPicked(rows)
+	_ = rows.Close()
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: delete jobs: %w", err)
+	}
+	deleted, t, err := purgeSQL.Purge(ctx, func(ctx context.Context, q string, args ...any) (int64, error) {
+		res, err := tx.ExecContext(ctx, q, args...)
+		if err != nil {
+			return 0, err
+		}
+		return res.RowsAffected()
+	}, picked)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
+	if err := s.applyTally(ctx, tx, t); err != nil {
+		return nil, fmt.Errorf("sqlite: delete jobs: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("sqlite: delete jobs: commit: %w", err)
+	}
+	ids := make([]string, len(deleted))
+	for i, d := range deleted {
+		ids[i] = d.JobID
+	}
+	return ids, nil
+}
