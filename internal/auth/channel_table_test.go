@@ -15,7 +15,7 @@ func TestParseChannelAcceptsExactlyTheTable(t *testing.T) {
 			t.Errorf("ParseChannel(%s:abc) = %q %q %v", c.Kind, kind, key, err)
 		}
 	}
-	for _, kind := range []string{"logs", "jobs", "admin", "JOB", ""} {
+	for _, kind := range []string{"log", "jobs", "admin", "JOB", ""} {
 		if _, _, err := ParseChannel(kind + ":abc"); err == nil {
 			t.Errorf("ParseChannel(%s:abc) accepted a kind that is not in protocol.Channels", kind)
 		}

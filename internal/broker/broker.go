@@ -16,6 +16,11 @@ type Update struct {
 	Snapshot progress.Snapshot
 	// Data is Snapshot encoded as JSON, encoded once by the publisher.
 	Data []byte
+	// Log marks a log notice instead of a snapshot: the job (Snapshot's
+	// JobID, Project and Owner) has log lines up to n = Snapshot.Seq, to
+	// be read from the log store by the logs:<id> subscribers. Data is
+	// empty. Receivers that want snapshots skip it.
+	Log bool
 }
 
 // Broker publishes updates to every subscriber on every node.

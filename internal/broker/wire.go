@@ -22,6 +22,10 @@ import (
 // another version drops the message (and says so) rather than misread it.
 const HeaderVersion = 1
 
+// LogNoticeVersion is the first byte of a log notice (Update.Log): the
+// same header, with the job's newest log line n as its seq, and no data.
+const LogNoticeVersion = 2
+
 // Origin identifies the node that published a message.
 type Origin [16]byte
 
@@ -30,20 +34,26 @@ type Header struct {
 	Origin              Origin
 	Seq                 uint64
 	Job, Project, Owner string
+	Log                 bool // a log notice (LogNoticeVersion)
 }
 
 // AppendMessage appends u as one message from origin: the header, then
 // u.Data (encoded here only when the publisher left it empty).
 func AppendMessage(b []byte, origin Origin, u *Update) ([]byte, error) {
 	data := u.Data
-	if len(data) == 0 {
+	if len(data) == 0 && !u.Log {
 		var err error
 		if data, err = u.Snapshot.AppendJSON(nil); err != nil {
 			return b, fmt.Errorf("encode job %s seq %d: %w", u.Snapshot.JobID, u.Snapshot.Seq, err)
 		}
 	}
 	s := &u.Snapshot
-	b = append(b, HeaderVersion)
+	if u.Log {
+		b = append(b, LogNoticeVersion)
+		data = nil
+	} else {
+		b = append(b, HeaderVersion)
+	}
 	b = append(b, origin[:]...)
 	b = binary.AppendUvarint(b, s.Seq)
 	for _, f := range []string{s.JobID, s.Project, s.Owner} {
@@ -68,8 +78,12 @@ func ParseHeader(msg string) (h Header, data string, err error) {
 	if len(msg) < 17 {
 		return h, "", errShort
 	}
-	if msg[0] != HeaderVersion {
-		return h, "", fmt.Errorf("message format %d, this node reads %d", msg[0], HeaderVersion)
+	switch msg[0] {
+	case HeaderVersion:
+	case LogNoticeVersion:
+		h.Log = true
+	default:
+		return h, "", fmt.Errorf("message format %d, this node reads %d and %d", msg[0], HeaderVersion, LogNoticeVersion)
 	}
 	copy(h.Origin[:], msg[1:17])
 	rest := msg[17:]
@@ -92,6 +106,9 @@ func ParseHeader(msg string) (h Header, data string, err error) {
 // the bytes as they came, Snapshot is decoded from them once for every
 // subscriber of the node.
 func DecodeUpdate(h Header, data string) (Update, error) {
+	if h.Log {
+		return Update{Log: true, Snapshot: progress.Snapshot{JobID: h.Job, Project: h.Project, Owner: h.Owner, Seq: h.Seq}}, nil
+	}
 	u := Update{Data: []byte(data)}
 	if err := json.Unmarshal(u.Data, &u.Snapshot); err != nil {
 		return Update{}, fmt.Errorf("job %s seq %d: snapshot: %w", h.Job, h.Seq, err)

@@ -90,3 +90,28 @@ func FuzzParseHeader(f *testing.F) {
 		}
 	})
 }
+
+// TestLogNoticeRoundTrip: a log notice carries the job, its project and
+// owner and its newest line's n, and no snapshot.
+func TestLogNoticeRoundTrip(t *testing.T) {
+	origin := broker.Origin{9}
+	u := broker.Update{Log: true, Snapshot: progress.Snapshot{JobID: "j1", Project: "p", Owner: "alice", Seq: 1234}}
+	b, err := broker.AppendMessage(nil, origin, &u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, data, err := broker.ParseHeader(string(b))
+	if err != nil || !h.Log || data != "" {
+		t.Fatalf("ParseHeader: %+v %q %v", h, data, err)
+	}
+	got, err := broker.DecodeUpdate(h, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Log || got.Snapshot.JobID != "j1" || got.Snapshot.Project != "p" || got.Snapshot.Owner != "alice" || got.Snapshot.Seq != 1234 {
+		t.Fatalf("decoded %+v", got)
+	}
+	if _, _, err := broker.ParseHeader("\x03" + string(b[1:])); err == nil {
+		t.Fatal("an unknown message format parsed")
+	}
+}

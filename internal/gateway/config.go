@@ -23,6 +23,9 @@ import (
 type Jobs interface {
 	Get(ctx context.Context, id string) (progress.Snapshot, error)
 	Recent(ctx context.Context, f progress.Filter, limit int) ([]progress.Snapshot, error)
+	// Logs reads a job's kept log lines after after (< 0: from the first
+	// kept one), for logs: subscribers.
+	Logs(ctx context.Context, id string, after int64, limit int) (progress.LogPage, error)
 }
 
 // Defaults of Config; SPEC.md fixes the limits.

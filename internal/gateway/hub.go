@@ -83,6 +83,7 @@ func (h *hub) unsubscribe(ch string, s *subscriber) bool {
 	h.removeLocked(ch, s)
 	s.mu.Lock()
 	s.q.remove(ch)
+	s.dropLogCursorLocked(ch)
 	s.mu.Unlock()
 	return true
 }
@@ -127,6 +128,10 @@ func (h *hub) removeLocked(ch string, s *subscriber) {
 // job it asked for. The per-(channel, job) queue key keeps coalescing and
 // the seq check independent per channel.
 func (h *hub) publish(u broker.Update) {
+	if u.Log {
+		h.publishLog(u)
+		return
+	}
 	snap := &u.Snapshot
 	h.publishTo("job:"+snap.JobID, u, false)
 	h.publishTo("project:"+snap.Project, u, true)

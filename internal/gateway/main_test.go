@@ -155,6 +155,9 @@ type frame struct {
 	Error   *protoError       `json:"error"`
 	Channel string            `json:"channel"`
 	Job     progress.Snapshot `json:"job"`
+	// A log frame's lines, and whether lines were dropped before them.
+	Lines     []progress.LogLine `json:"lines"`
+	Truncated bool               `json:"truncated"`
 }
 
 // client is a test WebSocket client. Updates read while waiting for a
@@ -276,7 +279,7 @@ func (c *client) awaitReply(id string) frame {
 			c.t.Fatalf("read while waiting for reply %s: %v", id, err)
 		}
 		switch {
-		case f.Type == "update":
+		case f.Type == "update" || f.Type == "log":
 			c.early = append(c.early, f)
 		case f.Type == "error":
 			c.revoked = append(c.revoked, f)

@@ -54,6 +54,9 @@ type clientFrame struct {
 	Channel string
 	// ClientID names the page or tab, to spot duplicate connections.
 	ClientID string
+	// After is, in a subscribe to logs:<id>, the last line the client
+	// has: lines after it are sent (nil: all kept lines).
+	After *int64
 }
 
 // wireFrame is the JSON shape of clientFrame.
@@ -63,6 +66,7 @@ type wireFrame struct {
 	Token    string          `json:"token"`
 	Channel  string          `json:"channel"`
 	ClientID string          `json:"client_id"`
+	After    *int64          `json:"after"`
 }
 
 // nullID is the id of a reply to a frame whose id could not be read.
@@ -164,6 +168,12 @@ type message struct {
 	// owner is the job's owner, so that a queue can drop what its
 	// connection may no longer see (queue.dropUnseen).
 	owner string
+	// log is set for the messages of a logs: channel (its name): a mark
+	// (seq = the job's newest line, logJob the job) until the writer
+	// expands it into frames (logFrame set), see logs.go.
+	log      string
+	logJob   string
+	logFrame bool
 }
 
 // newUpdate encodes {"type":"update","channel":ch,"job":data} once; data

@@ -22,8 +22,12 @@ func (g *Gateway) Resync() {
 		if g.ctx.Err() != nil {
 			return
 		}
+		kind, key, _ := auth.ParseChannel(ch)
+		if kind == auth.LogsChannel {
+			g.resyncLogs(key)
+			continue
+		}
 		snaps := g.resyncRead(ch)
-		kind, _, _ := auth.ParseChannel(ch)
 		for i := range snaps {
 			data, err := snaps[i].AppendJSON(nil)
 			if err != nil {
@@ -70,4 +74,19 @@ func (g *Gateway) resyncRead(ch string) []progress.Snapshot {
 		return snaps
 	}
 	return nil
+}
+
+// resyncLogs queues a mark of the job's newest line for its logs:
+// subscribers: lines appended on other nodes during the outage are sent.
+func (g *Gateway) resyncLogs(job string) {
+	ctx, cancel := context.WithTimeout(g.ctx, g.cfg.RequestTimeout)
+	defer cancel()
+	p, err := g.cfg.Jobs.Logs(ctx, job, -1, 1)
+	if err != nil {
+		g.warnf("resync: read log lines", "job", job, "err", err)
+		return
+	}
+	if p.Last > 0 {
+		g.hub.publishLog(broker.Update{Log: true, Snapshot: progress.Snapshot{JobID: job, Seq: uint64(p.Last)}})
+	}
 }

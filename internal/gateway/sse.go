@@ -50,6 +50,11 @@ func (g *Gateway) ServeEvents(w http.ResponseWriter, r *http.Request) {
 		g.refuseHTTP(w, errorf(CodeBadRequest, "name at least one channel: ?channel=job:<id>, project:<name> or user:<id>"))
 		return
 	}
+	after, perr := queryAfter(r)
+	if perr != nil {
+		g.refuseHTTP(w, perr)
+		return
+	}
 	seen := make(map[string]bool, len(names))
 	var targets []target
 	for _, ch := range names {
@@ -62,6 +67,9 @@ func (g *Gateway) ServeEvents(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		t, perr := g.authorize(p, ch)
+		if perr == nil && t.kind == auth.LogsChannel {
+			perr = t.setAfter(after)
+		}
 		if perr != nil {
 			g.refuseHTTP(w, perr)
 			return
@@ -179,7 +187,7 @@ func (g *Gateway) stream(w http.ResponseWriter, r *http.Request, p auth.Principa
 		case <-wake:
 			g.spaceWrite(lastWrite)
 			lastWrite = g.cfg.clock.Now() // from the start of the write, as on WebSocket
-			buf = s.take(buf)
+			buf = g.expandLogs(s, s.take(buf))
 			if g.deadline(rc) != nil {
 				return
 			}
@@ -250,6 +258,10 @@ func isTimeout(err error) bool {
 // appendEvent appends the SSE event of m: the snapshot with its seq as id
 // (single job), or {"channel","job"} without id.
 func appendEvent(b []byte, m *message, single bool) []byte {
+	if m.logFrame {
+		b = append(b, "event: log\n"...)
+		return appendData(b, "", m.frame)
+	}
 	b = append(b, "event: update\n"...)
 	if single {
 		b = append(b, "id: "...)
@@ -281,4 +293,17 @@ func appendData(b []byte, lead string, data []byte) []byte {
 	}
 	b = append(b, data...)
 	return append(b, "\n\n"...)
+}
+
+// queryAfter reads the "after" of a logs: stream (nil when absent).
+func queryAfter(r *http.Request) (*int64, *protoError) {
+	v := r.URL.Query().Get("after")
+	if v == "" {
+		return nil, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return nil, errorf(CodeBadRequest, "after=%q: give the n of the last line you have (≥ 0), or leave it out for every kept line", truncate(v, 32))
+	}
+	return &n, nil
 }

@@ -14,6 +14,8 @@ type target struct {
 	name string
 	kind auth.ChannelKind
 	key  string
+	// after is, for logs:, the last line the subscriber has (< 0: none).
+	after int64
 }
 
 // authorize checks that p may subscribe to channel ch (SPEC.md,
@@ -26,7 +28,7 @@ func (g *Gateway) authorize(p auth.Principal, ch string) (target, *protoError) {
 	if err != nil {
 		return target{}, &protoError{Code: CodeBadRequest, Message: err.Error()}
 	}
-	t := target{name: ch, kind: kind, key: key}
+	t := target{name: ch, kind: kind, key: key, after: -1}
 	if !p.MaySubscribe(ch) {
 		// Refused before any read: the answer is the same whether the
 		// job exists or not.
@@ -37,8 +39,8 @@ func (g *Gateway) authorize(p auth.Principal, ch string) (target, *protoError) {
 		if !p.MaySubscribeUser(key) {
 			return t, errorf(CodeForbidden, "%s: a user may only subscribe to its own user channel, user:%s", ch, p.Subject)
 		}
-	case auth.JobChannel, auth.ChildrenChannel:
-		// children:<id> has the visibility of job:<id> (SPEC "Groups").
+	case auth.JobChannel, auth.ChildrenChannel, auth.LogsChannel:
+		// children:<id> and logs:<id> have the visibility of job:<id>.
 		// Owns, not CanSee: a scope naming children:<id> need not name
 		// the parent itself.
 		snap, perr := g.getJob(key)
@@ -167,6 +169,9 @@ func (g *Gateway) current(p auth.Principal, t target) ([]progress.Snapshot, *pro
 // harmless. release then queues reply (nil: none) and, after it, all of
 // t's updates. On a read error s is left as it was and the error returned.
 func (g *Gateway) join(s *subscriber, p auth.Principal, t target, reply func(*protoError) []byte) *protoError {
+	if t.kind == auth.LogsChannel {
+		return g.joinLogs(s, t, reply)
+	}
 	s.hold(t.name)
 	added := g.hub.subscribe(t.name, s)
 	snaps, perr := g.current(p, t)

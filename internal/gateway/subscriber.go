@@ -37,7 +37,10 @@ type subscriber struct {
 	// overflow is called once, with mu held, when the queue goes over its
 	// bound. It must not block.
 	overflow func()
-	m        *metrics
+	// logNext is, per logs: channel, the n of the last line sent (< 0:
+	// none yet, start at the first kept line); see logs.go.
+	logNext map[string]int64
+	m       *metrics
 }
 
 func newSubscriber(transport string, q queue, m *metrics) *subscriber {

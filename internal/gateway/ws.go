@@ -162,6 +162,9 @@ func (c *wsConn) auth(f clientFrame, cur *auth.Principal) {
 // subscribe serves a subscribe frame: check, then join without a gap.
 func (c *wsConn) subscribe(f clientFrame, p auth.Principal) {
 	t, perr := c.g.authorize(p, f.Channel)
+	if perr == nil {
+		perr = t.setAfter(f.After)
+	}
 	if perr == nil && !c.sub.isSubscribed(t.name) && c.sub.channelCount() >= c.g.cfg.MaxSubscriptions {
 		perr = errorf(CodeLimitExceeded, "this connection already has %d subscriptions, the limit; unsubscribe first or open another connection", c.g.cfg.MaxSubscriptions)
 	}

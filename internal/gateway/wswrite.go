@@ -110,6 +110,7 @@ func (c *wsConn) write() {
 		// Spacing runs from the start of a write: stamped before the
 		// bytes can reach the peer, so whoever sees them sees the stamp.
 		c.lastWrite = c.g.cfg.clock.Now()
+		wb.msgs = c.g.expandLogs(c.sub, wb.msgs)
 		n, cut, err := c.writeBatch(wb)
 		if n > 0 {
 			c.g.m.sentWS.Add(float64(n))

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/progressd/progressd/internal/broker"
 	"github.com/progressd/progressd/internal/logs"
 	"github.com/progressd/progressd/internal/progress"
 )
@@ -35,7 +36,7 @@ func (s *Service) AppendLogs(ctx context.Context, id string, texts []string, src
 	if src.Stage == "" {
 		src.Stage = snap.Stage
 	}
-	return s.appendLogs(ctx, id, texts, src)
+	return s.appendLogs(ctx, &snap, texts, src)
 }
 
 // reportLogs keeps a report's "log" lines, before the report applies (so
@@ -59,7 +60,7 @@ func (s *Service) reportLogs(ctx context.Context, id string, r progress.Report, 
 	if r.Stage != nil {
 		stage = *r.Stage
 	}
-	_, err = s.appendLogs(ctx, id, r.Log, LogSource{Stream: progress.StreamLog, Stage: stage})
+	_, err = s.appendLogs(ctx, &snap, r.Log, LogSource{Stream: progress.StreamLog, Stage: stage})
 	return err
 }
 
@@ -74,21 +75,22 @@ func (s *Service) AppendLines(ctx context.Context, id string, lines []progress.L
 	if snap.State.Terminal() {
 		return 0, s.reject(progress.ErrJobFinished)
 	}
-	return s.keepLines(ctx, id, lines)
+	return s.keepLines(ctx, &snap, lines)
 }
 
 // appendLogs keeps texts from one source without looking at the job.
-func (s *Service) appendLogs(ctx context.Context, id string, texts []string, src LogSource) (int64, error) {
+func (s *Service) appendLogs(ctx context.Context, snap *progress.Snapshot, texts []string, src LogSource) (int64, error) {
 	lines := make([]progress.LogLine, len(texts))
 	for i, x := range texts {
 		lines[i] = progress.LogLine{Stream: src.Stream, Stage: src.Stage, Text: x}
 	}
-	return s.keepLines(ctx, id, lines)
+	return s.keepLines(ctx, snap, lines)
 }
 
-// keepLines stamps, cuts, numbers and keeps lines, and queues them for
-// the database.
-func (s *Service) keepLines(ctx context.Context, id string, lines []progress.LogLine) (int64, error) {
+// keepLines stamps, cuts, numbers and keeps lines of job snap, queues them
+// for the database and tells the logs: subscribers of every node.
+func (s *Service) keepLines(ctx context.Context, snap *progress.Snapshot, lines []progress.LogLine) (int64, error) {
+	id := snap.JobID
 	if len(lines) == 0 {
 		return 0, nil
 	}
@@ -112,7 +114,12 @@ func (s *Service) keepLines(ctx context.Context, id string, lines []progress.Log
 		return 0, s.reject(unavailable("record log lines", err))
 	}
 	s.cfg.Metrics.logLines.Add(float64(len(numbered)))
-	return numbered[len(numbered)-1].N, nil
+	last := numbered[len(numbered)-1].N
+	notice := broker.Update{Log: true, Snapshot: progress.Snapshot{JobID: id, Project: snap.Project, Owner: snap.Owner, Seq: uint64(last)}}
+	if err := s.cfg.Broker.Publish(ctx, notice); err != nil {
+		s.publishFailed(notice.Snapshot, err)
+	}
+	return last, nil
 }
 
 func (s *Service) seedLogs(ctx context.Context, id string) error {

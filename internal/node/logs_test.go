@@ -1,6 +1,9 @@
 package node
 
 import (
+	"bufio"
+	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -190,8 +193,42 @@ func TestLogsTwoNodes(t *testing.T) {
 			t.Fatalf("line %d has n %d", i, l.N)
 		}
 	}
+	// A logs: stream on node b gets what is appended on node a.
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", b.URL()+"/api/v1/events?channel=logs:"+s.JobID+"&after=38", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(nil, 1<<20)
+	want := int64(39)
+	for want <= 42 && sc.Scan() {
+		data, ok := strings.CutPrefix(sc.Text(), "data: ")
+		if !ok {
+			continue
+		}
+		var f struct{ Lines []progress.LogLine }
+		if err := json.Unmarshal([]byte(data), &f); err != nil {
+			t.Fatalf("event data %s: %v", data, err)
+		}
+		for _, l := range f.Lines {
+			if l.N != want {
+				t.Fatalf("streamed line %d, want %d", l.N, want)
+			}
+			want++
+		}
+		if want == 41 {
+			appendLogs(t, ca, s.JobID, "from a", "again")
+		}
+	}
+	if want != 43 {
+		t.Fatalf("the stream on node b ended at line %d: %v", want-1, sc.Err())
+	}
 	report(t, ca, s.JobID, `{"state":"succeeded"}`)
-	if p := readLogs(t, cb, s.JobID, "?after=38"); p.Last != 40 || len(p.Lines) != 2 {
+	if p := readLogs(t, cb, s.JobID, "?after=38"); p.Last != 42 || len(p.Lines) != 4 {
 		t.Fatalf("after the end, on the other node: %+v", p)
 	}
 }

@@ -75,6 +75,7 @@ const (
 	ChannelUser     = "user"
 	ChannelChildren = "children"
 	ChannelTag      = "tag"
+	ChannelLogs     = "logs"
 )
 
 // Channel is one kind of channel a client may subscribe to.
@@ -94,6 +95,7 @@ var Channels = []Channel{
 	{ChannelUser, "id", "the jobs of one owner: the subscriber's own, any for an admin"},
 	{ChannelChildren, "id", "the direct children of a job, with the visibility of job: of that job"},
 	{ChannelTag, "tag", "the jobs with a tag that the subscriber may see"},
+	{ChannelLogs, "id", "a job's log lines (kept ones after \"after\", then live), with the visibility of job: of that job"},
 }
 
 // ChannelOf returns the row of channel kind kind, and false for a kind no

@@ -162,7 +162,7 @@ type Recorder struct {
 func (s *Server) Record(t testing.TB, id string) *Recorder {
 	r := &Recorder{}
 	stop := s.Broker().Subscribe(func(u broker.Update) {
-		if u.Snapshot.JobID == id {
+		if u.Snapshot.JobID == id && !u.Log {
 			r.mu.Lock()
 			r.snaps = append(r.snaps, u.Snapshot.Clone())
 			r.mu.Unlock()

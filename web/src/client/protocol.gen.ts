@@ -33,6 +33,7 @@ export const CHANNEL_KINDS = {
   user: { key: "id", meaning: "the jobs of one owner: the subscriber's own, any for an admin" },
   children: { key: "id", meaning: "the direct children of a job, with the visibility of job: of that job" },
   tag: { key: "tag", meaning: "the jobs with a tag that the subscriber may see" },
+  logs: { key: "id", meaning: "a job's log lines (kept ones after \"after\", then live), with the visibility of job: of that job" },
 } as const;
 
 export type ChannelKind = keyof typeof CHANNEL_KINDS;
