@@ -168,6 +168,12 @@ def test_token_auth_and_mint_token(auth_server):
     assert scoped.report(a.id, 0.5).progress == 0.5
     with pytest.raises(progressd.Forbidden):
         scoped.report(b.id, 0.5)
+    reader = progressd.Client(auth_server.url, progressd.mint_token(SECRET, "alice", scope=[f"job:{a.id}"], read_only=True))
+    assert reader.get(a.id).progress == 0.5
+    with pytest.raises(progressd.Forbidden):
+        reader.report(a.id, 0.6)
+    with pytest.raises(progressd.Forbidden):
+        reader.create_job("py-auth")
     bob = progressd.Client(auth_server.url, progressd.mint_token(SECRET, "bob"))
     with pytest.raises(progressd.NotFound):
         bob.get(a.id)

@@ -40,8 +40,6 @@ def mint_token(
     ``scope`` (``["job:<id>", "logs:<id>", "children:<id>", "tag:<t>",
     "project:<p>"]``) limits what the token may read and subscribe to, and
     ``read_only`` forbids reports: the token a backend hands to a browser.
-    A scope naming one job also carries the ``job`` claim that servers
-    before scoped tokens enforce, so such a token is never wider than asked.
     """
     key = secret.encode("utf-8") if isinstance(secret, str) else bytes(secret)
     if len(key) < MIN_SECRET_BYTES:
@@ -63,9 +61,6 @@ def mint_token(
             if kind not in ("job", "logs", "children", "tag", "project") or not key_:
                 raise ValueError(f"scope entry {s!r} must be job:<id>, logs:<id>, children:<id>, tag:<t> or project:<p>")
         claims["scope"] = scope
-        jobs = {s.partition(":")[2] for s in scope if s.partition(":")[0] in ("job", "logs")}
-        if len(jobs) == 1 and all(s.partition(":")[0] in ("job", "logs") for s in scope):
-            claims["job"] = jobs.pop()
     if read_only:
         claims["read_only"] = True
     header = _b64(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
