@@ -14,6 +14,7 @@ import (
 	"github.com/progressd/progressd/internal/snapshot"
 	"github.com/progressd/progressd/internal/store"
 	"github.com/progressd/progressd/internal/store/sqlite"
+	"github.com/progressd/progressd/internal/testsvc"
 )
 
 func code(err error) string {
@@ -22,18 +23,6 @@ func code(err error) string {
 		return pe.Code
 	}
 	return fmt.Sprint(err)
-}
-
-// eventually polls cond until it holds or 10 s pass.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 func mustCreate(t *testing.T, svc *jobs.Service, owner string, req jobs.CreateRequest) progress.Snapshot {
@@ -69,7 +58,7 @@ func TestCreateChildRefusals(t *testing.T) {
 	}
 	onlyAlice := func(s progress.Snapshot) bool { return s.Owner == "alice" }
 	zero := 0.0
-	eventually(t, "the root to count its child", func() bool {
+	testsvc.Eventually(t, 10*time.Second, "the root to count its child", func() bool {
 		c := get(t, svc, root.JobID).Children
 		return c != nil && c.Total == 1
 	})
@@ -120,7 +109,7 @@ func TestParentFollowsChildren(t *testing.T) {
 	if _, err := svc.Report(ctx, b.JobID, progress.Report{Progress: ptr(0.5)}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the parent at 0.25", func() bool {
+	testsvc.Eventually(t, 10*time.Second, "the parent at 0.25", func() bool {
 		p := get(t, svc, parent.JobID)
 		return p.Progress == 0.25 && p.State == progress.Running && p.Children != nil && p.Children.Running == 1
 	})
@@ -138,7 +127,7 @@ func TestParentFollowsChildren(t *testing.T) {
 	if _, err := svc.Report(ctx, d.JobID, progress.Report{Progress: ptr(0.5), State: ptr(progress.Failed), Error: ptr("bad file")}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the parent to fail by itself", func() bool { return get(t, svc, parent.JobID).State.Terminal() })
+	testsvc.Eventually(t, 10*time.Second, "the parent to fail by itself", func() bool { return get(t, svc, parent.JobID).State.Terminal() })
 	p := get(t, svc, parent.JobID)
 	want := progress.Children{Total: 4, Succeeded: 3, Failed: 1}
 	if p.State != progress.Failed || *p.Children != want || p.Error == nil || *p.Error != "1 of 4 children failed" {
@@ -166,7 +155,7 @@ func TestGrandparentFollows(t *testing.T) {
 		t.Fatal(err)
 	}
 	// mid: 0.8 / 2 = 0.4; root: 0.4.
-	eventually(t, "the grandparent at 0.4", func() bool { return get(t, svc, root.JobID).Progress == 0.4 })
+	testsvc.Eventually(t, 10*time.Second, "the grandparent at 0.4", func() bool { return get(t, svc, root.JobID).Progress == 0.4 })
 }
 
 func TestCancelCascades(t *testing.T) {
@@ -228,7 +217,7 @@ func TestRecheckCorrectsWhatADeadNodeLeft(t *testing.T) {
 	t.Cleanup(svc.Close)
 	parent := mustCreate(t, svc, "alice", jobs.CreateRequest{Project: "p", ExpectedChildren: 1})
 	child := mustCreate(t, svc, "alice", jobs.CreateRequest{ParentID: parent.JobID})
-	eventually(t, "the parent to count its child", func() bool {
+	testsvc.Eventually(t, 10*time.Second, "the parent to count its child", func() bool {
 		c := get(t, svc, parent.JobID).Children
 		return c != nil && c.Queued == 1
 	})
@@ -242,7 +231,7 @@ func TestRecheckCorrectsWhatADeadNodeLeft(t *testing.T) {
 	if err := wb.Save(ctx, done, true); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the recheck to finish the parent", func() bool { return get(t, svc, parent.JobID).State == progress.Succeeded })
+	testsvc.Eventually(t, 10*time.Second, "the recheck to finish the parent", func() bool { return get(t, svc, parent.JobID).State == progress.Succeeded })
 	if c := get(t, svc, parent.JobID).Children; *c != (progress.Children{Total: 1, Succeeded: 1}) {
 		t.Fatalf("children after the recheck: %+v", c)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/progressd/progressd/internal/progress"
+	"github.com/progressd/progressd/internal/testsvc"
 )
 
 // update is an update frame of the WebSocket protocol.
@@ -147,7 +148,7 @@ func TestChildrenAcrossTwoNodes(t *testing.T) {
 	want := progress.Children{Total: n, Succeeded: n - failed, Failed: failed}
 	mean := (float64(n-failed) + 0.6*float64(failed)) / n
 	for _, c := range []client{ca, cb} {
-		poll(t, "the parent to finish on both nodes", func() bool { return get(t, c, parent.JobID).State.Terminal() })
+		testsvc.Eventually(t, 10*time.Second, "the parent to finish on both nodes", func() bool { return get(t, c, parent.JobID).State.Terminal() })
 		p := get(t, c, parent.JobID)
 		if p.State != progress.Failed || *p.Children != want || !near(p.Progress, mean) {
 			t.Fatalf("parent on %s: %s %+v %v, want failed %+v %v", c.base, p.State, p.Children, p.Progress, want, mean)

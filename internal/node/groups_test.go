@@ -10,6 +10,7 @@ import (
 
 	"github.com/progressd/progressd/internal/auth"
 	"github.com/progressd/progressd/internal/progress"
+	"github.com/progressd/progressd/internal/testsvc"
 )
 
 // authClients starts a node with auth on and returns clients for alice,
@@ -33,18 +34,6 @@ func authClients(t *testing.T, mod func(*Config)) (n *Node, alice, bob, admin cl
 	return n, mint("alice", false), mint("bob", false), mint("root", true)
 }
 
-// poll waits up to 10 s for cond, checking every few milliseconds.
-func poll(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func TestCreateRefusalsOverHTTP(t *testing.T) {
 	t.Parallel()
 	_, alice, bob, _ := authClients(t, nil)
@@ -55,7 +44,7 @@ func TestCreateRefusalsOverHTTP(t *testing.T) {
 	}
 	done := create(t, alice, `{"project":"p"}`)
 	report(t, alice, done.JobID, `{"state":"succeeded"}`)
-	poll(t, "the root to count its child", func() bool {
+	testsvc.Eventually(t, 10*time.Second, "the root to count its child", func() bool {
 		g := get(t, alice, root.JobID)
 		return g.Children != nil && g.Children.Total == 1
 	})
@@ -153,7 +142,7 @@ func TestBatchOverHTTP(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	poll(t, "the batch to finish by itself", func() bool { return get(t, alice, parent.JobID).State.Terminal() })
+	testsvc.Eventually(t, 10*time.Second, "the batch to finish by itself", func() bool { return get(t, alice, parent.JobID).State.Terminal() })
 	p := get(t, alice, parent.JobID)
 	want := progress.Children{Total: n, Succeeded: n - n/5, Failed: n / 5}
 	if p.State != progress.Failed || *p.Children != want || *p.Error != fmt.Sprintf("%d of %d children failed", n/5, n) {
