@@ -97,6 +97,7 @@ func New(mux *http.ServeMux, cfg Config) *API {
 	a.registerJobs()
 	a.registerLogs()
 	a.registerProjects()
+	a.registerPipelines()
 	a.registerHealth()
 	a.documentStreams()
 	return a

@@ -76,6 +76,26 @@ type Runner interface {
 	// Cancel stops the job if it runs on this node. It is called after
 	// the canceled snapshot is stored.
 	Cancel(ctx context.Context, jobID string)
+	// Pipelines describes the pipelines a caller may start, sorted by
+	// name, so a user interface can offer them.
+	Pipelines() []PipelineInfo
+}
+
+// PipelineInfo is what a caller needs to start a pipeline: its name, the
+// params it requires (all of them, no others) and its stages with their
+// share of the progress. It leaves out the commands, which are the
+// server's business.
+type PipelineInfo struct {
+	Name        string              `json:"name"`
+	Description string              `json:"description,omitempty" doc:"What the pipeline does, from its file."`
+	Params      []string            `json:"params" doc:"Every param the pipeline takes; each is required."`
+	Stages      []PipelineStageInfo `json:"stages"`
+}
+
+// PipelineStageInfo is one stage of a PipelineInfo.
+type PipelineStageInfo struct {
+	Name   string  `json:"name"`
+	Weight float64 `json:"weight" doc:"Share of the job's progress."`
 }
 
 // Config wires a Service. Snapshots, DB and Broker are required.
@@ -150,6 +170,15 @@ func (s *Service) Close() {
 // SetRunner attaches the orchestrator: the second phase of construction
 // (see the package doc). Call it once, before serving requests.
 func (s *Service) SetRunner(r Runner) { s.cfg.Runner = r }
+
+// Pipelines describes the pipelines this server runs: none (an empty,
+// non-nil list) without a runner.
+func (s *Service) Pipelines() []PipelineInfo {
+	if s.cfg.Runner == nil {
+		return []PipelineInfo{}
+	}
+	return s.cfg.Runner.Pipelines()
+}
 
 // CreateRequest is what a caller asks for; the owner comes from auth.
 type CreateRequest struct {

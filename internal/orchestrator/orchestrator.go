@@ -178,6 +178,9 @@ func (r Runner) Start(ctx context.Context, s progress.Snapshot) error { return r
 // Cancel implements jobs.Runner.
 func (r Runner) Cancel(ctx context.Context, jobID string) { r.o.cancel(ctx, jobID) }
 
+// Pipelines implements jobs.Runner.
+func (r Runner) Pipelines() []jobs.PipelineInfo { return r.o.pipelines.Info() }
+
 // errJobEnded cancels a running attempt whose job became terminal (a
 // cancel, here or on another node).
 var errJobEnded = errors.New("the job was canceled")

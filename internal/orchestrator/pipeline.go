@@ -250,6 +250,25 @@ func (ps *Pipelines) Get(name string) (*Pipeline, bool) {
 // Names returns the pipeline names, sorted.
 func (ps *Pipelines) Names() []string { return slices.Clone(ps.names) }
 
+// Info describes the pipelines for callers, sorted by name: params and
+// stage weights, not the commands.
+func (ps *Pipelines) Info() []jobs.PipelineInfo {
+	out := make([]jobs.PipelineInfo, 0, len(ps.names))
+	for _, name := range ps.names {
+		p := ps.byName[name]
+		info := jobs.PipelineInfo{Name: p.Name, Description: p.Description,
+			Params: slices.Clone(p.Params), Stages: make([]jobs.PipelineStageInfo, len(p.Stages))}
+		if info.Params == nil {
+			info.Params = []string{}
+		}
+		for i, st := range p.Stages {
+			info.Stages[i] = jobs.PipelineStageInfo{Name: st.Name, Weight: st.Weight}
+		}
+		out = append(out, info)
+	}
+	return out
+}
+
 // Source is the file the pipelines came from ("built-in" for the demo).
 func (ps *Pipelines) Source() string { return ps.source }
 
