@@ -40,6 +40,9 @@ type (
 	ProjectSummary = progress.ProjectSummary
 	// JobCounts counts a project's jobs by state.
 	JobCounts = progress.JobCounts
+	// LogLine is one kept log line of a job; LogPage a read of them.
+	LogLine = progress.LogLine
+	LogPage = progress.LogPage
 )
 
 // Job states.
@@ -184,6 +187,21 @@ func (c *Client) Cancel(ctx context.Context, id string) (Snapshot, error) {
 	var s Snapshot
 	err := c.do(ctx, http.MethodPost, "/api/v1/jobs/"+url.PathEscape(id)+"/cancel", nil, nil, &s)
 	return s, err
+}
+
+// Logs returns the job's kept log lines after line after (from the first
+// kept one if after < 0), at most limit (the server's default if 0).
+func (c *Client) Logs(ctx context.Context, id string, after int64, limit int) (LogPage, error) {
+	q := url.Values{}
+	if after >= 0 {
+		q.Set("after", strconv.FormatInt(after, 10))
+	}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	var p LogPage
+	err := c.do(ctx, http.MethodGet, "/api/v1/jobs/"+url.PathEscape(id)+"/logs", q, nil, &p)
+	return p, err
 }
 
 // ListOptions filter List. Zero values match everything.

@@ -36,6 +36,14 @@ func (o *outputFlag) check(human string) error {
 
 func (o *outputFlag) json() bool { return o.format == "json" }
 
+// prepare checks a job command's --output and returns its client.
+func prepare(cmd *cobra.Command, cf *clientFlags, out *outputFlag, human string) (*client.Client, error) {
+	if err := out.check(human); err != nil {
+		return nil, err
+	}
+	return cf.client(cmd)
+}
+
 func writeJSON(w io.Writer, v any) error {
 	data, err := json.Marshal(v)
 	if err != nil {
@@ -149,10 +157,7 @@ func newOneJobCommand(name, short, long string,
 		Long:  long,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := out.check("text"); err != nil {
-				return err
-			}
-			c, err := cf.client(cmd)
+			c, err := prepare(cmd, &cf, &out, "text")
 			if err != nil {
 				return err
 			}
@@ -189,16 +194,13 @@ on stderr; --all follows every page (with --output json, one page object
 per line).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := out.check("table"); err != nil {
+			c, err := prepare(cmd, &cf, &out, "table")
+			if err != nil {
 				return err
 			}
 			o := client.ListOptions{Project: project, Limit: limit, Cursor: cursor}
 			for _, s := range states {
 				o.States = append(o.States, client.State(s))
-			}
-			c, err := cf.client(cmd)
-			if err != nil {
-				return err
 			}
 			w := cmd.OutOrStdout()
 			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
@@ -240,6 +242,61 @@ per line).`,
 	f.IntVar(&limit, "limit", 0, "jobs per page (the server's default if 0; at most 500)")
 	f.StringVar(&cursor, "cursor", "", "start at this page (printed by the previous one)")
 	f.BoolVar(&all, "all", false, "follow every page")
+	return cmd
+}
+
+func newLogs() *cobra.Command {
+	var (
+		cf    clientFlags
+		out   outputFlag
+		after int64
+	)
+	cmd := &cobra.Command{
+		Use:   "logs JOB [--after N]",
+		Short: "Print a job's kept log lines",
+		Long: `Print the job's kept log lines after line N (all kept ones without --after),
+one a line as "N STREAM [STAGE] TEXT", with the characters a terminal would
+act on escaped; with --output json, each page the API returns. Says so on
+stderr when lines after N were already dropped (only the newest are kept).`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := prepare(cmd, &cf, &out, "text")
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			for {
+				page, err := c.Logs(cmd.Context(), args[0], after, 0)
+				if err != nil {
+					return cf.explain(fmt.Errorf("logs of job %s: %w", args[0], err))
+				}
+				if page.Truncated {
+					fmt.Fprintf(cmd.ErrOrStderr(), "lines after %d were already dropped; the first kept line is %d\n", after, page.First)
+				}
+				if out.json() {
+					if err := writeJSON(w, page); err != nil {
+						return err
+					}
+				}
+				for _, l := range page.Lines {
+					if !out.json() {
+						stage := ""
+						if l.Stage != "" {
+							stage = " [" + termSafe(l.Stage) + "]"
+						}
+						fmt.Fprintf(w, "%d %s%s %s\n", l.N, termSafe(l.Stream), stage, termSafe(l.Text))
+					}
+					after = l.N
+				}
+				if len(page.Lines) == 0 || after >= page.Last {
+					return nil
+				}
+			}
+		},
+	}
+	cf.add(cmd)
+	out.add(cmd, "text")
+	cmd.Flags().Int64Var(&after, "after", -1, "only lines after this one (the N of the last line you have)")
 	return cmd
 }
 

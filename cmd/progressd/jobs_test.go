@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
+	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -151,3 +154,60 @@ func TestVersion(t *testing.T) {
 		t.Fatalf("version -o json: exit %d, %v, %q", code, err, out)
 	}
 }
+
+// TestLogs prints a job's kept lines, escaped, from --after on, and says
+// when lines asked for were already dropped.
+func TestLogs(t *testing.T) {
+	t.Parallel()
+	s := nodetest.Start(t, nodetest.Options{Pipelines: cliPipelines})
+	c, err := client.New(s.URL, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	job, err := c.Create(t.Context(), client.CreateRequest{Project: "cli-logs"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int{1000, 499} { // two appends: the read pages at 1,000
+		lines := make([]string, n)
+		for i := range lines {
+			lines[i] = "row " + strconv.Itoa(i)
+		}
+		body, _ := json.Marshal(map[string]any{"lines": lines})
+		resp, err := http.Post(s.URL+"/api/v1/jobs/"+job.JobID+"/logs", "application/json", bytes.NewReader(body))
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("append: %v %v", resp, err)
+		}
+		resp.Body.Close()
+	}
+	if _, err := c.Report(t.Context(), job.JobID, client.Report{Message: ptr("x")}); err != nil {
+		t.Fatal(err)
+	}
+	body, _ := json.Marshal(map[string]any{"lines": []string{"evil \x1b]0;title\x07"}})
+	resp, err := http.Post(s.URL+"/api/v1/jobs/"+job.JobID+"/logs", "application/json", bytes.NewReader(body))
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("append: %v %v", resp, err)
+	}
+	resp.Body.Close()
+
+	// The server keeps the newest 1,000 (--log-lines): 501 to 1,500.
+	out, errOut, code := run(t, "logs", job.JobID, "--server", s.URL)
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	if code != 0 || len(lines) != 1000 || lines[0] != "501 log row 500" || lines[999] != `1500 log evil \u001b]0;title\u0007` || errOut != "" {
+		t.Fatalf("logs: exit %d, %d lines (first %q, last %q), stderr %q", code, len(lines), lines[0], lines[len(lines)-1], errOut)
+	}
+	out, errOut, code = run(t, "logs", job.JobID, "--server", s.URL, "--after", "3")
+	if code != 0 || strings.Count(out, "\n") != 1000 || !strings.Contains(errOut, "lines after 3 were already dropped; the first kept line is 501") {
+		t.Fatalf("logs --after 3: exit %d, stderr %q", code, errOut)
+	}
+	out, _, code = run(t, "logs", job.JobID, "--server", s.URL, "--after", "1498", "-o", "json")
+	var page client.LogPage
+	if err := json.Unmarshal([]byte(out), &page); code != 0 || err != nil || len(page.Lines) != 2 || page.Lines[0].N != 1499 || page.Last != 1500 {
+		t.Fatalf("logs --after 1498 -o json: exit %d, %v, %s", code, err, out)
+	}
+	if _, errOut, code := run(t, "logs", "no-such-job", "--server", s.URL); code != 2 || !strings.Contains(errOut, "not_found") {
+		t.Fatalf("unknown job: exit %d, %q", code, errOut)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
