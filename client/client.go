@@ -60,7 +60,7 @@ const DefaultServer = "http://127.0.0.1:8000"
 // Error is an error the server answered with. Code is the API's stable
 // error code (not_found, invalid_progress, job_finished, unauthorized…).
 type Error struct {
-	Status  int // HTTP status; 0 for a WebSocket reply
+	Status  int // HTTP status; 0 for a WebSocket reply or one report of a batch
 	Code    string
 	Message string
 }

@@ -44,18 +44,7 @@ func testRoot() *cobra.Command { return newRoot() }
 // run runs the CLI in-process and returns stdout, stderr and exit status.
 func run(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
-	root := testRoot()
-	var out, errOut bytes.Buffer
-	root.SetOut(&out)
-	root.SetErr(&errOut)
-	root.SetArgs(args)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := root.ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(&errOut, errorText(err))
-		return out.String(), errOut.String(), exitCode(err)
-	}
-	return out.String(), errOut.String(), 0
+	return runIn(t, strings.NewReader(""), args...)
 }
 
 const cliPipelines = `

@@ -96,6 +96,7 @@ func New(mux *http.ServeMux, cfg Config) *API {
 
 	a.registerJobs()
 	a.registerLogs()
+	a.registerReports()
 	a.registerProjects()
 	a.registerPipelines()
 	a.registerHealth()
@@ -159,9 +160,9 @@ func allowed(p auth.Principal, ctx huma.Context) error {
 // user's) may call, and then only on what its scope names (the handlers
 // ask Principal.CanSee and CanWrite): reading a job, reporting on it,
 // its log lines, and lists filtered to a parent, tag or project the scope
-// names.
+// names. The batch of reports has no {id}: it checks each job it names.
 var scopedOps = map[string]bool{
-	"get-job": true, "report-progress": true, "list-jobs": true,
+	"get-job": true, "report-progress": true, "report-batch": true, "list-jobs": true,
 	"read-logs": true, "append-logs": true,
 }
 

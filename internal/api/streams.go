@@ -44,7 +44,10 @@ func (a *API) documentStreams() {
 	oapi.AddOperation(&huma.Operation{
 		OperationID: "websocket", Method: http.MethodGet, Path: "/ws",
 		Summary: "WebSocket: subscribe to job, project and user channels",
-		Description: "Text frames, one JSON object each. Client: `{\"op\": \"auth\"|\"subscribe\"|\"unsubscribe\"|\"ping\", \"id\": N, ...}`. " +
+		Description: "Text frames, one JSON object each. Client: `{\"op\": \"auth\"|\"subscribe\"|\"unsubscribe\"|\"ping\", \"id\": N, ...}`, " +
+			"and `{\"op\": \"report\", \"id\": N, \"job_id\": …, …report…}`, a progress report applied exactly as POST /api/v1/jobs/{id}/progress applies it " +
+			"(same validation, rights and limits; a state change durable before the reply), in the order sent, answered `{\"type\": \"reply\", \"id\": N, \"seq\": S}` " +
+			"or with an error (bad_request for a bad value, not_found, forbidden, conflict once the job is terminal). " +
 			"Server: `{\"type\": \"reply\", \"id\": N, \"error\"?: {...}}` and `{\"type\": \"update\", \"channel\", \"job\"}`. " +
 			protocol.Describe(),
 		Tags: []string{"streams"}, Parameters: []*huma.Param{token},

@@ -158,6 +158,7 @@ type frame struct {
 	// A log frame's lines, and whether lines were dropped before them.
 	Lines     []progress.LogLine `json:"lines"`
 	Truncated bool               `json:"truncated"`
+	Seq       uint64             `json:"seq"` // a report's reply
 }
 
 // client is a test WebSocket client. Updates read while waiting for a

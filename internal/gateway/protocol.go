@@ -17,6 +17,7 @@ const (
 	opSubscribe   = "subscribe"
 	opUnsubscribe = "unsubscribe"
 	opPing        = "ping"
+	opReport      = "report"
 )
 
 // Error codes of replies and HTTP errors: the rows of package protocol's
@@ -27,6 +28,7 @@ const (
 	CodeForbidden     = protocol.CodeForbidden
 	CodeNotFound      = protocol.CodeNotFound
 	CodeLimitExceeded = protocol.CodeLimitExceeded
+	CodeConflict      = protocol.CodeConflict
 	CodeInternal      = protocol.CodeInternal
 	// CodeUnavailable is only sent over HTTP, while the gateway shuts down.
 	CodeUnavailable = protocol.CodeUnavailable
@@ -57,6 +59,9 @@ type clientFrame struct {
 	// After is, in a subscribe to logs:<id>, the last line the client
 	// has: lines after it are sent (nil: all kept lines).
 	After *int64
+	// Report is the report of a report frame, decoded from the same
+	// object: {"op":"report","id":N,"job_id":…,…report…}.
+	Report progress.JobReport
 }
 
 // wireFrame is the JSON shape of clientFrame.
@@ -69,6 +74,13 @@ type wireFrame struct {
 	After    *int64          `json:"after"`
 }
 
+// reportFrame is the JSON shape of a report frame.
+type reportFrame struct {
+	Op string          `json:"op"`
+	ID json.RawMessage `json:"id"`
+	progress.JobReport
+}
+
 // nullID is the id of a reply to a frame whose id could not be read.
 var nullID = json.RawMessage("null")
 
@@ -79,7 +91,7 @@ func decodeFrame(data []byte) (clientFrame, *protoError) {
 	if err := json.Unmarshal(data, &w); err != nil {
 		return clientFrame{ID: nullID}, errorf(CodeBadRequest, "a frame must be one JSON object {\"op\", \"id\", ...}: %v", err)
 	}
-	f := clientFrame(w)
+	f := clientFrame{Op: w.Op, ID: w.ID, Token: w.Token, Channel: w.Channel, ClientID: w.ClientID, After: w.After}
 	if len(f.ID) == 0 || bytes.Equal(f.ID, nullID) {
 		f.ID = nullID
 	} else if !isJSONNumber(f.ID) {
@@ -88,10 +100,24 @@ func decodeFrame(data []byte) (clientFrame, *protoError) {
 	}
 	switch f.Op {
 	case opAuth, opSubscribe, opUnsubscribe, opPing:
+	case opReport:
+		// A second pass over the frame, for report frames only: the
+		// report's fields are those of POST /api/v1/jobs/{id}/progress,
+		// and as there, a field it does not know is refused.
+		var r reportFrame
+		d := json.NewDecoder(bytes.NewReader(data))
+		d.DisallowUnknownFields()
+		if err := d.Decode(&r); err != nil {
+			return f, errorf(CodeBadRequest, "a report frame is {\"op\":\"report\",\"id\":N,\"job_id\":…} with the fields of a progress report: %v", err)
+		}
+		f.Report = r.JobReport
+		if f.Report.JobID == "" {
+			return f, errorf(CodeBadRequest, "the report frame has no \"job_id\"")
+		}
 	case "":
-		return f, errorf(CodeBadRequest, "the frame has no \"op\"; use auth, subscribe, unsubscribe or ping")
+		return f, errorf(CodeBadRequest, "the frame has no \"op\"; use auth, subscribe, unsubscribe, ping or report")
 	default:
-		return f, errorf(CodeBadRequest, "unknown op %q; use auth, subscribe, unsubscribe or ping", truncate(f.Op, 64))
+		return f, errorf(CodeBadRequest, "unknown op %q; use auth, subscribe, unsubscribe, ping or report", truncate(f.Op, 64))
 	}
 	if len(f.ClientID) > 128 {
 		return f, errorf(CodeBadRequest, "\"client_id\" is longer than 128 bytes")
@@ -121,12 +147,22 @@ func truncate(s string, n int) string {
 
 // encodeReply returns the reply frame to request id; perr nil is success.
 func encodeReply(id json.RawMessage, perr *protoError) []byte {
+	return encodeReplySeq(id, 0, perr)
+}
+
+// encodeReplySeq is encodeReply with the seq of the snapshot a report
+// produced (0: none).
+func encodeReplySeq(id json.RawMessage, seq uint64, perr *protoError) []byte {
 	if len(id) == 0 {
 		id = nullID
 	}
-	b := make([]byte, 0, 32+len(id))
+	b := make([]byte, 0, 48+len(id))
 	b = append(b, `{"type":"reply","id":`...)
 	b = append(b, id...)
+	if seq > 0 {
+		b = append(b, `,"seq":`...)
+		b = strconv.AppendUint(b, seq, 10)
+	}
 	if perr != nil {
 		e, _ := json.Marshal(perr) // two strings: cannot fail
 		b = append(b, `,"error":`...)

@@ -118,6 +118,8 @@ func (c *wsConn) handle(op ws.OpCode, data []byte) {
 		c.subscribe(f, *p)
 	case f.Op == opUnsubscribe:
 		c.unsubscribe(f)
+	case f.Op == opReport:
+		c.report(f, *p)
 	}
 }
 

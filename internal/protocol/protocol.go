@@ -132,6 +132,7 @@ const (
 	CodeForbidden     = "forbidden"
 	CodeNotFound      = "not_found"
 	CodeLimitExceeded = "limit_exceeded"
+	CodeConflict      = "conflict"
 	CodeInternal      = "internal"
 	CodeUnavailable   = "unavailable"
 )
@@ -148,9 +149,10 @@ type Error struct {
 var Errors = []Error{
 	{CodeBadRequest, "malformed frame, unknown op or bad channel name; the connection stays", false},
 	{CodeUnauthorized, "no valid token; send an auth frame with a fresh one", false},
-	{CodeForbidden, "the channel is another user's", false},
+	{CodeForbidden, "the channel or job is another user's, or outside the token's scope", false},
 	{CodeNotFound, "no such job", false},
 	{CodeLimitExceeded, "too many subscriptions on this connection (--max-subscriptions)", false},
+	{CodeConflict, "a report to a job that has finished (or, for succeeded, whose children have not)", false},
 	{CodeInternal, "the server failed; the server log has the details", true},
-	{CodeUnavailable, "the server is shutting down (SSE refusals only)", true},
+	{CodeUnavailable, "the server is shutting down, or a store it needs did not answer a report; nothing was changed", true},
 }

@@ -17,11 +17,12 @@ export type CloseName = (typeof CLOSE_CODES)[keyof typeof CLOSE_CODES]["name"];
 export const ERROR_CODES = {
   bad_request: { retry: false, meaning: "malformed frame, unknown op or bad channel name; the connection stays" },
   unauthorized: { retry: false, meaning: "no valid token; send an auth frame with a fresh one" },
-  forbidden: { retry: false, meaning: "the channel is another user's" },
+  forbidden: { retry: false, meaning: "the channel or job is another user's, or outside the token's scope" },
   not_found: { retry: false, meaning: "no such job" },
   limit_exceeded: { retry: false, meaning: "too many subscriptions on this connection (--max-subscriptions)" },
+  conflict: { retry: false, meaning: "a report to a job that has finished (or, for succeeded, whose children have not)" },
   internal: { retry: true, meaning: "the server failed; the server log has the details" },
-  unavailable: { retry: true, meaning: "the server is shutting down (SSE refusals only)" },
+  unavailable: { retry: true, meaning: "the server is shutting down, or a store it needs did not answer a report; nothing was changed" },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
