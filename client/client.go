@@ -204,6 +204,13 @@ func (c *Client) Logs(ctx context.Context, id string, after int64, limit int) (L
 	return p, err
 }
 
+// Delete deletes a finished job with its log lines (owner or admin). A
+// job that has not finished is a 409 job_not_finished *Error: cancel it
+// first.
+func (c *Client) Delete(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, "/api/v1/jobs/"+url.PathEscape(id), nil, nil, nil)
+}
+
 // ListOptions filter List. Zero values match everything.
 type ListOptions struct {
 	Project string

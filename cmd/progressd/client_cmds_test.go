@@ -350,3 +350,35 @@ func TestTokenForOneJob(t *testing.T) {
 		}
 	}
 }
+
+// TestDeleteCommand: `progressd delete JOB` deletes a finished job, and
+// exits non-zero naming the reason for one that runs.
+func TestDeleteCommand(t *testing.T) {
+	t.Parallel()
+	const secret = "cli-delete-secret-cli-delete"
+	s := nodetest.Start(t, nodetest.Options{Pipelines: cliPipelines, AuthSecret: secret})
+	tok, err := auth.Mint(secret, "erin", false, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New(s.URL, tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	job, err := c.Create(t.Context(), client.CreateRequest{Project: "p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, errOut, code := run(t, "delete", job.JobID, "--server", s.URL, "--token", tok); code == 0 || !strings.Contains(errOut, "job_not_finished") {
+		t.Fatalf("delete of a running job: exit %d, %q", code, errOut)
+	}
+	if _, err := c.Cancel(t.Context(), job.JobID); err != nil {
+		t.Fatal(err)
+	}
+	if out, errOut, code := run(t, "delete", job.JobID, "--server", s.URL, "--token", tok); code != 0 || !strings.Contains(out, "deleted") {
+		t.Fatalf("delete: exit %d, %q %q", code, out, errOut)
+	}
+	if _, err := c.Get(t.Context(), job.JobID); !client.IsNotFound(err) {
+		t.Fatalf("get after delete: %v", err)
+	}
+}

@@ -142,6 +142,29 @@ func newCancel() *cobra.Command {
 		})
 }
 
+func newDelete() *cobra.Command {
+	var cf clientFlags
+	cmd := &cobra.Command{
+		Use:   "delete JOB",
+		Short: "Delete a finished job and its log lines",
+		Long:  "Delete a finished job and its log lines. Exits 2 if the job has not finished (409 job_not_finished): cancel it first.",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := cf.client(cmd)
+			if err != nil {
+				return err
+			}
+			if err := c.Delete(cmd.Context(), args[0]); err != nil {
+				return cf.explain(fmt.Errorf("delete job %s: %w", args[0], err))
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "job %s deleted\n", termSafe(args[0]))
+			return err
+		},
+	}
+	cf.add(cmd)
+	return cmd
+}
+
 // newOneJobCommand is a command that makes one call about one job and
 // prints the snapshot it returns: as text, or as JSON with --output json.
 func newOneJobCommand(name, short, long string,

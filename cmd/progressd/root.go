@@ -34,7 +34,7 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newServe(), newToken(), newBench(), newSubmit(), newWatch(), newReport(),
-		newCreate(), newGet(), newList(), newCancel(), newLogs(), newVersion())
+		newCreate(), newGet(), newList(), newCancel(), newLogs(), newDelete(), newVersion())
 	return root
 }
 

@@ -94,7 +94,7 @@ func (a *API) fromService(ctx context.Context, err error) error {
 		return nil
 	case errors.As(err, &pe):
 		switch pe.Code {
-		case progress.CodeJobFinished, progress.CodeParentFinished, progress.CodeChildrenUnfinished:
+		case progress.CodeJobFinished, progress.CodeParentFinished, progress.CodeChildrenUnfinished, jobs.CodeNotFinished:
 			return apiError(http.StatusConflict, pe.Code, pe.Message)
 		case progress.CodeParentNotFound:
 			return apiError(http.StatusNotFound, pe.Code, pe.Message)

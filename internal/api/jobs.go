@@ -90,6 +90,20 @@ func (a *API) registerJobs() {
 		Summary: "Cancel a job", Description: "A running command gets SIGTERM. 409 if the job has already finished.",
 		Tags: tags, Security: secured,
 	}, a.cancelJob)
+	huma.Register(a.huma, huma.Operation{
+		OperationID: "delete-job", Method: http.MethodDelete, Path: "/api/v1/jobs/{id}",
+		Summary: "Delete a finished job",
+		Description: "Deletes the job with its log lines, by its owner or an admin: 204. A job that has not finished: 409 job_not_finished (cancel it first). " +
+			"Another user's job: 404, as for GET. Finished jobs are also deleted by themselves after --retention.",
+		Tags: tags, Security: secured, DefaultStatus: http.StatusNoContent,
+	}, a.deleteJob)
+}
+
+func (a *API) deleteJob(ctx context.Context, in *jobIDInput) (*struct{}, error) {
+	if err := a.jobs.Delete(ctx, in.ID, principal(ctx).CanWrite); err != nil {
+		return nil, a.fromService(ctx, err)
+	}
+	return nil, nil
 }
 
 func (a *API) createJob(ctx context.Context, in *createInput) (*snapshotOutput, error) {

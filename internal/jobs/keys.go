@@ -80,6 +80,19 @@ func (s *Service) ExpireKeys(ctx context.Context) (int, error) {
 // ExpireKeysEvery runs ExpireKeys every interval until ctx ends. Nodes
 // sharing a database may all run it: each batch deletes what is there.
 func (s *Service) ExpireKeysEvery(ctx context.Context, every time.Duration) {
+	tick(ctx, every, func() {
+		n, err := s.ExpireKeys(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			s.cfg.Log.Warn("deleting expired idempotency keys failed; will retry", "deleted", n, "err", err, "retry_in", every)
+		case n > 0:
+			s.cfg.Log.Debug("deleted expired idempotency keys", "count", n)
+		}
+	})
+}
+
+// tick calls fn every interval until ctx ends.
+func tick(ctx context.Context, every time.Duration, fn func()) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -88,12 +101,6 @@ func (s *Service) ExpireKeysEvery(ctx context.Context, every time.Duration) {
 			return
 		case <-t.C:
 		}
-		n, err := s.ExpireKeys(ctx)
-		switch {
-		case err != nil && ctx.Err() == nil:
-			s.cfg.Log.Warn("deleting expired idempotency keys failed; will retry", "deleted", n, "err", err, "retry_in", every)
-		case n > 0:
-			s.cfg.Log.Debug("deleted expired idempotency keys", "count", n)
-		}
+		fn()
 	}
 }

@@ -15,6 +15,7 @@ type Metrics struct {
 	transitions *prometheus.CounterVec
 	jobs        *prometheus.GaugeVec
 	logLines    prometheus.Counter
+	deleted     *prometheus.CounterVec
 }
 
 // NewMetrics makes the series and registers them with reg (nil: none).
@@ -41,13 +42,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		logLines: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "progressd_log_lines_total", Help: "Log lines kept (from stages, POST .../logs and reports) on this node.",
 		}),
+		deleted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "progressd_jobs_deleted_total", Help: "Finished jobs deleted on this node, by why: request (DELETE /api/v1/jobs/{id}) or retention (--retention).",
+		}, []string{"reason"}),
 	}
+	m.deleted.WithLabelValues("request")
+	m.deleted.WithLabelValues("retention")
 	for _, st := range progress.States {
 		m.transitions.WithLabelValues(string(st))
 		m.jobs.WithLabelValues(string(st))
 	}
 	if reg != nil {
-		reg.MustRegister(m.created, m.replayed, m.accepted, m.rejected, m.transitions, m.jobs, m.logLines)
+		reg.MustRegister(m.created, m.replayed, m.accepted, m.rejected, m.transitions, m.jobs, m.logLines, m.deleted)
 	}
 	return m
 }

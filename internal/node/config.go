@@ -40,6 +40,7 @@ type Config struct {
 	LogLevel       string        // debug, info, warn, error
 	FlushInterval  time.Duration // write-behind interval for intermediate progress and log lines
 	LogLines       int           // log lines kept per job (--log-lines)
+	Retention      time.Duration // finished jobs older than this are deleted; 0 keeps all (--retention)
 	ShutdownGrace  time.Duration // how long SIGTERM may take in all
 
 	MaxFrameBytes    int // WebSocket frame limit
@@ -77,6 +78,7 @@ func Defaults() Config {
 		LogLevel:         "info",
 		RedisPrefix:      "progressd:",
 		FlushInterval:    time.Second,
+		Retention:        720 * time.Hour,
 		LogLines:         progress.DefaultLogLines,
 		ShutdownGrace:    14 * time.Second,
 		MaxFrameBytes:    64 << 10,
@@ -137,6 +139,9 @@ func (c *Config) Validate() error {
 	}
 	if c.FlushInterval <= 0 {
 		errs = append(errs, errors.New("--flush-interval must be positive"))
+	}
+	if c.Retention < 0 {
+		errs = append(errs, fmt.Errorf("--retention %s is negative: give how long finished jobs are kept (e.g. 720h), or 0 to keep them all", c.Retention))
 	}
 	if c.MinWriteInterval < 0 || c.MinWriteInterval > gateway.MaxWriteInterval {
 		errs = append(errs, fmt.Errorf("--min-write-interval %s: use 0 (write at once) up to %s", c.MinWriteInterval, gateway.MaxWriteInterval))

@@ -62,7 +62,8 @@ type Node struct {
 	Jobs   *jobs.Service
 	gw     *gateway.Gateway
 	orch   *orchestrator.Orchestrator
-	// stopKeys ends the expiry of old idempotency keys and waits for it.
+	// stopKeys ends the housekeeping (expiry of old idempotency keys, the
+	// retention sweep) and waits for it.
 	stopKeys func()
 	authn    *auth.Authenticator
 	// origins holds the node's own origins and the allowed ones.
@@ -223,13 +224,15 @@ func (n *Node) startJobs(ctx context.Context) error {
 		Metrics: jobs.NewMetrics(n.reg), Log: n.log,
 		GroupRecheck: time.Second,
 	})
+	// Housekeeping: expired idempotency keys, and finished jobs past
+	// --retention (SPEC.md part two, "Lifecycle").
 	keysCtx, cancelKeys := context.WithCancel(context.WithoutCancel(ctx))
-	keysDone := make(chan struct{})
-	go func() {
-		defer close(keysDone)
-		n.Jobs.ExpireKeysEvery(keysCtx, keyExpiryInterval)
-	}()
-	n.stopKeys = func() { cancelKeys(); <-keysDone }
+	var housekeeping sync.WaitGroup
+	housekeeping.Go(func() { n.Jobs.ExpireKeysEvery(keysCtx, keyExpiryInterval) })
+	if n.cfg.Retention > 0 {
+		housekeeping.Go(func() { n.Jobs.RetainFor(keysCtx, n.cfg.Retention) })
+	}
+	n.stopKeys = func() { cancelKeys(); housekeeping.Wait() }
 	return n.Jobs.Warm(ctx)
 }
 

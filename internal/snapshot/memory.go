@@ -167,6 +167,12 @@ func (m *Memory) indexFor(in map[string]*recentIndex, key string) *recentIndex {
 	return ix
 }
 
+// Delete implements Store; only finished jobs are deleted (as evict).
+func (m *Memory) Delete(_ context.Context, id string) error {
+	m.evict([]string{id})
+	return nil
+}
+
 // evict forgets finished jobs over the bound, with no index lock held.
 func (m *Memory) evict(ids []string) {
 	for _, id := range ids {

@@ -39,6 +39,10 @@ type Store interface {
 	// MaxRecentActive of them, then the most recently finished up to limit,
 	// newest first.
 	Recent(ctx context.Context, f progress.Filter, limit int) ([]progress.Snapshot, error)
+	// Delete forgets job id (DELETE /api/v1/jobs/{id}, retention): its
+	// snapshot and its place in the recent indices. Deleting a job the
+	// store does not hold is not an error.
+	Delete(ctx context.Context, id string) error
 	// Ping reports whether the store answers, for /readyz.
 	Ping(ctx context.Context) error
 	// Close releases the store's resources.

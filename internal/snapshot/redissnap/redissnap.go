@@ -391,6 +391,33 @@ func (s *Store) Recent(ctx context.Context, f progress.Filter, limit int) ([]pro
 	return out, nil
 }
 
+// Delete implements snapshot.Store: the job's key, and its place in the
+// finished indices of its project and owner (Recent skips ids whose key
+// is gone, so a racing index update is harmless).
+func (s *Store) Delete(ctx context.Context, id string) error {
+	if err := s.checkOpen(); err != nil {
+		return err
+	}
+	snap, err := s.Get(ctx, id)
+	if errors.Is(err, snapshot.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	k := s.keys(&snap)
+	pipe := s.rdb.TxPipeline()
+	pipe.Del(ctx, k[0])
+	for _, ix := range k[1:] {
+		pipe.ZRem(ctx, ix, id)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("redissnap: delete job %s: %w", id, err)
+	}
+	s.last.forget(id)
+	return nil
+}
+
 // Ping implements snapshot.Store.
 func (s *Store) Ping(ctx context.Context) error {
 	if err := s.checkOpen(); err != nil {
