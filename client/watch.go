@@ -62,30 +62,38 @@ func (w *watcher) deliver(s Snapshot) bool {
 }
 
 func (w *watcher) run(ctx context.Context) (Snapshot, error) {
+	err := reconnecting(ctx, w.session)
+	return w.last, err
+}
+
+// reconnecting runs session until it returns nil or a final error,
+// reconnecting after a dropped connection with backoff (and at least the
+// delay the server's close code asks). A session that never reached the
+// server is not retried: a wrong --server, not a blip.
+func reconnecting(ctx context.Context, session func(ctx context.Context, connected *bool) error) error {
 	delay := 100 * time.Millisecond
 	connected := false
 	for {
-		err := w.session(ctx, &connected)
+		err := session(ctx, &connected)
 		if err == nil {
-			return w.last, nil
+			return nil
 		}
 		if ctx.Err() != nil {
-			return w.last, ctx.Err()
+			return ctx.Err()
 		}
 		var final *finalError
 		if errors.As(err, &final) {
-			return w.last, final.err
+			return final.err
 		}
 		if !connected {
-			// Never reached the server: a wrong --server, not a blip.
-			return w.last, err
+			return err
 		}
 		delay = waitBefore(delay, err)
 		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return w.last, ctx.Err()
+			return ctx.Err()
 		case <-t.C:
 		}
 		delay = min(2*delay, maxReconnectDelay)
@@ -124,38 +132,14 @@ func (e *finalError) Error() string { return e.err.Error() }
 // session is one connection: dial, subscribe, read updates until the job
 // is terminal (nil) or the connection fails (an error to reconnect on).
 func (w *watcher) session(ctx context.Context, connected *bool) error {
-	u := *w.c.base
-	switch u.Scheme {
-	case "https":
-		u.Scheme = "wss"
-	default:
-		u.Scheme = "ws"
-	}
-	u.Path += "/ws"
-	h := http.Header{}
-	if w.c.token != "" {
-		h.Set("Authorization", "Bearer "+w.c.token)
-	}
-	conn, resp, err := websocket.Dial(ctx, u.String(), &websocket.DialOptions{HTTPHeader: h})
-	if resp != nil && resp.Body != nil {
-		resp.Body.Close()
+	conn, status, err := w.c.dialWS(ctx, connected)
+	if status == http.StatusNotFound || status == http.StatusMethodNotAllowed {
+		return w.poll(ctx) // a server without /ws
 	}
 	if err != nil {
-		if resp != nil {
-			*connected = true
-			switch resp.StatusCode {
-			case http.StatusNotFound, http.StatusMethodNotAllowed:
-				return w.poll(ctx) // a server without /ws
-			case http.StatusUnauthorized, http.StatusForbidden:
-				return &finalError{&Error{Status: resp.StatusCode, Code: "unauthorized",
-					Message: fmt.Sprintf("the server refused the WebSocket connection (%s)", resp.Status)}}
-			}
-		}
-		return fmt.Errorf("connect to %s: %w", u.Redacted(), err)
+		return err
 	}
-	*connected = true
 	defer conn.CloseNow()
-	conn.SetReadLimit(maxFrameBytes)
 
 	sub, _ := json.Marshal(map[string]any{"op": "subscribe", "id": 1, "channel": "job:" + w.id})
 	if err := conn.Write(ctx, websocket.MessageText, sub); err != nil {
@@ -164,13 +148,7 @@ func (w *watcher) session(ctx context.Context, connected *bool) error {
 	for {
 		_, data, err := conn.Read(ctx)
 		if err != nil {
-			if c, ok := protocol.CloseOf(int(websocket.CloseStatus(err))); ok {
-				if !c.Reconnect {
-					return &finalError{&Error{Code: c.Name, Message: fmt.Sprintf("the server closed the connection (%d): %s (set --token or PROGRESSD_TOKEN)", c.Code, c.Meaning)}}
-				}
-				return &closedError{close: c, err: err}
-			}
-			return fmt.Errorf("read: %w", err)
+			return readError(err)
 		}
 		var f struct {
 			Type    string          `json:"type"`
@@ -201,6 +179,56 @@ func (w *watcher) session(ctx context.Context, connected *bool) error {
 			}
 		}
 	}
+}
+
+// dialWS opens the server's WebSocket endpoint. *connected is set once
+// the server answered at all. A refused handshake returns its status: 404
+// or 405 for a server without /ws (the caller may poll instead), or a
+// final *Error for 401 and 403.
+func (c *Client) dialWS(ctx context.Context, connected *bool) (*websocket.Conn, int, error) {
+	u := *c.base
+	switch u.Scheme {
+	case "https":
+		u.Scheme = "wss"
+	default:
+		u.Scheme = "ws"
+	}
+	u.Path += "/ws"
+	h := http.Header{}
+	if c.token != "" {
+		h.Set("Authorization", "Bearer "+c.token)
+	}
+	conn, resp, err := websocket.Dial(ctx, u.String(), &websocket.DialOptions{HTTPHeader: h})
+	if resp != nil && resp.Body != nil {
+		resp.Body.Close()
+	}
+	if err != nil {
+		if resp == nil {
+			return nil, 0, fmt.Errorf("connect to %s: %w", u.Redacted(), err)
+		}
+		*connected = true
+		switch resp.StatusCode {
+		case http.StatusUnauthorized, http.StatusForbidden:
+			return nil, resp.StatusCode, &finalError{&Error{Status: resp.StatusCode, Code: "unauthorized",
+				Message: fmt.Sprintf("the server refused the WebSocket connection (%s)", resp.Status)}}
+		}
+		return nil, resp.StatusCode, fmt.Errorf("connect to %s: %w", u.Redacted(), err)
+	}
+	*connected = true
+	conn.SetReadLimit(maxFrameBytes)
+	return conn, 0, nil
+}
+
+// readError turns a failed read into an error to reconnect on, or a
+// final one for a close code that says not to.
+func readError(err error) error {
+	if c, ok := protocol.CloseOf(int(websocket.CloseStatus(err))); ok {
+		if !c.Reconnect {
+			return &finalError{&Error{Code: c.Name, Message: fmt.Sprintf("the server closed the connection (%d): %s (set --token or PROGRESSD_TOKEN)", c.Code, c.Meaning)}}
+		}
+		return &closedError{close: c, err: err}
+	}
+	return fmt.Errorf("read: %w", err)
 }
 
 // poll follows the job over HTTP, for a server without /ws.

@@ -270,17 +270,20 @@ per line).`,
 
 func newLogs() *cobra.Command {
 	var (
-		cf    clientFlags
-		out   outputFlag
-		after int64
+		cf     clientFlags
+		out    outputFlag
+		after  int64
+		follow bool
 	)
 	cmd := &cobra.Command{
-		Use:   "logs JOB [--after N]",
-		Short: "Print a job's kept log lines",
+		Use:   "logs JOB [--after N] [-f]",
+		Short: "Print a job's kept log lines; with -f, follow them until the job ends",
 		Long: `Print the job's kept log lines after line N (all kept ones without --after),
 one a line as "N STREAM [STAGE] TEXT", with the characters a terminal would
 act on escaped; with --output json, each page the API returns. Says so on
-stderr when lines after N were already dropped (only the newest are kept).`,
+stderr when lines after N were already dropped (only the newest are kept).
+With -f, keep printing new lines as they come (like kubectl logs -f) until
+the job has ended and its last line is printed.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := prepare(cmd, &cf, &out, "text")
@@ -288,6 +291,9 @@ stderr when lines after N were already dropped (only the newest are kept).`,
 				return err
 			}
 			w := cmd.OutOrStdout()
+			if follow {
+				return cf.explain(followLogs(cmd.Context(), c, args[0], after, w, cmd.ErrOrStderr()))
+			}
 			for {
 				page, err := c.Logs(cmd.Context(), args[0], after, 0)
 				if err != nil {
@@ -303,11 +309,7 @@ stderr when lines after N were already dropped (only the newest are kept).`,
 				}
 				for _, l := range page.Lines {
 					if !out.json() {
-						stage := ""
-						if l.Stage != "" {
-							stage = " [" + termSafe(l.Stage) + "]"
-						}
-						fmt.Fprintf(w, "%d %s%s %s\n", l.N, termSafe(l.Stream), stage, termSafe(l.Text))
+						writeLogLine(w, l)
 					}
 					after = l.N
 				}
@@ -320,7 +322,17 @@ stderr when lines after N were already dropped (only the newest are kept).`,
 	cf.add(cmd)
 	out.add(cmd, "text")
 	cmd.Flags().Int64Var(&after, "after", -1, "only lines after this one (the N of the last line you have)")
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "follow new lines until the job ends")
 	return cmd
+}
+
+// writeLogLine prints l as "N STREAM [STAGE] TEXT", escaped for a terminal.
+func writeLogLine(w io.Writer, l client.LogLine) {
+	stage := ""
+	if l.Stage != "" {
+		stage = " [" + termSafe(l.Stage) + "]"
+	}
+	fmt.Fprintf(w, "%d %s%s %s\n", l.N, termSafe(l.Stream), stage, termSafe(l.Text))
 }
 
 // writeSnapshot prints a snapshot as aligned "field value" lines.
