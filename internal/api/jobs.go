@@ -15,6 +15,7 @@ import (
 )
 
 type createInput struct {
+	Traceparent    string `header:"traceparent" doc:"A W3C traceparent: its trace id becomes the snapshot's trace_id. A malformed one is ignored."`
 	IdempotencyKey string `header:"Idempotency-Key" maxLength:"200" doc:"Makes the create safe to retry (1–200 characters, e.g. a UUID): the same key from the same user within 24 h returns the first answer — the same job, 201 again — and creates and runs nothing. The same key with another body: 422 idempotency_conflict. Keys of different users never meet."`
 	Body           struct {
 		Project  *string              `json:"project,omitempty" doc:"The project the job belongs to: 1–128 bytes, no spaces. Required, except for a child, which takes its parent's." example:"p1"`
@@ -40,9 +41,10 @@ type jobIDInput struct {
 }
 
 type reportInput struct {
-	ID      string `path:"id" doc:"The job id."`
-	RawBody []byte
-	Body    progress.Report
+	ID          string `path:"id" doc:"The job id."`
+	Traceparent string `header:"traceparent" doc:"A W3C traceparent: its trace id becomes the snapshot's trace_id. A malformed one is ignored."`
+	RawBody     []byte
+	Body        progress.Report
 }
 
 type listInput struct {
@@ -133,7 +135,7 @@ func (a *API) createJob(ctx context.Context, in *createInput) (*snapshotOutput, 
 	snap, err := a.jobs.Create(ctx, owner, jobs.CreateRequest{
 		Project: project, Pipeline: b.Pipeline, Params: b.Params, Stages: b.Stages,
 		Name: b.Name, Tags: b.Tags, ParentID: b.ParentID, Weight: b.Weight, ExpectedChildren: b.ExpectedChildren,
-		MaySee: p.CanSee, IdempotencyKey: in.IdempotencyKey, Caller: p.Subject,
+		MaySee: p.CanSee, IdempotencyKey: in.IdempotencyKey, Caller: p.Subject, TraceID: a.traceID(ctx, in.Traceparent),
 	})
 	if err != nil {
 		return nil, a.fromService(ctx, err)
@@ -174,11 +176,25 @@ func (a *API) reportProgress(ctx context.Context, in *reportInput) (*snapshotOut
 	if err := checkLogBody(in.RawBody, in.Body.Log); err != nil {
 		return nil, a.fromService(ctx, err)
 	}
+	in.Body.TraceID = a.traceID(ctx, in.Traceparent)
 	snap, err := a.jobs.ReportAs(ctx, in.ID, in.Body, principal(ctx).CanWrite)
 	if err != nil {
 		return nil, a.fromService(ctx, err)
 	}
+	if in.Body.TraceID != "" {
+		a.log.DebugContext(ctx, "report", "job", in.ID, "seq", snap.Seq, "trace_id", in.Body.TraceID)
+	}
 	return &snapshotOutput{Body: snap}, nil
+}
+
+// traceID reads a request's traceparent header (progress.TraceID),
+// logging a malformed one at debug level: it is ignored, never refused.
+func (a *API) traceID(ctx context.Context, traceparent string) string {
+	id := progress.TraceID(traceparent)
+	if id == "" && traceparent != "" {
+		a.log.DebugContext(ctx, "ignoring a malformed traceparent header", "traceparent", traceparent[:min(len(traceparent), 100)])
+	}
+	return id
 }
 
 func (a *API) cancelJob(ctx context.Context, in *jobIDInput) (*snapshotOutput, error) {

@@ -202,6 +202,10 @@ type CreateRequest struct {
 	// Caller is who sends the request, when it is not the owner (an
 	// admin creating for a user): keys are per caller.
 	Caller string `json:"-"`
+	// TraceID is the trace id of the request's W3C traceparent, kept in
+	// the snapshot (progress.TraceID); not part of the idempotency hash,
+	// since a retry is traced anew.
+	TraceID string `json:"-"`
 }
 
 // Create makes a job owned by owner. A job with a pipeline is handed to the
@@ -248,6 +252,7 @@ func (s *Service) Create(ctx context.Context, owner string, req CreateRequest) (
 	if err != nil {
 		return progress.Snapshot{}, s.reject(err)
 	}
+	snap.TraceID = req.TraceID
 	if req.IdempotencyKey != "" {
 		first, replay, err := s.createKeyed(ctx, owner, req, snap)
 		if err != nil || replay {

@@ -30,6 +30,10 @@ type Report struct {
 	// Log holds lines to keep as the job's log (stream "log") before the
 	// report applies; Apply ignores it (jobs.Service keeps them).
 	Log []string `json:"log,omitempty"`
+	// TraceID, when set, replaces the snapshot's trace_id: the trace id
+	// of the report request's traceparent header (see TraceID), never
+	// from the body.
+	TraceID string `json:"-"`
 }
 
 // Apply is the message adapter: it validates r against prev and returns the
@@ -69,6 +73,9 @@ func Apply(prev Snapshot, r Report, now time.Time) (Snapshot, error) {
 	next := prev.Clone()
 	next.Seq = prev.Seq + 1
 	next.UpdatedAt = at
+	if r.TraceID != "" {
+		next.TraceID = r.TraceID
+	}
 	if next.State == Queued {
 		next.State = Running
 		next.StartedAt = at.Ptr()

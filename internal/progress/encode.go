@@ -109,7 +109,7 @@ func (s *Snapshot) AppendJSON(b []byte) ([]byte, error) {
 		b = appendString(b, *s.Error)
 	}
 	if s.Name != "" || len(s.Tags) > 0 || s.ParentID != "" || s.RootID != "" || s.Weight != 0 ||
-		s.ExpectedChildren != 0 || s.Children != nil {
+		s.ExpectedChildren != 0 || s.Children != nil || s.TraceID != "" {
 		var err error
 		if b, err = s.appendGroup(b); err != nil {
 			return b, err
@@ -169,6 +169,10 @@ func (s *Snapshot) appendGroup(b []byte) ([]byte, error) {
 		b = append(b, `,"canceled":`...)
 		b = strconv.AppendInt(b, int64(c.Canceled), 10)
 		b = append(b, '}')
+	}
+	if s.TraceID != "" {
+		b = append(b, `,"trace_id":`...)
+		b = appendString(b, s.TraceID)
 	}
 	return b, nil
 }

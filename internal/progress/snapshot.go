@@ -62,6 +62,9 @@ type Snapshot struct {
 	// Children counts a parent's direct children by state; nil on a job
 	// that has none and announced none.
 	Children *Children `json:"children,omitempty"`
+	// TraceID is the W3C trace id of the latest create or report that
+	// sent a traceparent header (32 lowercase hex digits).
+	TraceID string `json:"trace_id,omitempty"`
 
 	// Agg is a parent's aggregation state, beside Rate and for the same
 	// reason: not on the wire, carried by stores that share snapshots.
