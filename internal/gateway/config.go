@@ -105,11 +105,16 @@ type Config struct {
 	// write comes at least this long after the previous one, and what was
 	// queued meanwhile goes in it, each job's updates coalesced to its
 	// newest (a terminal snapshot is never dropped). An update to a
-	// connection written to longer ago than this goes out at once. It
-	// trades at most this much delay on a burst for fewer writes: a job
+	// connection written to longer ago than this goes out at once, and so
+	// does a state change (a job queued, started or finished: the
+	// terminal snapshot is never delayed) and a reply (with a subscribe's
+	// first snapshots). It trades at most this much delay (plus an eighth
+	// of it, the flush clock's slot) on a burst for fewer writes: a job
 	// reporting 100 times a second reaches a browser, which draws at most
-	// 60 frames a second, MinWriteInterval apart. 0 writes as soon as
-	// possible; at most MaxWriteInterval.
+	// 60 frames a second, MinWriteInterval apart. A connection waiting out
+	// the spacing holds no timer: one flush clock per gateway ends them
+	// all (spacing.go). 0 writes as soon as possible; at most
+	// MaxWriteInterval.
 	MinWriteInterval time.Duration
 	// clock times MinWriteInterval; nil is the real one. Tests give a
 	// fake, so spacing is checked by what was written, not by how long

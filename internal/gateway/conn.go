@@ -58,6 +58,7 @@ type wsConn struct {
 	wg      sync.WaitGroup
 	done    bool        // the reader is finishing: start nothing more
 	writing bool        // a writer goroutine is running
+	parked  bool        // waiting on the flush clock for the write spacing to end
 	closing atomic.Bool // a close is under way: write no more data; set under sub.mu
 	// The close frame to send: closeCode 0 sends one without a code.
 	closeCode   ws.StatusCode
@@ -224,14 +225,14 @@ func (c *wsConn) enter() bool {
 // wakeLocked starts the writer when there is something to write and no
 // writer runs.
 func (c *wsConn) wakeLocked() {
-	if c.writing || c.done || c.closing.Load() {
+	if c.writing || c.done || c.closing.Load() || c.parked && !c.sub.urgent {
 		return
 	}
 	c.startWriterLocked()
 }
 
 func (c *wsConn) startWriterLocked() {
-	c.writing = true
+	c.writing, c.parked = true, false
 	c.wg.Add(1)
 	go c.write()
 }

@@ -19,6 +19,9 @@ type Gateway struct {
 	m    *metrics
 	log  *slog.Logger
 	warn rateLimiter
+	// spacer ends the write spacing of every connection and stream
+	// (Config.MinWriteInterval): one clock, not a timer per connection.
+	spacer *flushClock
 
 	// ctx is canceled by Shutdown: it ends SSE streams and job store reads.
 	ctx    context.Context
@@ -61,6 +64,7 @@ func New(cfg Config) (*Gateway, error) {
 		perUser: make(map[string]int),
 		clients: make(map[string]int),
 		drained: make(chan struct{}),
+		spacer:  newFlushClock(cfg.clock, cfg.MinWriteInterval),
 	}
 	g.unsubscribe = cfg.Broker.Subscribe(g.hub.publish)
 	return g, nil
@@ -89,6 +93,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		}
 		go func() {
 			g.wg.Wait()
+			g.spacer.stop()
 			close(g.drained)
 		}()
 		g.log.Info("gateway shutting down", "websockets", len(conns))

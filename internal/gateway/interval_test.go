@@ -13,13 +13,13 @@ import (
 
 // fakeClock is the write spacing's clock in these tests: its time moves
 // only when a test or a Sleep moves it, so spacing is checked by what was
-// written, never by how long it took. Sleep returns at once (moving the
-// time on) unless the clock is held; then it waits for release.
+// written, never by how long it took. After fires at once (moving the
+// time on) unless the clock is held; then it fires on release.
 type fakeClock struct {
 	mu      sync.Mutex
 	now     time.Time
 	held    bool
-	waiting []chan struct{}
+	waiting []chan time.Time
 	slept   int
 }
 
@@ -35,18 +35,18 @@ func (c *fakeClock) Now() time.Time {
 	return c.now
 }
 
-func (c *fakeClock) Sleep(d time.Duration) {
+func (c *fakeClock) After(d time.Duration) <-chan time.Time {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.slept++
+	ch := make(chan time.Time)
 	if !c.held {
 		c.now = c.now.Add(d)
-		c.mu.Unlock()
-		return
+		close(ch)
+		return ch
 	}
-	ch := make(chan struct{})
 	c.waiting = append(c.waiting, ch)
-	c.mu.Unlock()
-	<-ch
+	return ch
 }
 
 // advance moves the time on by d.
@@ -56,14 +56,14 @@ func (c *fakeClock) advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// hold makes Sleep wait until release.
+// hold makes After wait until release.
 func (c *fakeClock) hold() {
 	c.mu.Lock()
 	c.held = true
 	c.mu.Unlock()
 }
 
-// release moves the time on by d and wakes every Sleep.
+// release moves the time on by d and fires every After.
 func (c *fakeClock) release(d time.Duration) {
 	c.mu.Lock()
 	c.held = false
@@ -87,24 +87,25 @@ func (c *fakeClock) sleeping() int {
 	return len(c.waiting)
 }
 
-// burst holds clk, reports n updates of job then succeeded, all within
-// the interval (the clock does not move), waits until the writer waits out
-// the interval, and returns the terminal snapshot. The test releases clk.
+// burst holds clk, reports n updates of job, all within the interval
+// (the clock does not move), waits until the flush clock waits out the
+// interval, and returns the newest snapshot. The test releases clk.
 func burst(t *testing.T, e *env, clk *fakeClock, job string, n int) progress.Snapshot {
 	t.Helper()
 	clk.hold()
+	var last progress.Snapshot
 	for k := 1; k <= n; k++ {
-		e.report(t, job, float64(k)/float64(n+1), "")
+		last = e.report(t, job, 0.5+float64(k)/float64(2*(n+1)), "")
 	}
-	done := e.report(t, job, 0, progress.Succeeded)
-	testsvc.Eventually(t, 15*time.Second, "the writer to wait out the interval", func() bool { return clk.sleeping() == 1 })
-	return done
+	testsvc.Eventually(t, 15*time.Second, "the flush clock to wait out the interval", func() bool { return clk.sleeping() == 1 })
+	return last
 }
 
 // TestMinWriteIntervalSpacesWebSocketWrites: with MinWriteInterval, a
 // burst of updates right after a write reaches the client as one update,
-// the newest — the terminal one; an update to a connection that has been
-// quiet for longer goes out without waiting.
+// the newest, once the interval is over; an update to a connection that
+// has been quiet for longer goes out without waiting, and so does a state
+// change (the terminal snapshot) right after a write.
 func TestMinWriteIntervalSpacesWebSocketWrites(t *testing.T) {
 	t.Parallel()
 	const interval = time.Second
@@ -130,18 +131,28 @@ func TestMinWriteIntervalSpacesWebSocketWrites(t *testing.T) {
 
 	// A burst right after that write: held until the interval is over,
 	// then the newest snapshot alone.
-	done := burst(t, e, clk, quiet.JobID, 20)
+	newest := burst(t, e, clk, quiet.JobID, 20)
 	clk.release(interval)
+	if f := c.next(); f.Job.Seq != newest.Seq {
+		t.Fatalf("after the interval: seq %d, want the newest, %d, alone", f.Job.Seq, newest.Seq)
+	}
+	if value(e.gw.m.coalesced) < 19 {
+		t.Errorf("coalesced = %v, want the burst's older updates (19)", value(e.gw.m.coalesced))
+	}
+
+	// The terminal snapshot right after that write, the clock held: it
+	// goes out at once.
+	clk.hold()
+	done := e.report(t, quiet.JobID, 0, progress.Succeeded)
 	if f := c.next(); f.Job.Seq != done.Seq || f.Job.State != progress.Succeeded {
-		t.Fatalf("after the interval: seq %d %s, want the terminal seq %d alone", f.Job.Seq, f.Job.State, done.Seq)
+		t.Fatalf("terminal: seq %d %s, want %d succeeded", f.Job.Seq, f.Job.State, done.Seq)
 	}
-	if value(e.gw.m.coalesced) < 20 {
-		t.Errorf("coalesced = %v, want the burst's older updates (20)", value(e.gw.m.coalesced))
-	}
+	clk.release(0)
 }
 
 // TestMinWriteIntervalSpacesSSEWrites is the SSE twin: after the burst,
-// the stream's next event is the terminal snapshot.
+// the stream's next event is the newest snapshot; the terminal one right
+// after it is not held back.
 func TestMinWriteIntervalSpacesSSEWrites(t *testing.T) {
 	t.Parallel()
 	clk := newFakeClock(t)
@@ -149,16 +160,30 @@ func TestMinWriteIntervalSpacesSSEWrites(t *testing.T) {
 	job := e.createJob(t, "alice", "p")
 	s := e.stream(t, "/api/v1/jobs/"+job.JobID+"/events?token="+url.QueryEscape(e.token(t, "alice", false, time.Hour)), nil)
 	s.update() // the current snapshot, written at once
-	done := burst(t, e, clk, job.JobID, 20)
+	started := e.report(t, job.JobID, 0.5, "")
+	if snap := sseSnapshot(t, s.update()); snap.Seq != started.Seq {
+		t.Fatalf("the start: seq %d, want %d at once", snap.Seq, started.Seq)
+	}
+	newest := burst(t, e, clk, job.JobID, 20)
 	clk.release(time.Second)
-	ev := s.update()
+	if snap := sseSnapshot(t, s.update()); snap.Seq != newest.Seq {
+		t.Fatalf("after the interval: seq %d, want the newest, %d, alone", snap.Seq, newest.Seq)
+	}
+	clk.hold()
+	done := e.report(t, job.JobID, 0, progress.Succeeded)
+	if snap := sseSnapshot(t, s.update()); snap.State != progress.Succeeded || snap.Seq != done.Seq {
+		t.Fatalf("terminal: %s seq %d, want succeeded at %d at once", snap.State, snap.Seq, done.Seq)
+	}
+	clk.release(0)
+}
+
+func sseSnapshot(t *testing.T, ev sseEvent) progress.Snapshot {
+	t.Helper()
 	var snap progress.Snapshot
 	if err := json.Unmarshal([]byte(ev.data), &snap); err != nil {
 		t.Fatalf("event data %q: %v", ev.data, err)
 	}
-	if snap.State != progress.Succeeded || snap.Seq != done.Seq {
-		t.Fatalf("after the interval: %s seq %d, want the terminal seq %d alone", snap.State, snap.Seq, done.Seq)
-	}
+	return snap
 }
 
 func TestMinWriteIntervalIsBounded(t *testing.T) {
@@ -169,4 +194,43 @@ func TestMinWriteIntervalIsBounded(t *testing.T) {
 			t.Errorf("MinWriteInterval %v accepted", iv)
 		}
 	}
+}
+
+// TestFlushClockOneWakePerSlot: connections parked with due times within
+// one slot are flushed by one wait of the clock, none before its due
+// time; a stopped clock runs nothing more.
+func TestFlushClockOneWakePerSlot(t *testing.T) {
+	t.Parallel()
+	clk := newFakeClock(t)
+	const interval = 80 * time.Millisecond // a slot of 10 ms
+	f := newFlushClock(clk, interval)
+	defer f.stop()
+	start := clk.Now()
+	clk.hold()
+	var mu sync.Mutex
+	var ran []time.Time
+	for i := range 100 {
+		f.park(start.Add(interval+time.Duration(i)*50*time.Microsecond), func() {
+			mu.Lock()
+			ran = append(ran, clk.Now())
+			mu.Unlock()
+		})
+	}
+	testsvc.Eventually(t, 15*time.Second, "the flush clock to wait", func() bool { return clk.sleeping() == 1 })
+	clk.release(interval + 10*time.Millisecond)
+	testsvc.Eventually(t, 15*time.Second, "every parked flush to run", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(ran) == 100
+	})
+	if n := clk.sleeps(); n != 1 {
+		t.Errorf("the clock waited %d times for 100 connections due in one slot, want 1", n)
+	}
+	for _, at := range ran {
+		if at.Before(start.Add(interval + 5*time.Millisecond)) {
+			t.Fatalf("a flush ran at %v, before its due time", at.Sub(start))
+		}
+	}
+	f.stop()
+	f.park(clk.Now(), func() { t.Error("a flush ran after stop") })
 }

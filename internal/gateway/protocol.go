@@ -210,6 +210,10 @@ type message struct {
 	log      string
 	logJob   string
 	logFrame bool
+	// urgent says the write spacing must not hold it back: a state
+	// change (a job queued, started or finished), which a viewer must
+	// see at once (see Config.MinWriteInterval).
+	urgent bool
 }
 
 // newUpdate encodes {"type":"update","channel":ch,"job":data} once; data
@@ -224,7 +228,20 @@ func newUpdate(ch string, snap *progress.Snapshot, data []byte) *message {
 	at := len(b)
 	b = append(b, data...)
 	b = append(b, '}')
-	return &message{frame: b, jobAt: at, seq: snap.Seq, owner: snap.Owner}
+	return &message{frame: b, jobAt: at, seq: snap.Seq, owner: snap.Owner, urgent: stateChange(snap)}
+}
+
+// stateChange reports whether snap is the snapshot of a state change: a
+// job just created (queued), its first running snapshot (the one that
+// started it), or its terminal one.
+func stateChange(snap *progress.Snapshot) bool {
+	switch {
+	case snap.State == progress.Queued || snap.State.Terminal():
+		return true
+	case snap.State == progress.Running:
+		return snap.StartedAt != nil && snap.StartedAt.Equal(snap.UpdatedAt.Time)
+	}
+	return false
 }
 
 // job returns the snapshot JSON of an update.

@@ -181,33 +181,22 @@ func (g *Gateway) stream(w http.ResponseWriter, r *http.Request, p auth.Principa
 		buf       []*message
 		event     []byte
 		lastWrite time.Time
+		// spaced is sent on by the flush clock when the write spacing
+		// is over; waiting says the stream is parked on it.
+		spaced  = make(chan struct{}, 1)
+		waiting bool
 	)
+	unpark := func() {
+		select {
+		case spaced <- struct{}{}:
+		default:
+		}
+	}
 	for {
 		select {
 		case <-wake:
-			g.spaceWrite(lastWrite)
-			lastWrite = g.cfg.clock.Now() // from the start of the write, as on WebSocket
-			buf = g.expandLogs(s, s.take(buf))
-			if g.deadline(rc) != nil {
-				return
-			}
-			for _, m := range buf {
-				event = appendEvent(event[:0], m, single)
-				if _, err := w.Write(event); err != nil {
-					if isTimeout(err) {
-						g.m.slowCloses.WithLabelValues(transportSSE, "write_timeout").Inc()
-					}
-					return
-				}
-			}
-			if err := g.flush(rc); err != nil {
-				if errors.Is(err, errWriteTimeout) {
-					g.m.slowCloses.WithLabelValues(transportSSE, "write_timeout").Inc()
-				}
-				return
-			}
-			g.m.sent.WithLabelValues(transportSSE).Add(float64(len(buf)))
-			clear(buf)
+		case <-spaced:
+			waiting = false
 		case <-heartbeat.C:
 			if g.deadline(rc) != nil {
 				return
@@ -215,6 +204,7 @@ func (g *Gateway) stream(w http.ResponseWriter, r *http.Request, p auth.Principa
 			if _, err := w.Write([]byte(": ping\n\n")); err != nil || g.flush(rc) != nil {
 				return
 			}
+			continue
 		case <-over:
 			return // counted by the subscriber
 		case <-expired:
@@ -225,6 +215,40 @@ func (g *Gateway) stream(w http.ResponseWriter, r *http.Request, p auth.Principa
 		case <-g.ctx.Done():
 			return
 		}
+		// Too soon after the last write, and nothing urgent (a state
+		// change or a reply skips the spacing): park on the flush clock.
+		if !s.isUrgent() && (waiting || g.tooSoon(lastWrite)) {
+			if !waiting {
+				waiting = true
+				g.spacer.park(lastWrite.Add(g.cfg.MinWriteInterval), unpark)
+			}
+			continue
+		}
+		buf = g.expandLogs(s, s.take(buf))
+		if len(buf) == 0 {
+			continue
+		}
+		lastWrite = g.cfg.clock.Now() // from the start of the write, as on WebSocket
+		if g.deadline(rc) != nil {
+			return
+		}
+		for _, m := range buf {
+			event = appendEvent(event[:0], m, single)
+			if _, err := w.Write(event); err != nil {
+				if isTimeout(err) {
+					g.m.slowCloses.WithLabelValues(transportSSE, "write_timeout").Inc()
+				}
+				return
+			}
+		}
+		if err := g.flush(rc); err != nil {
+			if errors.Is(err, errWriteTimeout) {
+				g.m.slowCloses.WithLabelValues(transportSSE, "write_timeout").Inc()
+			}
+			return
+		}
+		g.m.sent.WithLabelValues(transportSSE).Add(float64(len(buf)))
+		clear(buf)
 	}
 }
 

@@ -31,6 +31,9 @@ type subscriber struct {
 	q          queue
 	closed     bool // no more deliveries
 	overflowed bool
+	// urgent says the queue holds what the write spacing must not hold
+	// back: a state change or a reply. Cleared when the queue is taken.
+	urgent bool
 	// wake is called with mu held when the queue goes from empty to
 	// non-empty. It must not block.
 	wake func()
@@ -65,7 +68,6 @@ func (s *subscriber) deliver(ch, job string, m *message) {
 	switch s.q.push(ch, job, m) {
 	case pushCoalesced:
 		s.m.coalesced.Inc()
-		return
 	case pushStale:
 		s.m.stale.Inc()
 		return
@@ -73,7 +75,12 @@ func (s *subscriber) deliver(ch, job string, m *message) {
 		s.overflowLocked()
 		return
 	}
-	if wasIdle && !s.q.idle() {
+	// An urgent update wakes the writer even when the queue was not
+	// idle: it may be waiting out the spacing, which this one skips.
+	if m.urgent && !s.q.idle() {
+		s.urgent = true
+		s.wake()
+	} else if wasIdle && !s.q.idle() {
 		s.wake()
 	}
 }
@@ -85,14 +92,14 @@ func (s *subscriber) reply(frame []byte) {
 	if s.closed || s.overflowed {
 		return
 	}
-	wasIdle := s.q.idle()
 	if s.q.pushReply(frame) == pushOverflow {
 		s.overflowLocked()
 		return
 	}
-	if wasIdle {
-		s.wake()
-	}
+	// A reply is never held back by the spacing: a subscriber or a
+	// reporting worker waits for it.
+	s.urgent = true
+	s.wake()
 }
 
 // hold keeps updates of ch unsent until release (see queue).
@@ -116,7 +123,10 @@ func (s *subscriber) release(ch string, reply []byte) {
 		s.overflowLocked()
 		return
 	}
-	if wasIdle && !s.q.idle() {
+	if reply != nil {
+		s.urgent = true // the subscribe's reply and its first snapshots
+		s.wake()
+	} else if wasIdle && !s.q.idle() {
 		s.wake()
 	}
 }
@@ -138,10 +148,19 @@ func (s *subscriber) take(buf []*message) []*message {
 
 func (s *subscriber) takeLocked(buf []*message) []*message {
 	clear(buf)
+	s.urgent = false
 	if s.closed || s.overflowed {
 		return buf[:0]
 	}
 	return s.q.take(buf[:0])
+}
+
+// isUrgent reports whether the queue holds a state change or a reply,
+// which the write spacing does not hold back.
+func (s *subscriber) isUrgent() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.urgent
 }
 
 // channelCount returns how many channels the subscriber is in.

@@ -69,16 +69,20 @@ func (c *wsConn) write() {
 	defer wb.release()
 	for {
 		if !c.closing.Load() && c.g.tooSoon(c.lastWrite) {
-			// Too soon after the last write: wait, unless nothing is
-			// owed, so an idle connection keeps no writer waiting.
+			// Too soon after the last write, and nothing urgent: park
+			// on the gateway's flush clock and return (no timer, no
+			// goroutine waits), unless nothing is owed at all.
 			c.sub.mu.Lock()
-			if c.sub.q.idle() && !c.pongDue && !c.pingDue && !c.closing.Load() {
+			if !c.sub.urgent && !c.closing.Load() {
 				c.writing = false
+				if !c.sub.q.idle() || c.pongDue || c.pingDue {
+					c.parked = true
+					c.g.spacer.park(c.lastWrite.Add(c.g.cfg.MinWriteInterval), c.unpark)
+				}
 				c.sub.mu.Unlock()
 				return
 			}
 			c.sub.mu.Unlock()
-			c.g.spaceWrite(c.lastWrite)
 		}
 		sendClose := false
 		wb.out = wb.out[:0]
@@ -157,6 +161,20 @@ func (c *wsConn) writeBatch(wb *writeBuf) (sent int, cut []byte, err error) {
 		return sent, restOfFrame(b, n), err
 	}
 	return sent + pending, nil, nil
+}
+
+// unpark runs on the flush clock when a parked connection's spacing is
+// over: it starts the writer for what was queued meanwhile.
+func (c *wsConn) unpark() {
+	c.sub.mu.Lock()
+	defer c.sub.mu.Unlock()
+	if !c.parked {
+		return // an urgent update or a close started the writer already
+	}
+	c.parked = false
+	if !c.writing && !c.done && !c.closing.Load() {
+		c.startWriterLocked()
+	}
 }
 
 // restOfFrame returns a copy of what is left unwritten of the frame in b
