@@ -213,6 +213,25 @@ def test_create_with_name_and_tags(client):
     assert job.snapshot.name == "Import 42" and job.snapshot.tags == ("customer-42",)
 
 
+def test_report_many_refuses_bad_batches_before_sending(client):
+    with pytest.raises(ValueError):
+        client.report_many([])
+    with pytest.raises(ValueError):
+        client.report_many([{"progress": 0.5}])
+    with pytest.raises(ValueError):
+        client.report_many([{"job_id": "j", "progress": float("nan")}])
+
+
+@pytest.mark.xfail(strict=True, reason="server: POST /api/v1/reports is not implemented yet (SPEC part two); remove this mark when it is")
+def test_report_many_applies_each_report(client):
+    a, b = client.create_job("py-batch"), client.create_job("py-batch")
+    client.report(b.id, state="succeeded")
+    results = client.report_many([{"job_id": a.id, "progress": 0.5}, {"job_id": b.id, "progress": 0.5},
+                                  {"job_id": "no-such-job", "progress": 0.5}])
+    assert results[0] == client.get(a.id).seq and client.get(a.id).progress == 0.5
+    assert isinstance(results[1], progressd.JobFinished) and isinstance(results[2], progressd.NotFound)
+
+
 def test_a_proxy_page_is_still_a_typed_error_and_503_is_retried():
     """A real HTTP server standing where a proxy would: its 502 page is not
     the API's JSON, and its 503s are retried until the window ends."""

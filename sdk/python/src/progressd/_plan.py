@@ -267,6 +267,34 @@ def log(cfg: Settings, job_id: str, lines: Sequence[str]) -> Plan:
     return int((data or {}).get("last", 0))
 
 
+# The status a per-report error of a batch stands for, to pick its class.
+_BATCH_STATUS = {"unauthorized": 401, "forbidden": 403, "not_found": 404, "job_finished": 409, "conflict": 409, "too_large": 413}
+
+
+def report_many(cfg: Settings, reports: Sequence[Mapping[str, Any]]) -> Plan:
+    """POST /api/v1/reports: each report applied as if posted alone; the
+    result per report, in order, is its seq or its typed error."""
+    if not 1 <= len(reports) <= 1000:
+        raise ValueError(f"a batch holds 1 to 1,000 reports, got {len(reports)}")
+    items = []
+    for r in reports:
+        fields = dict(r)
+        job_id = fields.pop("job_id", None)
+        if not job_id or not isinstance(job_id, str):
+            raise ValueError("every report in a batch needs a job_id")
+        items.append(dict(report_body(**fields), job_id=job_id))
+    data = yield from request(cfg, Send("POST", "/api/v1/reports", json={"reports": items}))
+    out: List[Union[int, APIError]] = []
+    for res in (data or {}).get("results") or []:
+        err = res.get("error") if isinstance(res, dict) else None
+        if isinstance(err, dict):
+            code = str(err.get("code") or "")
+            out.append(error_from_response(_BATCH_STATUS.get(code, 400), {"error": err}, method="POST", path="/api/v1/reports"))
+        else:
+            out.append(int(res.get("seq", 0)))
+    return out
+
+
 def read_logs(cfg: Settings, job_id: str, after: Optional[int], limit: Optional[int]) -> Plan:
     q = {k: v for k, v in (("after", after), ("limit", limit)) if v is not None}
     data = yield from request(cfg, Send("GET", _job_path(job_id, "/logs"), params=q))

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator, Optional, Sequence, Union
+from typing import Any, AsyncIterator, Dict, List, Optional, Sequence, Union
 
 import httpx
 
@@ -13,7 +13,7 @@ from ._job import JobBase
 from ._plan import Plan, Send, Sleep
 from ._watch import Follower, SSEParser
 from .client import _ClientBase, _http_options
-from .errors import JobCanceled
+from .errors import APIError, JobCanceled
 from .models import LogPage, Page, Snapshot
 from .reporter import AsyncReporter
 
@@ -114,6 +114,9 @@ class AsyncClient(_ClientBase):
 
     async def report(self, job_id: str, progress: Optional[float] = None, **fields: Any) -> Snapshot:
         return await self._run(_plan.report(self._cfg, job_id, _plan.report_body(progress, **fields)))
+
+    async def report_many(self, reports: Sequence[Dict[str, Any]]) -> List[Union[int, APIError]]:
+        return await self._run(_plan.report_many(self._cfg, reports))
 
     async def log(self, job_id: str, lines: Union[str, Sequence[str]]) -> int:
         return await self._run(_plan.log(self._cfg, job_id, lines))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Dict, Iterator, Optional, Sequence, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
 
 import httpx
 
@@ -13,7 +13,7 @@ from ._job import JobBase
 from ._plan import Plan, Send, Settings, Sleep
 from ._version import __version__
 from ._watch import Follower, SSEParser
-from .errors import JobCanceled
+from .errors import APIError, JobCanceled
 from .models import LogPage, Page, Snapshot
 from .reporter import Reporter
 
@@ -175,6 +175,11 @@ class Client(_ClientBase):
         """Send one report now and return the snapshot it produced. Raises
         ``JobCanceled`` / ``JobFinished`` (409) once the job is over."""
         return self._run(_plan.report(self._cfg, job_id, _plan.report_body(progress, **fields)))
+
+    def report_many(self, reports: Sequence[Dict[str, Any]]) -> List[Union[int, APIError]]:
+        """Up to 1,000 reports (dicts with ``job_id`` and report fields) in one
+        request; returns, in order, each one's new ``seq`` or its typed error."""
+        return self._run(_plan.report_many(self._cfg, reports))
 
     def log(self, job_id: str, lines: Union[str, Sequence[str]]) -> int:
         """Append log lines now; returns the number of the job's newest line."""
