@@ -9,7 +9,7 @@
 // /ws or demo pipeline fails the tests that use it. Prints "N passed,
 // N failed, N skipped" last.
 import { execFileSync, spawn } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -411,6 +411,48 @@ test("with auth on: the dashboard asks for a token, takes ?token= and shows that
     await page.close();
   } finally {
     await A.stop();
+  }
+});
+
+test("dashboard: start a pipeline with a param from the form; the job runs with it", async () => {
+  // A server of its own, with a pipelines file whose pipeline takes a param
+  // and prints it as its message.
+  const file = join(tmp, "pipelines-form.yaml");
+  writeFileSync(
+    file,
+    `pipelines:
+  echo:
+    params: [word]
+    stages:
+      - name: say
+        run: ["sh", "-c", "printf '{\\"progress\\": 1, \\"message\\": \\"said %s\\"}\\n' \\"$1\\"", "sh", "{{word}}"]
+  other:
+    stages:
+      - name: noop
+        run: ["true"]
+`,
+  );
+  const P = await startServer(bin, await freePort(), join(tmp, "pipelines-data"), ["--pipelines", file]);
+  try {
+    const page = await newPage();
+    await page.goto(P.url + "/#/p/e2e-form");
+    const picker = page.getByLabel("Pipeline");
+    await picker.waitFor({ timeout: 10_000 });
+    const options = await picker.locator("option").allTextContents();
+    expect(JSON.stringify(options) === JSON.stringify(["echo", "other"]), `the picker to offer echo and other, got ${options}`);
+    await picker.selectOption("echo");
+    await page.getByLabel("word").fill("hello form");
+    await page.getByRole("button", { name: "Start job" }).click();
+    const card = page.locator("article.job").first();
+    await card.waitFor({ timeout: 10_000 });
+    await waitFor(async () => (await card.getAttribute("data-state")) === "succeeded", "the echo job to succeed", 60_000);
+    const id = await card.getAttribute("data-job-id");
+    const job = await api(P.url, "GET", `/api/v1/jobs/${id}`);
+    expect(job.pipeline === "echo" && job.params?.word === "hello form", `the job to run echo with word=hello form, got ${JSON.stringify(job)}`);
+    expect(job.message === "said hello form", `the job's message to carry the param, got ${job.message}`);
+    await page.close();
+  } finally {
+    await P.stop();
   }
 });
 

@@ -35,6 +35,15 @@ export interface CreateJob {
   owner?: string;
 }
 
+/** One entry of GET /api/v1/pipelines: what a form needs to start it. */
+export interface PipelineInfo {
+  name: string;
+  description?: string;
+  /** Every param the pipeline takes; each is required. */
+  params: string[];
+  stages: { name: string; weight: number }[];
+}
+
 export interface ProjectList {
   projects: ProjectSummary[];
   next_cursor?: string | null;
@@ -117,6 +126,12 @@ export class Api {
     if (q.cursor) p.set("cursor", q.cursor);
     const qs = p.toString();
     return this.request<ProjectList>("GET", "/api/v1/projects" + (qs ? "?" + qs : ""), undefined, signal);
+  }
+
+  /** The pipelines the server runs, sorted by name; empty when it runs none. */
+  async listPipelines(signal?: AbortSignal): Promise<PipelineInfo[]> {
+    const r = await this.request<{ pipelines?: PipelineInfo[] }>("GET", "/api/v1/pipelines", undefined, signal);
+    return r.pipelines ?? [];
   }
 
   getJob(id: string, signal?: AbortSignal): Promise<JobSnapshot> {

@@ -3,6 +3,7 @@ import { tokenUser, type ProjectSummary as ServerProject } from "../client";
 import { ProgressProvider, useChannel, useConnectionState, useProgressClient, useProjects } from "../react";
 import { ConnectionIndicator } from "./ConnectionIndicator";
 import { ProjectView } from "./ProjectView";
+import { usePipelines } from "./StartJob";
 import { TokenPanel } from "./TokenPanel";
 import { useHashProject, useSavedProjects, useToken } from "./settings";
 
@@ -48,6 +49,7 @@ function Dashboard({ token, setToken }: { token: string | null; setToken: (t: st
   const [selected, select] = useHashProject();
   const [tokenOpen, setTokenOpen] = useState(false);
   const [authNeeded, setAuthNeeded] = useState(false);
+  const pipelines = usePipelines(client, token);
 
   const projects = useMemo(
     () => summarize(serverProjects, selected ? [...saved, selected] : saved),
@@ -135,7 +137,7 @@ function Dashboard({ token, setToken }: { token: string | null; setToken: (t: st
         </nav>
 
         <main className="main">
-          <ProjectView key={current} project={current} onAuthError={onAuthError} />
+          <ProjectView key={current} project={current} pipelines={pipelines} onAuthError={onAuthError} />
         </main>
       </div>
     </div>

@@ -1,27 +1,19 @@
 import { memo, useState } from "react";
-import { ApiError, isTerminal, type JobSnapshot, type StageSnapshot } from "../client";
+import { isTerminal, type JobSnapshot, type PipelineInfo, type StageSnapshot } from "../client";
 import { InlineProgressBar, formatDuration, percent, useProgressClient, useProjectJobs } from "../react";
+import { StartJob } from "./StartJob";
 
-export const ProjectView = memo(function ProjectView({ project, onAuthError }: { project: string; onAuthError: () => void }) {
-  const client = useProgressClient();
+export const ProjectView = memo(function ProjectView({
+  project,
+  pipelines,
+  onAuthError,
+}: {
+  project: string;
+  pipelines: PipelineInfo[] | undefined;
+  onAuthError: () => void;
+}) {
   const jobs = useProjectJobs(project);
-  const [pipeline, setPipeline] = useState("demo");
-  const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | null>(null);
-
-  const start = async () => {
-    setBusy(true);
-    setError(null);
-    try {
-      const job = await client.api.createJob({ project, pipeline: pipeline.trim() || "demo" });
-      client.store.accept(job);
-    } catch (e) {
-      if (e instanceof ApiError && e.status === 401) onAuthError();
-      setError(e instanceof Error ? e.message : String(e));
-    } finally {
-      setBusy(false);
-    }
-  };
 
   const active = jobs.filter((j) => !isTerminal(j.state)).length;
   return (
@@ -33,21 +25,7 @@ export const ProjectView = memo(function ProjectView({ project, onAuthError }: {
             {jobs.length === 0 ? "No jobs yet" : `${jobs.length} job${jobs.length === 1 ? "" : "s"}, ${active} active`}
           </p>
         </div>
-        <form
-          className="start"
-          onSubmit={(e) => {
-            e.preventDefault();
-            void start();
-          }}
-        >
-          <label htmlFor="pipeline" className="small muted">
-            Pipeline
-          </label>
-          <input id="pipeline" value={pipeline} onChange={(e) => setPipeline(e.target.value)} size={10} />
-          <button type="submit" className="btn btn--primary" disabled={busy}>
-            {busy ? "Starting…" : "Start job"}
-          </button>
-        </form>
+        <StartJob project={project} pipelines={pipelines} onError={setError} onAuthError={onAuthError} />
       </div>
       {error && (
         <p className="alert" role="alert">
@@ -63,7 +41,7 @@ export const ProjectView = memo(function ProjectView({ project, onAuthError }: {
             Nothing has run in <strong>{project}</strong> yet.
           </p>
           <p className="muted small">
-            Start a <code>demo</code> job above to watch it move, or report from any language:{" "}
+            {pipelines && pipelines.length > 0 ? "Start a pipeline above to watch it move, or report" : "Report"} from any language:{" "}
             <code>POST /api/v1/jobs/&#123;id&#125;/progress</code>.
           </p>
         </div>
