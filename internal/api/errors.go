@@ -98,6 +98,8 @@ func (a *API) fromService(ctx context.Context, err error) error {
 			return apiError(http.StatusConflict, pe.Code, pe.Message)
 		case progress.CodeParentNotFound:
 			return apiError(http.StatusNotFound, pe.Code, pe.Message)
+		case progress.CodeTooLarge:
+			return apiError(http.StatusRequestEntityTooLarge, pe.Code, pe.Message)
 		case jobs.CodeIdempotencyConflict:
 			return apiError(http.StatusUnprocessableEntity, pe.Code, pe.Message)
 		}

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
@@ -23,12 +24,13 @@ type createInput struct {
 		Params   map[string]string    `json:"params,omitempty" doc:"Values for the pipeline's declared params."`
 		Stages   []progress.StageSpec `json:"stages,omitempty" doc:"For a job an external worker reports on: its stages, in order, with weights (default 1); one may be marked \"children\": true to take the mean of the job's children."`
 
-		Name             string   `json:"name,omitempty" doc:"A title shown instead of a generic label: at most 200 characters. Pipeline jobs default to the pipeline and its params."`
-		Tags             []string `json:"tags,omitempty" doc:"At most 16 tags, each 1–64 characters of A–Z a–z 0–9 : _ . -; they cannot change later."`
-		ParentID         string   `json:"parent_id,omitempty" doc:"Make the job a child of this one: a job the caller may see, not finished, at most 3 levels below its root. The child is in the parent's project."`
-		Weight           *float64 `json:"weight,omitempty" doc:"The child's share of its parent's progress (> 0, default 1); only with parent_id."`
-		ExpectedChildren int      `json:"expected_children,omitempty" doc:"How many children are coming (a floor). Missing ones count as 0 in the parent's progress; a parent without stages finishes by itself once that many are finished."`
-		Owner            string   `json:"owner,omitempty" doc:"Create the job for this user: admin tokens only (a backend creating jobs for its users)."`
+		Name             string          `json:"name,omitempty" doc:"A title shown instead of a generic label: at most 200 characters. Pipeline jobs default to the pipeline and its params."`
+		Tags             []string        `json:"tags,omitempty" doc:"At most 16 tags, each 1–64 characters of A–Z a–z 0–9 : _ . -; they cannot change later."`
+		ParentID         string          `json:"parent_id,omitempty" doc:"Make the job a child of this one: a job the caller may see, not finished, at most 3 levels below its root. The child is in the parent's project."`
+		Weight           *float64        `json:"weight,omitempty" doc:"The child's share of its parent's progress (> 0, default 1); only with parent_id."`
+		ExpectedChildren int             `json:"expected_children,omitempty" doc:"How many children are coming (a floor). Missing ones count as 0 in the parent's progress; a parent without stages finishes by itself once that many are finished."`
+		Owner            string          `json:"owner,omitempty" doc:"Create the job for this user: admin tokens only (a backend creating jobs for its users)."`
+		Metadata         json.RawMessage `json:"metadata,omitempty" doc:"A JSON object shown with the job; reports merge into it key by key (null removes a key). At most 16 KiB."`
 	}
 }
 
@@ -134,7 +136,7 @@ func (a *API) createJob(ctx context.Context, in *createInput) (*snapshotOutput, 
 	}
 	snap, err := a.jobs.Create(ctx, owner, jobs.CreateRequest{
 		Project: project, Pipeline: b.Pipeline, Params: b.Params, Stages: b.Stages,
-		Name: b.Name, Tags: b.Tags, ParentID: b.ParentID, Weight: b.Weight, ExpectedChildren: b.ExpectedChildren,
+		Name: b.Name, Tags: b.Tags, ParentID: b.ParentID, Weight: b.Weight, ExpectedChildren: b.ExpectedChildren, Metadata: b.Metadata,
 		MaySee: p.CanSee, IdempotencyKey: in.IdempotencyKey, Caller: p.Subject, TraceID: a.traceID(ctx, in.Traceparent),
 	})
 	if err != nil {

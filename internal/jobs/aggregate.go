@@ -48,7 +48,7 @@ type aggregator struct {
 	// busy one (a single SQLite connection) and queue the reports' writes
 	// behind them. The running one arms the timer again when it ends.
 	flushing bool
-	flushes sync.WaitGroup
+	flushes  sync.WaitGroup
 }
 
 // pendingParent is what one parent is owed by its children's changes.

@@ -23,6 +23,7 @@ package jobs
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -192,6 +193,8 @@ type CreateRequest struct {
 	ParentID         string
 	Weight           *float64
 	ExpectedChildren int
+	// Metadata is the job's first metadata, a JSON object (nil: none).
+	Metadata json.RawMessage
 	// MaySee says whether the caller may use a job as a parent (nil:
 	// any); a parent it may not see answers as an unknown one.
 	MaySee func(progress.Snapshot) bool `json:"-"`
@@ -237,7 +240,7 @@ func (s *Service) Create(ctx context.Context, owner string, req CreateRequest) (
 		ID: id.String(), Project: req.Project, Owner: owner,
 		Pipeline: req.Pipeline, Params: req.Params, Stages: stages,
 		Name: req.Name, Tags: req.Tags, ParentID: req.ParentID, Weight: req.Weight,
-		ExpectedChildren: req.ExpectedChildren,
+		ExpectedChildren: req.ExpectedChildren, Metadata: req.Metadata,
 	}
 	if job.Name == "" && req.Pipeline != "" {
 		job.Name = pipelineName(req.Pipeline, req.Params)

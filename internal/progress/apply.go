@@ -1,6 +1,7 @@
 package progress
 
 import (
+	"encoding/json"
 	"math"
 	"time"
 	"unicode/utf8"
@@ -27,6 +28,10 @@ type Report struct {
 	Message  *string  `json:"message,omitempty"`
 	State    *State   `json:"state,omitempty"`
 	Error    *string  `json:"error,omitempty"`
+	// Metadata is merged into the job's metadata key by key (a null value
+	// removes a key); Result is allowed only with state succeeded.
+	Metadata json.RawMessage `json:"metadata,omitempty"`
+	Result   json.RawMessage `json:"result,omitempty"`
 	// Log holds lines to keep as the job's log (stream "log") before the
 	// report applies; Apply ignores it (jobs.Service keeps them).
 	Log []string `json:"log,omitempty"`
@@ -82,6 +87,19 @@ func Apply(prev Snapshot, r Report, now time.Time) (Snapshot, error) {
 	}
 	if r.Message != nil {
 		next.Message = *r.Message
+	}
+	if given(r.Metadata) {
+		if next.Metadata, err = mergeMetadata(prev.Metadata, r.Metadata); err != nil {
+			return prev, err
+		}
+	}
+	if given(r.Result) {
+		if target != Succeeded {
+			return prev, errorf(CodeInvalidResult, "result goes with the report that sets state succeeded; send it then")
+		}
+		if next.Result, err = checkResult(r.Result); err != nil {
+			return prev, err
+		}
 	}
 
 	applyFraction(&next, &r)

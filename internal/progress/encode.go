@@ -109,7 +109,8 @@ func (s *Snapshot) AppendJSON(b []byte) ([]byte, error) {
 		b = appendString(b, *s.Error)
 	}
 	if s.Name != "" || len(s.Tags) > 0 || s.ParentID != "" || s.RootID != "" || s.Weight != 0 ||
-		s.ExpectedChildren != 0 || s.Children != nil || s.TraceID != "" {
+		s.ExpectedChildren != 0 || s.Children != nil || s.TraceID != "" ||
+		len(s.Metadata) > 0 || len(s.Result) > 0 {
 		var err error
 		if b, err = s.appendGroup(b); err != nil {
 			return b, err
@@ -173,6 +174,16 @@ func (s *Snapshot) appendGroup(b []byte) ([]byte, error) {
 	if s.TraceID != "" {
 		b = append(b, `,"trace_id":`...)
 		b = appendString(b, s.TraceID)
+	}
+	// Both are stored as encoding/json wrote them (compact, HTML
+	// escaped), so the bytes are what encoding/json would write.
+	if len(s.Metadata) > 0 {
+		b = append(b, `,"metadata":`...)
+		b = append(b, s.Metadata...)
+	}
+	if len(s.Result) > 0 {
+		b = append(b, `,"result":`...)
+		b = append(b, s.Result...)
 	}
 	return b, nil
 }

@@ -1,6 +1,7 @@
 package progress
 
 import (
+	"encoding/json"
 	"math"
 	"slices"
 	"time"
@@ -33,6 +34,8 @@ type NewJob struct {
 	RootID           string   // the parent's root, or the parent itself
 	Weight           *float64 // a child's share of its parent; nil means 1
 	ExpectedChildren int
+	// Metadata is the job's first metadata: a JSON object (nil: none).
+	Metadata json.RawMessage
 }
 
 // New validates j and returns its first snapshot: queued, progress 0, seq 1.
@@ -66,7 +69,15 @@ func New(j NewJob, now time.Time) (Snapshot, error) {
 		return Snapshot{}, errorf(CodeInvalidJob, "%d stages; the limit is %d", len(j.Stages), MaxStages)
 	}
 	at := At(now)
+	var meta json.RawMessage
+	if given(j.Metadata) {
+		var err error
+		if meta, err = mergeMetadata(nil, j.Metadata); err != nil {
+			return Snapshot{}, err
+		}
+	}
 	s := Snapshot{
+		Metadata:  meta,
 		JobID:     j.ID,
 		Project:   j.Project,
 		Owner:     j.Owner,

@@ -1,6 +1,9 @@
 package progress
 
-import "slices"
+import (
+	"encoding/json"
+	"slices"
+)
 
 // Stage is one step of a job with its share of the overall progress.
 type Stage struct {
@@ -65,6 +68,11 @@ type Snapshot struct {
 	// TraceID is the W3C trace id of the latest create or report that
 	// sent a traceparent header (32 lowercase hex digits).
 	TraceID string `json:"trace_id,omitempty"`
+	// Metadata is the job's merged metadata object (create and reports),
+	// Result the object sent with succeeded; each encoded by encoding/json
+	// and never changed in place.
+	Metadata json.RawMessage `json:"metadata,omitempty"`
+	Result   json.RawMessage `json:"result,omitempty"`
 
 	// Agg is a parent's aggregation state, beside Rate and for the same
 	// reason: not on the wire, carried by stores that share snapshots.
