@@ -47,7 +47,13 @@ func (s *Store) purge(ctx context.Context, exclusive bool, pick string, args ...
 	if err != nil {
 		return nil, fmt.Errorf("postgres: delete jobs: %w", err)
 	}
-	deleted, t, err := purgeSQL.Purge(ctx, func(ctx context.Context, q string, args ...any) (int64, error) {
+	deleted, t, err := purgeSQL.Purge(ctx, func(ctx context.Context, q string, args ...any) (store.Rows, func(), error) {
+		rows, err := tx.Query(ctx, q, args...)
+		if err != nil {
+			return nil, nil, err
+		}
+		return rows, rows.Close, nil
+	}, func(ctx context.Context, q string, args ...any) (int64, error) {
 		tag, err := tx.Exec(ctx, q, args...)
 		return tag.RowsAffected(), err
 	}, picked)

@@ -38,7 +38,13 @@ func (s *Store) purge(ctx context.Context, pick string, args ...any) ([]string, 
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: delete jobs: %w", err)
 	}
-	deleted, t, err := purgeSQL.Purge(ctx, func(ctx context.Context, q string, args ...any) (int64, error) {
+	deleted, t, err := purgeSQL.Purge(ctx, func(ctx context.Context, q string, args ...any) (store.Rows, func(), error) {
+		rows, err := tx.QueryContext(ctx, q, args...)
+		if err != nil {
+			return nil, nil, err
+		}
+		return rows, func() { _ = rows.Close() }, nil
+	}, func(ctx context.Context, q string, args ...any) (int64, error) {
 		res, err := tx.ExecContext(ctx, q, args...)
 		if err != nil {
 			return 0, err
