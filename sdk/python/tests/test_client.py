@@ -222,7 +222,6 @@ def test_report_many_refuses_bad_batches_before_sending(client):
         client.report_many([{"job_id": "j", "progress": float("nan")}])
 
 
-@pytest.mark.xfail(strict=True, reason="server: POST /api/v1/reports is not implemented yet (SPEC part two); remove this mark when it is")
 def test_report_many_applies_each_report(client):
     a, b = client.create_job("py-batch"), client.create_job("py-batch")
     client.report(b.id, state="succeeded")
