@@ -456,6 +456,36 @@ test("dashboard: start a pipeline with a param from the form; the job runs with 
   }
 });
 
+test("job detail: a card opens #/jobs/<id>; after a reload it shows the job, its children live, an error once", async () => {
+  const project = "e2e-detail";
+  const parent = await api(S.url, "POST", "/api/v1/jobs", { project, name: "nightly batch", tags: ["e2e-detail"], expected_children: 2 });
+  const a = await api(S.url, "POST", "/api/v1/jobs", { parent_id: parent.job_id, name: "item a", stages: [{ name: "work" }] });
+  const b = await api(S.url, "POST", "/api/v1/jobs", { parent_id: parent.job_id, name: "item b", stages: [{ name: "work" }] });
+  await report(b.job_id, { state: "failed", error: "disk full" });
+  const page = await newPage();
+  await page.goto(S.url + "/#/p/" + project);
+  await page.locator(`article.job[data-job-id="${parent.job_id}"] a.job__open`).click();
+  await page.waitForURL((u) => u.hash === "#/jobs/" + parent.job_id, { timeout: 10_000 });
+  await page.reload();
+  const detail = page.locator(`section.detail[data-job-id="${parent.job_id}"]`);
+  await detail.waitFor({ timeout: 10_000 });
+  expect((await detail.locator("#job-title").textContent()).includes("nightly batch"), "the title");
+  expect((await detail.locator(".detail__id code").textContent()) === parent.job_id, "the full id");
+  expect((await detail.locator(".facts").textContent()).includes("e2e-detail"), "the tags");
+  await waitFor(async () => (await detail.locator("li.child").count()) === 2, "both children listed");
+  await report(a.job_id, { progress: 0.5 });
+  await waitFor(async () => (await barValue(page, a.job_id))?.now === "50", "child a's bar at 50%, live");
+  // The failed child's page shows its error once.
+  await detail.locator("li.child a", { hasText: "item b" }).click();
+  const child = page.locator(`section.detail[data-job-id="${b.job_id}"]`);
+  await child.waitFor({ timeout: 10_000 });
+  // Once: in the bar's words (its spoken twin is for screen readers), in no other line.
+  expect((await child.locator(".pd-bar__text").textContent()).includes("disk full"), "the error in the bar");
+  const lines = await child.locator("p, dd, h1").allTextContents();
+  expect(!lines.some((l) => l.includes("disk full")), "the error in no other line, got: " + JSON.stringify(lines));
+  await page.close();
+});
+
 test("cross-site: a page on an unlisted origin cannot create a job (form or fetch)", async () => {
   const project = "e2e-csrf";
   const q = `server=${encodeURIComponent(S.url)}&project=${project}`;

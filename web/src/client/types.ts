@@ -53,6 +53,8 @@ export interface JobSnapshot {
   /** The job's title, when it has one. */
   name?: string;
   tags?: string[];
+  /** A pipeline job's params, as created. */
+  params?: Record<string, string>;
   /** Set on a child: its parent, and the top of its tree. */
   parent_id?: string;
   root_id?: string;

@@ -2,10 +2,11 @@ import { useCallback, useEffect, useMemo, useState } from "react";
 import { tokenUser, type ProjectSummary as ServerProject } from "../client";
 import { ProgressProvider, useChannel, useConnectionState, useProgressClient, useProjects } from "../react";
 import { ConnectionIndicator } from "./ConnectionIndicator";
+import { JobDetail } from "./JobDetail";
 import { ProjectView } from "./ProjectView";
 import { usePipelines } from "./StartJob";
 import { TokenPanel } from "./TokenPanel";
-import { useHashProject, useSavedProjects, useToken } from "./settings";
+import { useHashJob, useHashProject, useSavedProjects, useToken } from "./settings";
 
 export function App() {
   const [token, setToken] = useToken();
@@ -47,6 +48,7 @@ function Dashboard({ token, setToken }: { token: string | null; setToken: (t: st
   const serverProjects = useProjects().data ?? [];
   const [saved, setSaved] = useSavedProjects();
   const [selected, select] = useHashProject();
+  const jobId = useHashJob();
   const [tokenOpen, setTokenOpen] = useState(false);
   const [authNeeded, setAuthNeeded] = useState(false);
   const pipelines = usePipelines(client, token);
@@ -137,7 +139,11 @@ function Dashboard({ token, setToken }: { token: string | null; setToken: (t: st
         </nav>
 
         <main className="main">
-          <ProjectView key={current} project={current} pipelines={pipelines} onAuthError={onAuthError} />
+          {jobId ? (
+            <JobDetail key={jobId} id={jobId} />
+          ) : (
+            <ProjectView key={current} project={current} pipelines={pipelines} onAuthError={onAuthError} />
+          )}
         </main>
       </div>
     </div>

@@ -93,7 +93,9 @@ const JobCard = memo(function JobCard({ job }: { job: JobSnapshot }) {
     <article className="job" data-state={job.state} data-job-id={job.job_id} aria-label={`${title} ${job.job_id}`}>
       <header className="job__head">
         <div className="job__title">
-          <span className="job__pipeline">{title}</span>
+          <a className="job__pipeline job__open" href={"#/jobs/" + encodeURIComponent(job.job_id)}>
+            {title}
+          </a>
           <code className="job__id" title={job.job_id}>
             {job.job_id.slice(-8)}
           </code>
@@ -128,7 +130,7 @@ const JobCard = memo(function JobCard({ job }: { job: JobSnapshot }) {
 });
 
 /** A parent's children by state: "182/200 done · 3 failed · 15 running". */
-function ChildrenLine({ job }: { job: JobSnapshot }) {
+export function ChildrenLine({ job }: { job: JobSnapshot }) {
   const c = job.children!;
   const done = c.succeeded + c.failed + c.canceled;
   const of = Math.max(c.total, job.expected_children ?? 0);
@@ -144,7 +146,7 @@ function ChildrenLine({ job }: { job: JobSnapshot }) {
   );
 }
 
-function Stages({ stages, current }: { stages: StageSnapshot[]; current?: string | null }) {
+export function Stages({ stages, current }: { stages: StageSnapshot[]; current?: string | null }) {
   return (
     <ol className="stages" aria-label="Stages">
       {stages.map((s) => {

@@ -109,3 +109,22 @@ export function useHashProject(): [string | null, (p: string) => void] {
   }, []);
   return [p, set];
 }
+
+/** The job open in the detail view (#/jobs/<id>), so it can be shared and reloaded. */
+export function jobFromHash(): string | null {
+  const m = /^#\/jobs\/(.+)$/.exec(location.hash);
+  if (!m) return null;
+  try {
+    return decodeURIComponent(m[1]!);
+  } catch {
+    return null;
+  }
+}
+
+export function useHashJob(): string | null {
+  const sub = useCallback((l: () => void) => {
+    window.addEventListener("hashchange", l);
+    return () => window.removeEventListener("hashchange", l);
+  }, []);
+  return useSyncExternalStore(sub, jobFromHash);
+}
