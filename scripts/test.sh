@@ -45,7 +45,8 @@ if "$PY" -c 'import httpx, pytest, pytest_asyncio, tqdm' 2>/dev/null; then
   trap 'rm -rf "$bindir"' EXIT
   go build -o "$bindir/progressd" ./cmd/progressd
   rc=0
-  (cd sdk/python && PROGRESSD_BINARY="$bindir/progressd" "$PY" -m pytest -q -p no:cacheprovider) || rc=$?
+  # timeout: a hang (in a test, or at exit) fails the run instead of stalling it.
+  (cd sdk/python && PROGRESSD_BINARY="$bindir/progressd" timeout 900 "$PY" -m pytest -q -p no:cacheprovider) || rc=$?
   if [ "$rc" -eq 5 ]; then
     echo "python SDK: pytest collected no tests; run it from sdk/python (see sdk/python/README.md)" >&2
     exit 1
