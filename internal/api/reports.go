@@ -16,8 +16,9 @@ import (
 const MaxBatchBodyBytes = 1<<20 + 64<<10
 
 type batchInput struct {
-	RawBody []byte
-	Body    struct {
+	Traceparent string `header:"traceparent" doc:"A W3C traceparent: its trace id becomes the trace_id of every job a report of the batch changes. A malformed one is ignored."`
+	RawBody     []byte
+	Body        struct {
 		Reports []progress.JobReport `json:"reports" maxItems:"1000" doc:"The reports, applied in order, each as if posted alone to /api/v1/jobs/{job_id}/progress: at most 1,000."`
 	}
 }
@@ -51,6 +52,7 @@ func (a *API) registerReports() {
 
 func (a *API) reportBatch(ctx context.Context, in *batchInput) (*batchOutput, error) {
 	p := principal(ctx)
+	trace := a.traceID(ctx, in.Traceparent)
 	out := &batchOutput{}
 	out.Body.Results = make([]batchResult, len(in.Body.Reports))
 	for i, r := range in.Body.Reports {
@@ -68,6 +70,7 @@ func (a *API) reportBatch(ctx context.Context, in *batchInput) (*batchOutput, er
 				break
 			}
 			var snap progress.Snapshot
+			r.TraceID = trace
 			snap, err = a.jobs.ReportAs(ctx, r.JobID, r.Report, p.CanWrite)
 			if err == nil {
 				out.Body.Results[i].Seq = snap.Seq

@@ -92,6 +92,14 @@ func TestBatchReports(t *testing.T) {
 	if g := get(t, c, done.JobID); g.Seq != doneBefore.Seq {
 		t.Errorf("the finished job changed: seq %d → %d", doneBefore.Seq, g.Seq)
 	}
+	traced := c
+	traced.header = http.Header{"Traceparent": {"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}}
+	if res := postBatch(t, traced, fmt.Sprintf(`{"reports":[{"job_id":%q,"progress":0.8}]}`, a.JobID)); res[0].Error != nil {
+		t.Fatalf("traced batch: %+v", res)
+	}
+	if g := get(t, c, a.JobID); g.TraceID != "4bf92f3577b34da6a3ce929d0e0e4736" {
+		t.Errorf("trace_id after a traced batch: %q", g.TraceID)
+	}
 	if res := postBatch(t, c, `{"reports":[]}`); len(res) != 0 {
 		t.Errorf("empty batch: %+v", res)
 	}
