@@ -54,7 +54,7 @@ Every flag can also be set as PROGRESSD_<FLAG>, e.g. PROGRESSD_DATA_DIR.`,
 	f.IntVar(&cfg.MaxFrameBytes, "max-frame-bytes", cfg.MaxFrameBytes, "largest WebSocket frame accepted")
 	f.IntVar(&cfg.MaxSubscriptions, "max-subscriptions", cfg.MaxSubscriptions, "subscriptions per connection")
 	f.IntVar(&cfg.MaxConnsPerUser, "max-conns-per-user", cfg.MaxConnsPerUser, "connections per user (not applied to admins or single-user mode)")
-	f.DurationVar(&cfg.MinWriteInterval, "min-write-interval", cfg.MinWriteInterval, "space the writes to each client at least this far apart, coalescing each job's updates in between to the newest (e.g. 16ms: at most 60 a second); 0 writes at once")
+	f.DurationVar(&cfg.MinWriteInterval, "min-write-interval", cfg.MinWriteInterval, "space the writes to each client at least this far apart, coalescing each job's updates in between to the newest (state changes and the first update after a quiet period go at once); 0 writes every update at once")
 	f.IntVar(&cfg.Workers, "workers", cfg.Workers, "pipeline jobs run at once on this node")
 	f.DurationVar(&cfg.KillGrace, "kill-grace", cfg.KillGrace, "time a canceled or stopped stage command has between SIGTERM and SIGKILL")
 	f.DurationVar(&cfg.NodeTimeout, "node-timeout", cfg.NodeTimeout, "with a postgres:// --db: a node silent this long is taken for dead and its running jobs are retried or failed elsewhere")

@@ -87,6 +87,7 @@ func Defaults() Config {
 		Workers:          4,
 		KillGrace:        5 * time.Second,
 		NodeTimeout:      20 * time.Second,
+		MinWriteInterval: gateway.DefaultMinWriteInterval,
 	}
 }
 
