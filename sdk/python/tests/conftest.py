@@ -173,3 +173,13 @@ def redis(tmp_path: Path) -> Iterator[Redis]:
     r.start()
     yield r
     r.stop()
+
+
+def pytest_unconfigure(config):
+    """A run whose tests all finished must also exit: if the interpreter is
+    still there two minutes later (a thread or an exit handler that never
+    returns), print every thread's stack and exit 1, so the hang fails
+    fast and says where it is instead of stalling the test command."""
+    import faulthandler
+
+    faulthandler.dump_traceback_later(120, exit=True)

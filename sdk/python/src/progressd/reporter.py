@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import logging
+import sys
 import threading
 import time
 import weakref
@@ -320,6 +321,12 @@ class Reporter(_Base):
         wait until it is delivered. Raises a refused report's error,
         ``ConnectionFailed`` if the server stayed unreachable for the
         client's retry window, ``TimeoutError`` after ``timeout`` seconds."""
+        if sys.is_finalizing():
+            # Python is tearing down (a bar or handler collected after
+            # atexit): the sender thread is frozen and can never answer, so
+            # waiting would hang the exit forever. atexit already flushed.
+            log.warning("progressd: job %s: interpreter exiting, pending reports not sent", self.job_id)
+            return
         with self._cond:
             if self._pending.has_work():
                 self._wake()
@@ -343,6 +350,8 @@ class Reporter(_Base):
         if self._closed:
             return
         atexit.unregister(self._atexit)
+        if timeout is None:  # never wait forever: the retry window, and one request's timeout past it
+            timeout = self.client.retry_window + self.client.timeout
         clock = _Closing(timeout, self.client.retry_window)
         try:
             while True:
