@@ -23,7 +23,11 @@ const repo = resolve(web, "..");
 const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
 const only = process.env.E2E_ONLY || "";
 const WS_GAUGE = 'progressd_gateway_connections{transport="ws"}';
-const SCREENSHOT = join(repo, "docs", "dashboard.png");
+// The README's screenshot is rewritten only when asked
+// (PROGRESSD_UPDATE_SCREENSHOT=1), so a test run leaves the tree clean.
+const SCREENSHOT = process.env.PROGRESSD_UPDATE_SCREENSHOT
+  ? join(repo, "docs", "dashboard.png")
+  : join(tmpdir(), "progressd-dashboard.png");
 
 const tmp = mkdtempSync(join(tmpdir(), "progressd-e2e-"));
 const children = new Set();
