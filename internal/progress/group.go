@@ -46,18 +46,7 @@ func (c Children) Active() int { return c.Queued + c.Running }
 
 // Add moves n children into state st (n < 0 moves them out).
 func (c *Children) Add(st State, n int) {
-	switch st {
-	case Queued:
-		c.Queued += n
-	case Running:
-		c.Running += n
-	case Succeeded:
-		c.Succeeded += n
-	case Failed:
-		c.Failed += n
-	case Canceled:
-		c.Canceled += n
-	}
+	addByState(st, n, &c.Queued, &c.Running, &c.Succeeded, &c.Failed, &c.Canceled)
 }
 
 // ChildTotals is the durable part of a parent's aggregate: exact counts

@@ -16,17 +16,23 @@ type JobCounts struct {
 
 // Add moves n jobs into state st (n < 0 moves them out).
 func (c *JobCounts) Add(st State, n int) {
+	addByState(st, n, &c.Queued, &c.Running, &c.Succeeded, &c.Failed, &c.Canceled)
+}
+
+// addByState adds n to the counter of state st (none for "" or an unknown
+// state): the one switch behind Children.Add and JobCounts.Add.
+func addByState(st State, n int, queued, running, succeeded, failed, canceled *int) {
 	switch st {
 	case Queued:
-		c.Queued += n
+		*queued += n
 	case Running:
-		c.Running += n
+		*running += n
 	case Succeeded:
-		c.Succeeded += n
+		*succeeded += n
 	case Failed:
-		c.Failed += n
+		*failed += n
 	case Canceled:
-		c.Canceled += n
+		*canceled += n
 	}
 }
 

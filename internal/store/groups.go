@@ -120,31 +120,18 @@ func (t *Tally) touch(project, owner string, at int64, st progress.State, n int)
 	}
 }
 
-func (t *Tally) group(id string) *GroupDelta {
-	g := t.Groups[id]
-	if g == nil {
-		g = &GroupDelta{}
-		t.Groups[id] = g
-	}
-	return g
-}
+func (t *Tally) group(id string) *GroupDelta    { return entry(t.Groups, id) }
+func (t *Tally) owner(k OwnerKey) *ProjectDelta { return entry(t.Owners, k) }
+func (t *Tally) project(p string) *ProjectDelta { return entry(t.Projects, p) }
 
-func (t *Tally) owner(k OwnerKey) *ProjectDelta {
-	d := t.Owners[k]
-	if d == nil {
-		d = &ProjectDelta{}
-		t.Owners[k] = d
+// entry returns m[k], adding a zero value first if there is none.
+func entry[K comparable, V any](m map[K]*V, k K) *V {
+	v := m[k]
+	if v == nil {
+		v = new(V)
+		m[k] = v
 	}
-	return d
-}
-
-func (t *Tally) project(p string) *ProjectDelta {
-	d := t.Projects[p]
-	if d == nil {
-		d = &ProjectDelta{}
-		t.Projects[p] = d
-	}
-	return d
+	return v
 }
 
 // ReadProjects reads a page of progress.ProjectSummary rows of (project, queued,
