@@ -1,3 +1,4 @@
+import { defaultClientConditions, defaultServerConditions } from "vite";
 import { defineConfig } from "vitest/config";
 import react from "@vitejs/plugin-react";
 
@@ -6,6 +7,12 @@ import react from "@vitejs/plugin-react";
 export default defineConfig({
   plugins: [react()],
   base: "/",
+  // The dashboard imports @progressd/client and @progressd/react by name,
+  // like any app; this condition of their exports maps points at their
+  // TypeScript sources, so the dashboard and the tests need no package build
+  // first and `npm run dev` reloads on a change in them.
+  resolve: { conditions: ["progressd-source", ...defaultClientConditions] },
+  ssr: { resolve: { conditions: ["progressd-source", ...defaultServerConditions] } },
   // `npm run dev`: the dashboard with hot reload, talking to a running
   // progressd (PROGRESSD_SERVER, default the CLI's default address) that
   // lists this page's origin: `progressd serve --allowed-origins

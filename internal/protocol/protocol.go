@@ -4,7 +4,7 @@
 // it must wait at least) and the error codes of replies. The gateway sends
 // them, the Go client and the load tool act on them, the OpenAPI
 // description lists them, and the TypeScript client imports a copy
-// generated from this table (web/src/client/protocol.gen.ts, held equal to
+// generated from this table (web/packages/client/src/protocol.gen.ts, held equal to
 // it by this package's tests). To add a close code or an error code, add
 // a row here and run `go test ./internal/protocol -update`.
 //

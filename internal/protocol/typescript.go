@@ -8,7 +8,7 @@ import (
 
 // TypeScriptPath is where the TypeScript client's copy of the tables
 // lives, from the repository root.
-const TypeScriptPath = "web/src/client/protocol.gen.ts"
+const TypeScriptPath = "web/packages/client/src/protocol.gen.ts"
 
 // TypeScript renders the tables as the TypeScript module the web client
 // imports. The tests compare it with the file at TypeScriptPath, so the

@@ -15,7 +15,7 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
-import { build } from "vite";
+import { build, defaultClientConditions } from "vite";
 import react from "@vitejs/plugin-react";
 
 const web = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -140,6 +140,8 @@ async function buildFixture() {
     configFile: false,
     logLevel: "warn",
     plugins: [react()],
+    // @progressd/* from their sources, as the dashboard's build does.
+    resolve: { conditions: ["progressd-source", ...defaultClientConditions] },
     build: { outDir: out, emptyOutDir: true, rollupOptions: { input: join(web, "e2e", "fixture", "bars.html") } },
   });
   return out;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { backoffCeiling, fullJitter } from "../src/client/backoff";
+import { backoffCeiling, fullJitter } from "@progressd/client";
 
 describe("full-jitter backoff", () => {
   it("doubles the ceiling per attempt up to the cap", () => {

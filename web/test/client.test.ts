@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { ProgressClient, type ProgressClientOptions } from "../src/client/client";
-import { fullJitter } from "../src/client/backoff";
-import { CLOSE_CODES } from "../src/client/protocol.gen";
+import { ProgressClient, type ProgressClientOptions } from "@progressd/client";
+import { fullJitter } from "@progressd/client";
+import { CLOSE_CODES } from "@progressd/client";
 import { FakeEventSource, FakeTimers, FakeWebSocket, flush, snapshot } from "./fakes";
 
 // A JWT's shape with readable claims (the server, not the client, verifies signatures).

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { ProgressClient } from "../src/client/client";
+import { ProgressClient } from "@progressd/client";
 import { FakeBroadcastChannel, FakeLocks, FakeTimers, FakeWebSocket, flush, snapshot } from "./fakes";
 
 let timers: FakeTimers;

@@ -7,10 +7,10 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
-import { ProgressClient } from "../src/client/client";
-import type { PipelineInfo } from "../src/client";
+import { ProgressClient } from "@progressd/client";
+import type { PipelineInfo } from "@progressd/client";
 import { StartJob, usePipelines } from "../src/dashboard/StartJob";
-import { ProgressProvider, useProgressClient } from "../src/react";
+import { ProgressProvider, useProgressClient } from "@progressd/react";
 import { startServer, type RunningServer } from "./global-setup";
 import { server, uniqueProject, waitFor } from "./server-helpers";
 

@@ -1,8 +1,8 @@
 // Test doubles of the browser APIs the client uses (not of the server):
 // a clock, WebSocket, EventSource and Web Locks whose every step the test
 // drives. Network behaviour is tested against a real server elsewhere.
-import type { Timers } from "../src/client/env";
-import type { LockManagerLike } from "../src/client/crosstab";
+import type { Timers } from "@progressd/client";
+import type { LockManagerLike } from "@progressd/client";
 
 /** Lets queued microtasks and promise chains run. */
 export async function flush(times = 10): Promise<void> {

@@ -1,8 +1,8 @@
 import { act, cleanup, render, screen } from "@testing-library/react";
 import { Profiler, StrictMode } from "react";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { ProgressClient } from "../src/client/client";
-import { FrameBatcher } from "../src/client/frame";
+import { ProgressClient } from "@progressd/client";
+import { FrameBatcher } from "@progressd/client";
 import {
   InlineProgressBar,
   ProgressProvider,
@@ -11,7 +11,7 @@ import {
   useJobChildren,
   useProjectJobs,
   useTaggedJobs,
-} from "../src/react";
+} from "@progressd/react";
 import { FakeTimers, FakeWebSocket, flush, snapshot } from "./fakes";
 
 let client: ProgressClient;

@@ -8,10 +8,10 @@
 import { EventSource as NodeEventSource } from "eventsource";
 import { WebSocket as UndiciWebSocket } from "undici";
 import { afterEach, describe, expect, it } from "vitest";
-import { ApiError } from "../src/client/api";
-import { ProgressClient, type ProgressClientOptions } from "../src/client/client";
-import type { EventSourceCtor, WebSocketCtor } from "../src/client/env";
-import type { JobSnapshot } from "../src/client/types";
+import { ApiError } from "@progressd/client";
+import { ProgressClient, type ProgressClientOptions } from "@progressd/client";
+import type { EventSourceCtor, WebSocketCtor } from "@progressd/client";
+import type { JobSnapshot } from "@progressd/client";
 import { authServer, metric, mintToken, post, server, uniqueProject, waitFor } from "./server-helpers";
 
 const clients: ProgressClient[] = [];

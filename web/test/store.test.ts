@@ -1,5 +1,5 @@
 import { describe, expect, it, vi } from "vitest";
-import { JobStore, channelMatcher } from "../src/client/store";
+import { JobStore, channelMatcher } from "@progressd/client";
 import { snapshot } from "./fakes";
 
 describe("JobStore", () => {

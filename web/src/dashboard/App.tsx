@@ -1,6 +1,6 @@
 import { useCallback, useEffect, useMemo, useState } from "react";
-import { tokenUser, type ProjectSummary as ServerProject } from "../client";
-import { ProgressProvider, useChannel, useConnectionState, useProgressClient, useProjects } from "../react";
+import { tokenUser, type ProjectSummary as ServerProject } from "@progressd/client";
+import { ProgressProvider, useChannel, useConnectionState, useProgressClient, useProjects } from "@progressd/react";
 import { ConnectionIndicator } from "./ConnectionIndicator";
 import { JobDetail } from "./JobDetail";
 import { ProjectView } from "./ProjectView";

@@ -1,5 +1,5 @@
 import { useEffect, useState } from "react";
-import type { ConnectionStatus } from "../client";
+import type { ConnectionStatus } from "@progressd/client";
 
 function describe(s: ConnectionStatus, now: number): { tone: string; text: string; detail: string } {
   const via = s.transport === "sse" ? "Server-Sent Events" : "WebSocket";

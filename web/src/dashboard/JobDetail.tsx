@@ -1,6 +1,6 @@
 import { useEffect, useState } from "react";
-import { isTerminal, type JobSnapshot } from "../client";
-import { InlineProgressBar, useJob, useJobChildren } from "../react";
+import { isTerminal, type JobSnapshot } from "@progressd/client";
+import { InlineProgressBar, useJob, useJobChildren } from "@progressd/react";
 import { ChildrenLine, Stages } from "./ProjectView";
 
 /** "2026-12-03 07:55:04 (3 min ago)": the date and time, then how long ago. */

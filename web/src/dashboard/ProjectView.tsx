@@ -1,6 +1,6 @@
 import { memo, useState } from "react";
-import { isTerminal, type JobSnapshot, type PipelineInfo, type StageSnapshot } from "../client";
-import { InlineProgressBar, formatDuration, percent, useProgressClient, useProjectJobs } from "../react";
+import { isTerminal, type JobSnapshot, type PipelineInfo, type StageSnapshot } from "@progressd/client";
+import { InlineProgressBar, formatDuration, percent, useProgressClient, useProjectJobs } from "@progressd/react";
 import { StartJob } from "./StartJob";
 
 export const ProjectView = memo(function ProjectView({

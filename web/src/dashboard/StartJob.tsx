@@ -1,6 +1,6 @@
 import { useEffect, useState } from "react";
-import { ApiError, type PipelineInfo, type ProgressClient } from "../client";
-import { useProgressClient } from "../react";
+import { ApiError, type PipelineInfo, type ProgressClient } from "@progressd/client";
+import { useProgressClient } from "@progressd/react";
 
 /**
  * The server's pipelines (GET /api/v1/pipelines), fetched again when the

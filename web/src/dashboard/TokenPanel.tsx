@@ -1,5 +1,5 @@
 import { useId, useState } from "react";
-import { decodeToken } from "../client";
+import { decodeToken } from "@progressd/client";
 
 export function TokenPanel(props: {
   token: string | null;

@@ -3,7 +3,7 @@
 // decides "newer": the highest seq wins, so a late, duplicated or replayed
 // delivery never moves a bar backwards.
 
-import type { JobSnapshot, Listener } from "./types";
+import type { JobSnapshot, Listener } from "./types.js";
 
 /** The job ids a channel name covers, as a predicate. */
 export function channelMatcher(channel: string): ((job: JobSnapshot) => boolean) | null {

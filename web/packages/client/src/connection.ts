@@ -8,7 +8,7 @@
 // It does not keep snapshots: every update goes to onUpdate, and the
 // caller's JobStore decides by seq what is newer.
 
-import { fullJitter, type BackoffOptions } from "./backoff";
+import { fullJitter, type BackoffOptions } from "./backoff.js";
 import {
   realTimers,
   toWebSocketUrl,
@@ -18,9 +18,9 @@ import {
   type Timers,
   type WebSocketCtor,
   type WebSocketLike,
-} from "./env";
-import { identityKey } from "./jwt";
-import { CLOSE_CODES } from "./protocol.gen";
+} from "./env.js";
+import { identityKey } from "./jwt.js";
+import { CLOSE_CODES } from "./protocol.gen.js";
 import type {
   ChannelError,
   ClientFrame,
@@ -30,7 +30,7 @@ import type {
   ProtocolError,
   ServerFrame,
   TransportKind,
-} from "./types";
+} from "./types.js";
 
 /**
  * WebSocket close codes by name: those the server sends (their meaning and

@@ -1,5 +1,5 @@
 import { createContext, useContext, useEffect, useLayoutEffect, useMemo, type ReactNode } from "react";
-import { FrameBatcher, frameBatcher, getProgressClient, retainProgressClient, type ProgressClient } from "../client";
+import { FrameBatcher, frameBatcher, getProgressClient, retainProgressClient, type ProgressClient } from "@progressd/client";
 
 interface ProgressContextValue {
   client: ProgressClient;

@@ -1,4 +1,4 @@
-import type { CloseName } from "./protocol.gen";
+import type { CloseName } from "./protocol.gen.js";
 
 // The wire shapes of SPEC.md ("Job snapshot", "WebSocket protocol").
 

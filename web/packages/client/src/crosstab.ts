@@ -3,7 +3,7 @@
 // origin that talk to the same server as the same identity form a group;
 // the leader's connection serves them all.
 
-import type { ConnectionStatus, JobSnapshot, ProtocolError } from "./types";
+import type { ConnectionStatus, JobSnapshot, ProtocolError } from "./types.js";
 
 export interface LockManagerLike {
   request(

@@ -1,8 +1,8 @@
 // One ProgressClient per server per page, shared by every provider and
 // component that asks for it; disposed when the last one lets go.
 
-import { ProgressClient, type ProgressClientOptions } from "./client";
-import { resolveServer } from "./env";
+import { ProgressClient, type ProgressClientOptions } from "./client.js";
+import { resolveServer } from "./env.js";
 
 interface Entry {
   client: ProgressClient;

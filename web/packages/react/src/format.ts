@@ -1,6 +1,6 @@
 // Words and numbers for progress, shared by the bar and the dashboard.
 
-import type { JobSnapshot, JobState } from "../client";
+import type { JobSnapshot, JobState } from "@progressd/client";
 
 /** Whole percent, rounded down while running (99.6% is not done), 100 once succeeded. */
 export function percent(job: Pick<JobSnapshot, "progress" | "state">): number {

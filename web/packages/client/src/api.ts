@@ -1,8 +1,8 @@
 // The HTTP API of SPEC.md, for what a page needs: list, get, create,
 // cancel, report. Errors are ApiError with the server's code.
 
-import type { FetchLike } from "./env";
-import type { JobSnapshot, JobState, ProjectSummary } from "./types";
+import type { FetchLike } from "./env.js";
+import type { JobSnapshot, JobState, ProjectSummary } from "./types.js";
 
 export class ApiError extends Error {
   constructor(

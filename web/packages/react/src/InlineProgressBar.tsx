@@ -1,7 +1,7 @@
 import { useInsertionEffect, type CSSProperties } from "react";
-import { isTerminal, type JobSnapshot } from "../client";
-import { useChannelError, useJob } from "./hooks";
-import { percent, progressSpoken, progressText } from "./format";
+import { isTerminal, type JobSnapshot } from "@progressd/client";
+import { useChannelError, useJob } from "./hooks.js";
+import { percent, progressSpoken, progressText } from "./format.js";
 
 export interface InlineProgressBarProps {
   jobId: string;

@@ -5,8 +5,8 @@
 // same origin already has one for the same server and user, borrows that
 // tab's (cross-tab sharing, see crosstab.ts).
 
-import { Api } from "./api";
-import { Connection, type ConnectionOptions } from "./connection";
+import { Api } from "./api.js";
+import { Connection, type ConnectionOptions } from "./connection.js";
 import {
   browserCrossTab,
   holdLock,
@@ -16,11 +16,11 @@ import {
   type HeldLock,
   type LockManagerLike,
   type TabMessage,
-} from "./crosstab";
-import { randomId, realTimers, resolveServer, type FetchLike, type Timers } from "./env";
-import { decodeToken, fnv1a, identityKey, tokenUser } from "./jwt";
-import { JobStore } from "./store";
-import type { ChannelError, ConnectionStatus, JobSnapshot, Listener, ProtocolError } from "./types";
+} from "./crosstab.js";
+import { randomId, realTimers, resolveServer, type FetchLike, type Timers } from "./env.js";
+import { decodeToken, fnv1a, identityKey, tokenUser } from "./jwt.js";
+import { JobStore } from "./store.js";
+import type { ChannelError, ConnectionStatus, JobSnapshot, Listener, ProtocolError } from "./types.js";
 
 export interface ProgressClientOptions extends Omit<ConnectionOptions, "server" | "token" | "clientId"> {
   /** The server's base URL; default this page's origin. */

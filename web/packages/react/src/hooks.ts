@@ -1,6 +1,6 @@
 import { useCallback, useEffect, useState, useSyncExternalStore } from "react";
-import type { ConnectionStatus, JobSnapshot, Listener, ProjectSummary, ProtocolError } from "../client";
-import { useProgressContext } from "./context";
+import type { ConnectionStatus, JobSnapshot, Listener, ProjectSummary, ProtocolError } from "@progressd/client";
+import { useProgressContext } from "./context.js";
 
 const noop = () => undefined;
 

@@ -2,7 +2,7 @@
 // listener per animation frame: a job updating 1000 times a second
 // re-renders its bar once per frame, with the newest snapshot.
 
-import type { Listener } from "./types";
+import type { Listener } from "./types.js";
 
 export type RequestFrame = (cb: () => void) => unknown;
 
