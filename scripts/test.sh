@@ -2,11 +2,12 @@
 # Runs every test of progressd: vet and the linters (scripts/lint.sh:
 # staticcheck, deadcode), the Go tests with the race detector, the web
 # client's type check and a check that the committed web assets match a
-# fresh build, the web
-# client's tests (vitest, against a real server) and the browser tests
-# (playwright-core driving Chromium at /usr/bin/chromium), and the Python
-# SDK's tests (pytest on /usr/bin/python3 against the real server binary,
-# the wheel built and installed in a fresh virtualenv).
+# fresh build, the web client's tests (vitest, against a real server), the
+# npm packages' pack test (packed, installed into a fresh app, imported,
+# type-checked), the browser tests (playwright-core driving Chromium at
+# /usr/bin/chromium), and the Python SDK's tests (pytest on /usr/bin/python3
+# against the real server binary, the wheel built and installed in a fresh
+# virtualenv).
 # Usage: scripts/test.sh   (from anywhere in the repo)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -60,6 +61,8 @@ fi
 if command -v npm >/dev/null 2>&1; then
   echo "== web: vitest"
   (cd web && npm test)
+  echo "== web: pack test (npm pack @progressd/client and @progressd/react, install into a fresh app, import, tsc)"
+  (cd web && npm run --silent test:pack)
   if [ -x /usr/bin/chromium ]; then
     echo "== web: browser tests (Chromium)"
     (cd web && npm run e2e)

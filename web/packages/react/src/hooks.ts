@@ -1,5 +1,5 @@
 import { useCallback, useEffect, useState, useSyncExternalStore } from "react";
-import type { ConnectionStatus, JobSnapshot, Listener, ProjectSummary, ProtocolError } from "@progressd/client";
+import type { ConnectionStatus, JobSnapshot, Listener, ProgressClient, ProjectSummary, ProtocolError } from "@progressd/client";
 import { useProgressContext } from "./context.js";
 
 const noop = () => undefined;
@@ -21,6 +21,18 @@ function useBatchedStore<T>(subscribeStore: (l: Listener) => () => void, getSnap
     [subscribeStore, batcher],
   );
   return useSyncExternalStore(subscribe, getSnapshot, getSnapshot);
+}
+
+/**
+ * The client's token, live, so that a hook's HTTP load runs again when it
+ * changes. Every store read here also serves as the server snapshot: a page
+ * rendered on the server (Next.js, renderToString) shows what the client
+ * knows then and hydrates from there.
+ */
+function useClientToken(client: ProgressClient): string | null {
+  const sub = useCallback((l: Listener) => client.onStatus(l), [client]);
+  const get = useCallback(() => client.getToken(), [client]);
+  return useSyncExternalStore(sub, get, get);
 }
 
 export interface UseJobOptions {
@@ -53,8 +65,7 @@ export function useProjectJobs(project: string | null | undefined, opts: UseProj
   const { client } = useProgressContext();
   const list = opts.list ?? true;
   const limit = opts.limit ?? 50;
-  const subToken = useCallback((l: Listener) => client.onStatus(l), [client]);
-  const token = useSyncExternalStore(subToken, () => client.getToken());
+  const token = useClientToken(client);
   useEffect(() => {
     if (!project) return;
     return client.watchProject(project);
@@ -89,8 +100,7 @@ function useChannelJobs(
   const { client } = useProgressContext();
   const list = opts.list ?? true;
   const limit = opts.limit ?? 50;
-  const subToken = useCallback((l: Listener) => client.onStatus(l), [client]);
-  const token = useSyncExternalStore(subToken, () => client.getToken());
+  const token = useClientToken(client);
   useEffect(() => {
     if (!channel) return;
     return client.subscribe(channel);
@@ -134,8 +144,7 @@ export function useProjects(opts: { limit?: number; refreshMs?: number } = {}): 
   const { client } = useProgressContext();
   const limit = opts.limit ?? 200;
   const refreshMs = opts.refreshMs ?? 2000;
-  const subToken = useCallback((l: Listener) => client.onStatus(l), [client]);
-  const token = useSyncExternalStore(subToken, () => client.getToken());
+  const token = useClientToken(client);
   const [state, setState] = useState<UseProjectsResult>({ data: undefined, error: undefined, status: "loading" });
   useEffect(() => {
     let live = true;
@@ -202,7 +211,8 @@ export function useChannelError(channel: string | null | undefined): ProtocolErr
     },
     [client, sub],
   );
-  return useSyncExternalStore(subAll, () => (channel ? client.channelError(channel) : undefined));
+  const get = useCallback(() => (channel ? client.channelError(channel) : undefined), [client, channel]);
+  return useSyncExternalStore(subAll, get, get);
 }
 
 /** The connection's state: connecting, open, reconnecting or closed (with why). */
