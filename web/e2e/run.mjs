@@ -17,17 +17,21 @@ import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 import { build, defaultClientConditions } from "vite";
 import react from "@vitejs/plugin-react";
+import { dashboardTests } from "./dashboard.mjs";
 
 const web = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const repo = resolve(web, "..");
 const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
 const only = process.env.E2E_ONLY || "";
 const WS_GAUGE = 'progressd_gateway_connections{transport="ws"}';
-// The README's screenshot is rewritten only when asked
+// The README's screenshots are rewritten only when asked
 // (PROGRESSD_UPDATE_SCREENSHOT=1), so a test run leaves the tree clean.
-const SCREENSHOT = process.env.PROGRESSD_UPDATE_SCREENSHOT
-  ? join(repo, "docs", "dashboard.png")
-  : join(tmpdir(), "progressd-dashboard.png");
+const SHOTS = process.env.PROGRESSD_UPDATE_SCREENSHOT ? join(repo, "docs") : join(tmpdir(), "progressd-screenshots");
+function screenshot(name) {
+  mkdirSync(SHOTS, { recursive: true });
+  console.log("  saving", join(SHOTS, name));
+  return join(SHOTS, name);
+}
 
 const tmp = mkdtempSync(join(tmpdir(), "progressd-e2e-"));
 const children = new Set();
@@ -403,6 +407,13 @@ test("with auth on: the dashboard asks for a token, takes ?token= and shows that
     const page = await newPage();
     await page.goto(A.url + "/");
     await page.getByText("This server needs a token").waitFor({ timeout: 10_000 });
+    // Said once, plainly: no "refused", no second error, no "user local".
+    await page.locator(".conn[data-state=closed]").waitFor({ timeout: 10_000 });
+    const said = await page.locator("body").innerText();
+    expect(!/refused/i.test(said), "no word of a refused token when none was given, got: " + said);
+    expect((await page.locator(".alert, [role=alert]").count()) === 0, "no error box besides the token panel");
+    const chip = (await page.locator(".chip").first().innerText()).trim();
+    expect(chip === "Sign in", "the user chip to say Sign in, got " + chip);
     await page.goto(A.url + "/?token=" + encodeURIComponent(token) + "#/p/erin-project");
     await page.locator(".conn[data-state=open]").waitFor({ timeout: 10_000 });
     expect(!page.url().includes("token="), "the token to be taken out of the address, got " + page.url());
@@ -559,41 +570,24 @@ test("DNS rebinding: a page on a name that resolves to 127.0.0.1 gets nothing", 
   await page.close();
 });
 
-test("screenshot of the dashboard", async () => {
-  needWs();
-  await closePages();
-  // A fresh server, so the picture shows these jobs only.
-  await S.stop();
-  S = await startServer(bin, port, join(tmp, "screenshot-data"), serverArgs());
-  const project = "video-transcode";
-  const mk = async (stages) => createReported(project, stages);
-  const st = [{ name: "fetch" }, { name: "probe" }, { name: "encode", weight: 6 }, { name: "upload", weight: 2 }];
-  const done = await mk(st);
-  await report(done.job_id, { stage: "encode", progress: 0.5 });
-  await report(done.job_id, { state: "succeeded" });
-  const failed = await mk(st);
-  await report(failed.job_id, { stage: "encode", progress: 0.3, message: "frame 540/1800" });
-  await report(failed.job_id, { state: "failed", error: "encode: exit status 1: out of disk space" });
-  const canceled = await mk(st);
-  await report(canceled.job_id, { stage: "probe", progress: 0.6 });
-  await api(S.url, "POST", `/api/v1/jobs/${canceled.job_id}/cancel`, {});
-  const running = await mk(st);
-  await report(running.job_id, { stage: "encode", current: 1240, total: 1800, message: "frame 1240/1800" });
-  const early = await mk(st);
-  await report(early.job_id, { stage: "probe", progress: 0.4, message: "reading streams" });
-  for (const p of ["thumbnails", "docs-import"]) {
-    const j = await createReported(p, [{ name: "work" }]);
-    if (p === "docs-import") await report(j.job_id, { progress: 0.7 });
-  }
-  const page = await newPage();
-  await page.setViewportSize({ width: 1280, height: 860 });
-  await page.goto(S.url + "/#/p/" + project);
-  await page.locator(".conn[data-state=open]").waitFor({ timeout: 10_000 });
-  await waitFor(async () => (await page.locator("article.job").count()) === 5, "five jobs");
-  await sleep(600);
-  mkdirSync(dirname(SCREENSHOT), { recursive: true });
-  await page.screenshot({ path: SCREENSHOT, fullPage: false });
-  console.log("  saved", SCREENSHOT);
+dashboardTests({
+  test,
+  expect,
+  waitFor,
+  sleep,
+  api,
+  report,
+  createReported,
+  newPage,
+  screenshot,
+  url: () => S.url,
+  context: () => context,
+  // A server with a fresh data dir on the same port, for pictures of these jobs only.
+  freshServer: async () => {
+    await closePages();
+    await S.stop();
+    S = await startServer(bin, port, join(tmp, "fresh-" + Date.now()), serverArgs());
+  },
 });
 
 // ---- main ------------------------------------------------------------------

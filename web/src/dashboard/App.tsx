@@ -6,7 +6,8 @@ import { JobDetail } from "./JobDetail";
 import { ProjectView } from "./ProjectView";
 import { usePipelines } from "./StartJob";
 import { TokenPanel } from "./TokenPanel";
-import { useHashJob, useHashProject, useSavedProjects, useToken } from "./settings";
+import { useHashJob, useHashProject, useSavedProjects, useThemeChoice, useToken } from "./settings";
+import { otherTheme } from "./theme";
 
 export function App() {
   const [token, setToken] = useToken();
@@ -92,10 +93,18 @@ function Dashboard({ token, setToken }: { token: string | null; setToken: (t: st
           <span>progressd</span>
         </div>
         <div className="topbar__right">
-          <ConnectionIndicator status={status} />
-          <button type="button" className="chip" onClick={() => setTokenOpen((o) => !o)} aria-expanded={tokenOpen}>
-            <span className="chip__label">user</span> {user ?? "unknown"}
+          <ConnectionIndicator status={status} hasToken={!!token} />
+          <button type="button" className="chip" onClick={() => setTokenOpen((o) => !o)} aria-expanded={tokenOpen || unauthorized}>
+            {unauthorized && !token ? (
+              // No token yet: there is no user to name ("local" is single-user mode's).
+              "Sign in"
+            ) : (
+              <>
+                <span className="chip__label">user</span> {user ?? "unknown"}
+              </>
+            )}
           </button>
+          <ThemeToggle />
           <a className="link" href="/docs">
             API docs
           </a>
@@ -139,10 +148,19 @@ function Dashboard({ token, setToken }: { token: string | null; setToken: (t: st
         </nav>
 
         <main className="main">
-          {jobId ? (
+          {unauthorized ? (
+            // The token panel above says what to do; nothing here repeats its error.
+            <p className="muted">Jobs show here once the server accepts a token.</p>
+          ) : jobId ? (
             <JobDetail key={jobId} id={jobId} />
           ) : (
-            <ProjectView key={current} project={current} pipelines={pipelines} onAuthError={onAuthError} />
+            <ProjectView
+              key={current}
+              project={current}
+              summary={serverProjects.find((p) => p.project === current)}
+              pipelines={pipelines}
+              onAuthError={onAuthError}
+            />
           )}
         </main>
       </div>
@@ -169,5 +187,23 @@ function AddProject({ onAdd }: { onAdd: (name: string) => void }) {
         Open
       </button>
     </form>
+  );
+}
+
+/** Light or dark by hand; "auto" goes back to the system's setting. */
+function ThemeToggle() {
+  const [choice, setChoice] = useThemeChoice();
+  const other = otherTheme(choice);
+  return (
+    <span className="theme">
+      <button type="button" className="chip" onClick={() => setChoice(other)} aria-label={`Use the ${other} theme`} title={`Use the ${other} theme`}>
+        {other === "dark" ? "☾ Dark" : "☀ Light"}
+      </button>
+      {choice !== "auto" && (
+        <button type="button" className="chip" onClick={() => setChoice("auto")} title="Follow the system's light or dark setting">
+          Auto
+        </button>
+      )}
+    </span>
   );
 }

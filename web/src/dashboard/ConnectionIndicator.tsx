@@ -1,7 +1,7 @@
 import { useEffect, useState } from "react";
 import type { ConnectionStatus } from "@progressd/client";
 
-function describe(s: ConnectionStatus, now: number): { tone: string; text: string; detail: string } {
+function describe(s: ConnectionStatus, now: number, hasToken: boolean): { tone: string; text: string; detail: string } {
   const via = s.transport === "sse" ? "Server-Sent Events" : "WebSocket";
   const shared = s.role === "follower" ? " (shared with another tab)" : s.role === "leader" ? " (serving other tabs too)" : "";
   switch (s.state) {
@@ -24,13 +24,16 @@ function describe(s: ConnectionStatus, now: number): { tone: string; text: strin
       return { tone: "warn", text: secs > 0 ? `Reconnecting in ${secs} s` : "Reconnecting…", detail: why };
     }
     default:
-      if (s.reason === "unauthorized") return { tone: "bad", text: "Token needed", detail: "The server refused the token" };
+      if (s.reason === "unauthorized")
+        return hasToken
+          ? { tone: "bad", text: "Token refused", detail: "The server refused this token: it expired or was signed with another secret" }
+          : { tone: "bad", text: "Token needed", detail: "This server needs a token" };
       if (s.reason === "idle") return { tone: "idle", text: "Idle", detail: "Nothing to watch" };
       return { tone: "idle", text: "Closed", detail: "Not connected" };
   }
 }
 
-export function ConnectionIndicator({ status }: { status: ConnectionStatus }) {
+export function ConnectionIndicator({ status, hasToken }: { status: ConnectionStatus; hasToken: boolean }) {
   const [now, setNow] = useState(() => Date.now());
   const counting = status.state === "reconnecting" && !!status.retryAt;
   useEffect(() => {
@@ -39,7 +42,7 @@ export function ConnectionIndicator({ status }: { status: ConnectionStatus }) {
     const t = setInterval(() => setNow(Date.now()), 500);
     return () => clearInterval(t);
   }, [counting, status.retryAt]);
-  const d = describe(status, now);
+  const d = describe(status, now, hasToken);
   return (
     <div className={"conn conn--" + d.tone} role="status" aria-live="polite" title={d.detail} data-state={status.state}>
       <span className="conn__dot" aria-hidden="true" />

@@ -1,39 +1,35 @@
 import { useEffect, useState } from "react";
 import { isTerminal, type JobSnapshot } from "@progressd/client";
-import { InlineProgressBar, useJob, useJobChildren } from "@progressd/react";
-import { ChildrenLine, Stages } from "./ProjectView";
+import { InlineProgressBar, formatDuration, useJob, useJobChildren, useProgressClient } from "@progressd/react";
+import { Confirm } from "./Confirm";
+import { cancelJob, deleteJob, isDeleted, useDeletedVersion, watchCommand } from "./jobActions";
+import { ChildrenLine, Flags, Stages, jobTitle, type Lifecycle } from "./JobCard";
+import { KeyValues } from "./KeyValues";
+import { ago, when, useNow } from "./time";
 
-/** "2026-12-03 07:55:04 (3 min ago)": the date and time, then how long ago. */
-function when(iso: string | null | undefined, now: number): string {
-  if (!iso) return "—";
-  const d = new Date(iso);
-  if (Number.isNaN(d.getTime())) return "—";
-  const s = Math.round((now - d.getTime()) / 1000);
-  const ago =
-    s < 5 ? "just now" : s < 60 ? `${s} s ago` : s < 3600 ? `${Math.floor(s / 60)} min ago` : s < 86400 ? `${Math.floor(s / 3600)} h ago` : `${Math.floor(s / 86400)} d ago`;
-  return `${d.toLocaleDateString()} ${d.toLocaleTimeString()} (${ago})`;
-}
-
-/** A clock that ticks every few seconds, for relative times. */
-function useNow(ms = 5000): number {
-  const [now, setNow] = useState(() => Date.now());
-  useEffect(() => {
-    const t = setInterval(() => setNow(Date.now()), ms);
-    return () => clearInterval(t);
-  }, [ms]);
-  return now;
-}
+/** Part two's fields a detail page shows, on servers that send them. */
+type Detailed = JobSnapshot & Lifecycle & { metadata?: Record<string, unknown> | null; result?: Record<string, unknown> | null };
 
 /**
  * One job on a page of its own (#/jobs/<id>): everything the snapshot
- * says, live, and its children with their own bars. Reloading the page
- * shows it again: the job comes from the server, not from the list.
+ * says, live, its children with their own bars, and what can be done with
+ * it. Reloading the page shows it again: the job comes from the server,
+ * not from the list.
  */
 export function JobDetail({ id }: { id: string }) {
-  const job = useJob(id);
+  const job = useJob(id) as Detailed | undefined;
   const children = useJobChildren(job?.children ? id : null);
   const now = useNow();
-  const [copied, setCopied] = useState(false);
+  useDeletedVersion();
+  if (isDeleted(id)) {
+    return (
+      <section className="detail">
+        <p>
+          Job <code>{id}</code> was deleted.
+        </p>
+      </section>
+    );
+  }
   if (!job) {
     return (
       <section className="detail" aria-busy="true">
@@ -43,10 +39,7 @@ export function JobDetail({ id }: { id: string }) {
       </section>
     );
   }
-  const title = job.name || job.pipeline || "reported job";
-  const copy = () => {
-    void navigator.clipboard?.writeText(job.job_id).then(() => setCopied(true));
-  };
+  const title = jobTitle(job);
   return (
     <section className="detail" aria-labelledby="job-title" data-job-id={job.job_id} data-state={job.state}>
       <p className="small">
@@ -55,14 +48,18 @@ export function JobDetail({ id }: { id: string }) {
         </a>
       </p>
       <h1 id="job-title">
-        {title} <span className={"badge badge--" + job.state}>{job.state}</span>
+        {title} <span className={"badge badge--" + job.state}>{job.state}</span> <Flags job={job} />
       </h1>
       <p className="detail__id">
-        <code>{job.job_id}</code>{" "}
-        <button type="button" className="btn btn--small" onClick={copy} aria-label="Copy the job id">
-          {copied ? "Copied" : "Copy"}
-        </button>
+        <code>{job.job_id}</code> <CopyButton text={job.job_id} label="Copy the job id" />
       </p>
+      <Actions job={job} />
+      {job.stalled && !isTerminal(job.state) && (
+        <p className="warning" role="status">
+          Stalled: no report since {when(job.updated_at, now)}. The worker may be stuck or gone.
+        </p>
+      )}
+      <Attempts job={job} />
       {/* The bar's words carry a failed job's error: it is not said again below. */}
       <InlineProgressBar jobId={job.job_id} watch={false} label={title} />
       {job.stages && job.stages.length > 0 && <Stages stages={job.stages} current={job.stage} />}
@@ -90,13 +87,36 @@ export function JobDetail({ id }: { id: string }) {
             <dd>{job.tags.join(", ")}</dd>
           </>
         )}
+        {job.parent_id && (
+          <>
+            <dt>Parent</dt>
+            <dd>
+              <a className="link" href={"#/jobs/" + encodeURIComponent(job.parent_id)}>
+                <code>{job.parent_id}</code>
+              </a>
+            </dd>
+          </>
+        )}
         <dt>Created</dt>
         <dd data-field="created">{when(job.created_at, now)}</dd>
         <dt>Started</dt>
         <dd data-field="started">{job.started_at ? when(job.started_at, now) : isTerminal(job.state) ? "never" : "not yet (queued)"}</dd>
         <dt>Finished</dt>
         <dd data-field="finished">{job.finished_at ? when(job.finished_at, now) : "—"}</dd>
+        <Durations job={job} now={now} />
       </dl>
+      {job.metadata && Object.keys(job.metadata).length > 0 && (
+        <>
+          <h2 className="detail__sub">Metadata</h2>
+          <KeyValues value={job.metadata} label="Metadata" />
+        </>
+      )}
+      {job.result && (
+        <>
+          <h2 className="detail__sub">Result</h2>
+          <KeyValues value={job.result} label="Result" />
+        </>
+      )}
       {job.children && (
         <>
           <h2 className="detail__sub">Children</h2>
@@ -115,5 +135,123 @@ export function JobDetail({ id }: { id: string }) {
         </>
       )}
     </section>
+  );
+}
+
+/** Time spent waiting in the queue, then running. */
+function Durations({ job, now }: { job: JobSnapshot; now: number }) {
+  const created = Date.parse(job.created_at);
+  const started = job.started_at ? Date.parse(job.started_at) : NaN;
+  const end = job.finished_at ? Date.parse(job.finished_at) : now;
+  const queued = (Number.isNaN(started) ? (isTerminal(job.state) ? end : now) : started) - created;
+  const ran = Number.isNaN(started) ? NaN : end - started;
+  return (
+    <>
+      <dt>Queued for</dt>
+      <dd data-field="queued-for">{queued >= 0 ? formatDuration(queued / 1000) : "—"}</dd>
+      <dt>{job.finished_at ? "Ran for" : "Running for"}</dt>
+      <dd data-field="ran-for">{ran >= 0 ? formatDuration(ran / 1000) : "—"}</dd>
+    </>
+  );
+}
+
+/** "Attempt 2 of 3 · retrying in 12 s after: <error>" for pipeline jobs that retry. */
+function Attempts({ job }: { job: Detailed }) {
+  const retrying = !!job.retry_at && !isTerminal(job.state);
+  const [now, setNow] = useState(() => Date.now());
+  useEffect(() => {
+    if (!retrying) return;
+    const t = setInterval(() => setNow(Date.now()), 1000);
+    return () => clearInterval(t);
+  }, [retrying]);
+  if (!job.attempt || !job.max_attempts || (job.max_attempts <= 1 && !retrying)) return null;
+  return (
+    <p className="attempts small" data-attempt={job.attempt}>
+      Attempt {job.attempt} of {job.max_attempts}
+      {retrying && (
+        <>
+          {" · "}
+          <span title={job.retry_at ?? undefined}>retrying {ago(job.retry_at, now)}</span>
+          {job.error && <span className="muted"> after: {job.error}</span>}
+        </>
+      )}
+    </p>
+  );
+}
+
+function CopyButton({ text, label, children }: { text: string; label: string; children?: string }) {
+  const [copied, setCopied] = useState(false);
+  const copy = () => {
+    void navigator.clipboard?.writeText(text).then(
+      () => setCopied(true),
+      () => setCopied(false),
+    );
+  };
+  return (
+    <button type="button" className="btn btn--small" onClick={copy} aria-label={label}>
+      {copied ? "Copied" : (children ?? "Copy")}
+    </button>
+  );
+}
+
+/** Cancel a job that runs, delete one that finished (after a confirmation), copy the terminal command that follows it. */
+function Actions({ job }: { job: JobSnapshot }) {
+  const client = useProgressClient();
+  const [busy, setBusy] = useState(false);
+  const [asking, setAsking] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+  const terminal = isTerminal(job.state);
+  const act = async (f: () => Promise<void>) => {
+    setBusy(true);
+    setError(null);
+    try {
+      await f();
+    } catch (e) {
+      setError(e instanceof Error ? e.message : String(e));
+    } finally {
+      setBusy(false);
+    }
+  };
+  const cmd = watchCommand(job.job_id, location.origin, !!client.getToken());
+  return (
+    <div className="actions">
+      {!terminal && (
+        <button type="button" className="btn btn--small" disabled={busy} onClick={() => void act(() => cancelJob(client, job.job_id))}>
+          Cancel job
+        </button>
+      )}
+      {terminal && (
+        <button type="button" className="btn btn--small btn--danger" disabled={busy} onClick={() => setAsking(true)}>
+          Delete job
+        </button>
+      )}
+      <span className="actions__cmd">
+        <code title="Follow this job in a terminal">{cmd}</code>
+        <CopyButton text={cmd} label="Copy the progressd watch command">
+          Copy command
+        </CopyButton>
+      </span>
+      {error && (
+        <p className="alert" role="alert">
+          {error}
+        </p>
+      )}
+      {asking && (
+        <Confirm
+          title="Delete this job?"
+          confirm="Delete job"
+          onCancel={() => setAsking(false)}
+          onConfirm={() => {
+            setAsking(false);
+            void act(async () => {
+              await deleteJob(client, job.job_id);
+              location.hash = "#/p/" + encodeURIComponent(job.project);
+            });
+          }}
+        >
+          <p className="small">Its snapshot and log lines are removed from the server. This cannot be undone.</p>
+        </Confirm>
+      )}
+    </div>
   );
 }

@@ -14,8 +14,9 @@ export function TokenPanel(props: {
   return (
     <section className={"panel token" + (props.needed ? " token--needed" : "")} aria-labelledby={id + "-t"}>
       <div className="token__text">
-        <h2 id={id + "-t"}>{props.needed ? "This server needs a token" : "Token"}</h2>
+        <h2 id={id + "-t"}>{!props.needed ? "Token" : props.token ? "The server refused this token" : "This server needs a token"}</h2>
         <p className="muted small">
+          {props.needed && props.token ? "It may have expired, or been made with another secret. " : ""}
           Paste a token from <code>progressd token --sub NAME</code>. It is kept in this browser only
           (localStorage); <code>?token=…</code> in the address works too.
         </p>

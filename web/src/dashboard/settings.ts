@@ -1,10 +1,12 @@
-// What the dashboard remembers in localStorage: the token and the projects
-// a person added by hand. Both are shared by the tabs of this origin.
+// What the dashboard remembers in localStorage: the token, the projects a
+// person added by hand and the colour theme. All are shared by the tabs of
+// this origin.
 
 import { useCallback, useSyncExternalStore } from "react";
 
 const TOKEN_KEY = "progressd.token";
 const PROJECTS_KEY = "progressd.projects";
+const THEME_KEY = "progressd.theme";
 
 function read(key: string): string | null {
   try {
@@ -30,7 +32,7 @@ const listeners = new Set<() => void>();
 if (typeof window !== "undefined") {
   // Another tab changed it.
   window.addEventListener("storage", (e) => {
-    if (e.key === TOKEN_KEY || e.key === PROJECTS_KEY || e.key === null) {
+    if (e.key === TOKEN_KEY || e.key === PROJECTS_KEY || e.key === THEME_KEY || e.key === null) {
       memory.delete(e.key ?? TOKEN_KEY);
       if (e.key === null) memory.clear();
       for (const l of [...listeners]) l();
@@ -128,3 +130,20 @@ export function useHashJob(): string | null {
   }, []);
   return useSyncExternalStore(sub, jobFromHash);
 }
+
+/** auto follows the system's prefers-color-scheme; light and dark are a person's choice. */
+export type ThemeChoice = "auto" | "light" | "dark";
+
+export function themeChoice(): ThemeChoice {
+  const v = get(THEME_KEY);
+  return v === "light" || v === "dark" ? v : "auto";
+}
+
+export function useThemeChoice(): [ThemeChoice, (t: ThemeChoice) => void] {
+  const t = useSyncExternalStore(subscribe, themeChoice);
+  const set = useCallback((c: ThemeChoice) => write(THEME_KEY, c === "auto" ? null : c), []);
+  return [t, set];
+}
+
+/** Called on every change of a setting (the theme follows it). */
+export const onSettingsChange = subscribe;

@@ -1,0 +1,186 @@
+// Browser tests of the dashboard's job list, detail page, theme and
+// accessibility, registered into run.mjs's runner (h: its helpers).
+
+/** Creates n reported jobs in project, 25 at a time; returns them oldest first. */
+async function createMany(h, project, n, body = (i) => ({ name: `item ${i}` })) {
+  const out = [];
+  for (let i = 0; i < n; i += 25) {
+    const chunk = [];
+    for (let k = i; k < Math.min(n, i + 25); k++) chunk.push(h.api(h.url(), "POST", "/api/v1/jobs", { project, stages: [{ name: "work" }], ...body(k) }));
+    out.push(...(await Promise.all(chunk)));
+  }
+  return out;
+}
+
+/** Reports each job's state in one batch request per 500 jobs. */
+async function finish(h, jobs, state) {
+  for (let i = 0; i < jobs.length; i += 500) {
+    const reports = jobs.slice(i, i + 500).map((j) => ({ job_id: j.job_id, state, ...(state === "failed" ? { error: "boom" } : {}) }));
+    const r = await h.api(h.url(), "POST", "/api/v1/reports", { reports });
+    const bad = r.results.filter((x) => x.error);
+    h.expect(bad.length === 0, "every report taken, got " + JSON.stringify(bad[0]));
+  }
+}
+
+const shown = (page) => page.locator("[data-shown]").getAttribute("data-shown").then(Number);
+
+export function dashboardTests(h) {
+  const { test, expect, waitFor } = h;
+
+  test("job list: 250 jobs as windowed rows; load more, filter by state, search, bulk delete with confirmation", async () => {
+    const project = "e2e-list";
+    const jobs = await createMany(h, project, 250, (i) => ({ name: `item ${i}`, tags: [i % 2 ? "odd" : "even"] }));
+    // Every tenth fails, the rest succeed: all finished, so the project
+    // channel replays only the newest 50 and the older ones need pages.
+    await finish(h, jobs.filter((_, i) => i % 10 === 0), "failed");
+    await finish(h, jobs.filter((_, i) => i % 10 !== 0), "succeeded");
+    const page = await h.newPage();
+    await page.goto(h.url() + "/#/p/" + project);
+    await page.locator("ol.rows").waitFor({ timeout: 10_000 });
+    // The first page (100) and the channel's replay of the 50 most recently finished.
+    const more = page.getByRole("button", { name: "Load older jobs" });
+    await more.waitFor({ timeout: 10_000 });
+    const first = await shown(page);
+    expect(first >= 100 && first < 250, "the first page, got " + first);
+    expect((await page.locator("li.row").count()) < 50, "only the rows near the viewport in the DOM");
+    // Load the rest; at the bottom the last rows are rendered, still few.
+    for (let i = 0; i < 2 && (await more.count()) > 0; i++) {
+      const before = await shown(page);
+      await more.click();
+      await waitFor(async () => (await shown(page)) > before, "more jobs after load more");
+    }
+    await waitFor(async () => (await shown(page)) === 250 && (await more.count()) === 0, "all 250 jobs, and no more pages");
+    await page.evaluate(() => window.scrollTo(0, document.body.scrollHeight));
+    await page.locator('li.row[aria-posinset="250"]').waitFor({ timeout: 5_000 });
+    expect((await page.locator('li.row[aria-posinset="250"]').textContent()).includes("item 0"), "the oldest job last");
+    expect((await page.locator("li.row").count()) < 50, "still only the rows near the viewport");
+    await page.evaluate(() => window.scrollTo(0, 0));
+
+    // The state filter goes to the server: 25 failed jobs, as cards.
+    await page.getByRole("group", { name: "State" }).getByRole("button", { name: /^failed/ }).click();
+    await waitFor(async () => (await shown(page)) === 25, "25 failed jobs");
+    expect((await page.locator("article.job").count()) === 25, "cards under 100 jobs");
+    await page.getByLabel("Search by id or name").fill("item 240");
+    await waitFor(async () => (await shown(page)) === 1, "one job for the search");
+    await page.getByLabel("Search by id or name").fill(jobs[30].job_id);
+    await waitFor(async () => (await shown(page)) === 1, "one job for its full id");
+    await page.getByLabel("Search by id or name").fill("");
+    await waitFor(async () => (await shown(page)) === 25, "all failed again");
+
+    // Bulk delete asks first; "Keep" keeps them.
+    await page.getByLabel("Select all 25").check();
+    const bulk = page.getByRole("region", { name: "Selected jobs" });
+    await bulk.getByRole("button", { name: "Delete 25" }).click();
+    const dialog = page.getByRole("dialog");
+    await dialog.waitFor({ timeout: 5_000 });
+    expect((await dialog.textContent()).includes("Delete 25 finished jobs?"), "the question");
+    await dialog.getByRole("button", { name: "Keep" }).click();
+    expect((await h.api(h.url(), "GET", `/api/v1/jobs?project=${project}&state=failed&limit=100`)).jobs.length === 25, "nothing deleted on Keep");
+    await bulk.getByRole("button", { name: "Delete 25" }).click();
+    await dialog.getByRole("button", { name: "Delete 25" }).click();
+    await waitFor(async () => (await shown(page)) === 0, "the deleted jobs to leave the list");
+    const left = await h.api(h.url(), "GET", `/api/v1/jobs?project=${project}&state=failed&limit=100`);
+    expect(left.jobs.length === 0, "the failed jobs deleted on the server, left " + left.jobs.length);
+    await page.close();
+  });
+
+  test("job detail: metadata and result as key/values, copy the watch command, cancel, then delete with confirmation", async () => {
+    const project = "e2e-actions";
+    const done = await h.api(h.url(), "POST", "/api/v1/jobs", {
+      project,
+      name: "render",
+      stages: [{ name: "work" }],
+      metadata: { customer: "acme", input: "https://example.org/in.mov" },
+    });
+    await h.report(done.job_id, { state: "succeeded", result: { video: "https://example.org/out.mp4", frames: 1800 } });
+    const running = await h.createReported(project);
+    await h.report(running.job_id, { stage: "encode", progress: 0.3 });
+    await h.context().grantPermissions(["clipboard-read", "clipboard-write"], { origin: h.url() });
+    const page = await h.newPage();
+
+    await page.goto(h.url() + "/#/jobs/" + done.job_id);
+    const detail = page.locator(`section.detail[data-job-id="${done.job_id}"]`);
+    await detail.waitFor({ timeout: 10_000 });
+    const link = detail.getByRole("link", { name: "https://example.org/out.mp4" });
+    expect((await link.getAttribute("href")) === "https://example.org/out.mp4", "the result's URL as a link");
+    expect((await detail.locator('dl[aria-label="Metadata"]').textContent()).includes("acme"), "the metadata");
+    const cmd = `progressd watch ${done.job_id} --server ${h.url()}`;
+    expect((await detail.locator(".actions__cmd code").textContent()) === cmd, "the watch command");
+    await detail.getByRole("button", { name: "Copy the progressd watch command" }).click();
+    await waitFor(async () => (await page.evaluate(() => navigator.clipboard.readText())) === cmd, "the command on the clipboard");
+    expect((await detail.getByRole("button", { name: "Cancel job" }).count()) === 0, "no cancel for a finished job");
+
+    await page.goto(h.url() + "/#/jobs/" + running.job_id);
+    const live = page.locator(`section.detail[data-job-id="${running.job_id}"]`);
+    await live.waitFor({ timeout: 10_000 });
+    expect((await live.getByRole("button", { name: "Delete job" }).count()) === 0, "no delete while it runs");
+    await live.getByRole("button", { name: "Cancel job" }).click();
+    await waitFor(async () => (await live.getAttribute("data-state")) === "canceled", "the job canceled");
+    await live.getByRole("button", { name: "Delete job" }).click();
+    await page.getByRole("dialog").getByRole("button", { name: "Delete job" }).click();
+    await page.waitForURL((u) => u.hash === "#/p/" + project, { timeout: 10_000 });
+    const gone = await h.api(h.url(), "GET", `/api/v1/jobs/${running.job_id}`).catch((e) => e);
+    expect(gone.status === 404, "the job deleted on the server, got " + (gone.status ?? JSON.stringify(gone)));
+    await page.locator(`article.job[data-job-id="${done.job_id}"]`).waitFor({ timeout: 10_000 });
+    expect((await page.locator(`[data-job-id="${running.job_id}"]`).count()) === 0, "the deleted job not listed");
+    await page.close();
+  });
+
+  test("theme: follows prefers-color-scheme until toggled, then remembers the choice", async () => {
+    const page = await h.newPage();
+    await page.emulateMedia({ colorScheme: "dark" });
+    await page.goto(h.url() + "/#/p/e2e-theme");
+    const theme = () => page.evaluate(() => document.documentElement.dataset.theme);
+    await waitFor(async () => (await theme()) === "dark", "dark from the system");
+    await page.emulateMedia({ colorScheme: "light" });
+    await waitFor(async () => (await theme()) === "light", "light when the system changes");
+    await page.getByRole("button", { name: "Use the dark theme" }).click();
+    await waitFor(async () => (await theme()) === "dark", "dark by hand");
+    const bg = await page.evaluate(() => getComputedStyle(document.documentElement).backgroundColor);
+    expect(bg === "rgb(18, 20, 24)", "the dark background, got " + bg);
+    await page.reload();
+    await waitFor(async () => (await theme()) === "dark", "dark remembered after a reload, whatever the system says");
+    await page.getByRole("button", { name: "Auto" }).click();
+    await waitFor(async () => (await theme()) === "light", "back to the system's light");
+    await page.close();
+  });
+
+  test("screenshots of the list and the detail, light and dark", async () => {
+    await h.freshServer(); // the pictures show these jobs only
+    const project = "video-transcode";
+    const st = [{ name: "fetch" }, { name: "probe" }, { name: "encode", weight: 6 }, { name: "upload", weight: 2 }];
+    const mk = (name, extra = {}) => h.api(h.url(), "POST", "/api/v1/jobs", { project, name, stages: st, ...extra });
+    const done = await mk("trailer.mov → 1080p", { tags: ["customer-42"], metadata: { customer: "acme", source: "https://example.org/trailer.mov" } });
+    await h.report(done.job_id, { stage: "encode", progress: 0.5 });
+    await h.report(done.job_id, { state: "succeeded", result: { output: "https://example.org/trailer-1080p.mp4", frames: 1800, size_mb: 412.5 } });
+    const failed = await mk("interview.mxf → 4k");
+    await h.report(failed.job_id, { stage: "encode", progress: 0.3, message: "frame 540/1800" });
+    await h.report(failed.job_id, { state: "failed", error: "encode: exit status 1: out of disk space" });
+    const canceled = await mk("teaser.mov → 720p");
+    await h.report(canceled.job_id, { stage: "probe", progress: 0.6 });
+    await h.api(h.url(), "POST", `/api/v1/jobs/${canceled.job_id}/cancel`, {});
+    const running = await mk("keynote.mp4 → 1080p", { tags: ["customer-42"], metadata: { customer: "acme", requested_by: "erin" } });
+    await h.report(running.job_id, { stage: "encode", current: 1240, total: 1800, message: "frame 1240/1800" });
+    const early = await mk("b-roll.mov → 1080p");
+    await h.report(early.job_id, { stage: "probe", progress: 0.4, message: "reading streams" });
+    for (const p of ["thumbnails", "docs-import"]) {
+      const j = await h.createReported(p, [{ name: "work" }]);
+      if (p === "docs-import") await h.report(j.job_id, { progress: 0.7 });
+    }
+    for (const scheme of ["light", "dark"]) {
+      const page = await h.newPage();
+      await page.emulateMedia({ colorScheme: scheme, reducedMotion: "reduce" });
+      await page.setViewportSize({ width: 1280, height: 860 });
+      await page.goto(h.url() + "/#/p/" + project);
+      await page.locator(".conn[data-state=open]").waitFor({ timeout: 10_000 });
+      await waitFor(async () => (await page.locator("article.job").count()) === 5, "five jobs");
+      await h.sleep(400);
+      await page.screenshot({ path: h.screenshot(`dashboard-list-${scheme}.png`) });
+      await page.goto(h.url() + "/#/jobs/" + running.job_id);
+      await page.locator(`section.detail[data-job-id="${running.job_id}"]`).waitFor({ timeout: 10_000 });
+      await h.sleep(400);
+      await page.screenshot({ path: h.screenshot(`dashboard-detail-${scheme}.png`) });
+      await page.close();
+    }
+  });
+}

@@ -1,0 +1,178 @@
+// Measures the dashboard in Chromium against a real `progressd serve`
+// (figures for docs/benchmarks.md; not a test: nothing here asserts a time).
+//
+//   PROGRESSD_TEST_BIN=/path/to/progressd node e2e/perf.mjs
+//
+// 1. First load: the bytes the page loads (as sent, and gzip-compressed),
+//    and the time from navigation to the first progress bar on screen, for
+//    a project of JOBS jobs (default 10,000), best and median of 5 loads.
+// 2. Live updates: UPDATING jobs (default 1,000) of that project report
+//    progress RATE times a second each (default 2, in batches of
+//    POST /api/v1/reports) while the page shows the project; the page
+//    samples requestAnimationFrame intervals and long tasks for SECONDS
+//    (default 20) s: frame time percentiles, share of frames over 20 ms, and
+//    main-thread time in long tasks.
+// Bounded: job creation, the update loop and every wait have a limit.
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { gzipSync } from "node:zlib";
+import { chromium } from "playwright-core";
+
+const JOBS = Number(process.env.JOBS ?? 10_000);
+const UPDATING = Number(process.env.UPDATING ?? 1_000);
+const RATE = Number(process.env.RATE ?? 2);
+const SECONDS = Number(process.env.SECONDS ?? 20);
+const bin = process.env.PROGRESSD_TEST_BIN;
+if (!bin) throw new Error("set PROGRESSD_TEST_BIN to a progressd binary built with this web/dist");
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const tmp = mkdtempSync(join(tmpdir(), "progressd-perf-"));
+
+const port = await new Promise((res) => {
+  const s = createServer().listen(0, "127.0.0.1", () => {
+    const p = s.address().port;
+    s.close(() => res(p));
+  });
+});
+const url = `http://127.0.0.1:${port}`;
+const srv = spawn(bin, ["serve", "--addr", `127.0.0.1:${port}`, "--data-dir", join(tmp, "data"), "--log-level", "warn"], { stdio: "inherit" });
+let context;
+try {
+  for (let i = 0; ; i++) {
+    if (i > 300) throw new Error("the server did not start within 30 s");
+    if (await fetch(url + "/healthz").then((r) => r.ok, () => false)) break;
+    await sleep(100);
+  }
+  const post = async (path, body) => {
+    const r = await fetch(url + path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+    if (!r.ok) throw new Error(`${path}: ${r.status} ${await r.text()}`);
+    return r.json();
+  };
+
+  const project = "perf";
+  const t0 = Date.now();
+  const jobs = [];
+  for (let i = 0; i < JOBS; i += 50) {
+    const batch = [];
+    for (let k = i; k < Math.min(JOBS, i + 50); k++) batch.push(post("/api/v1/jobs", { project, name: `job ${k}`, stages: [{ name: "a" }, { name: "b", weight: 3 }] }));
+    jobs.push(...(await Promise.all(batch)));
+    if (Date.now() - t0 > 600_000) throw new Error("creating the jobs took over 10 min");
+  }
+  // All but the newest UPDATING finish, so the project has a long history and UPDATING live jobs.
+  const old = jobs.slice(0, JOBS - UPDATING);
+  for (let i = 0; i < old.length; i += 1000) {
+    await post("/api/v1/reports", { reports: old.slice(i, i + 1000).map((j) => ({ job_id: j.job_id, state: "succeeded" })) });
+  }
+  const live = jobs.slice(JOBS - UPDATING);
+  console.log(`created ${JOBS} jobs (${UPDATING} active) in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+
+  context = await chromium.launchPersistentContext(join(tmp, "profile"), {
+    executablePath: process.env.CHROMIUM_PATH || "/usr/bin/chromium",
+    headless: true,
+    viewport: { width: 1280, height: 860 },
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+  for (const p of context.pages()) await p.close();
+
+  // ---- 1. first load ----
+  const loads = [];
+  let bytes = null;
+  for (let run = 0; run < 5; run++) {
+    const page = await context.newPage();
+    await page.route("**/*", (r) => r.continue({ headers: { ...r.request().headers(), "cache-control": "no-cache" } }));
+    await page.addInitScript(() => {
+      new MutationObserver((_, obs) => {
+        if (document.querySelector("[role=progressbar][aria-valuenow]")) {
+          window.__firstBar = performance.now();
+          obs.disconnect();
+        }
+      }).observe(document, { childList: true, subtree: true, attributes: true });
+    });
+    const cdp = await context.newCDPSession(page);
+    await cdp.send("Network.setCacheDisabled", { cacheDisabled: true });
+    await page.goto(url + "/#/p/" + project);
+    const first = await page.waitForFunction(() => window.__firstBar, null, { timeout: 30_000 }).then((h) => h.jsonValue());
+    loads.push(first);
+    if (!bytes) {
+      const res = await page.evaluate(() =>
+        performance.getEntriesByType("resource").map((e) => ({ name: e.name, size: e.encodedBodySize }))
+          .concat([{ name: location.href, size: performance.getEntriesByType("navigation")[0].encodedBodySize }]),
+      );
+      const statics = res.filter((r) => !r.name.includes("/api/"));
+      let sent = 0;
+      let gz = 0;
+      for (const r of statics) {
+        const body = Buffer.from(await (await fetch(r.name.split("#")[0])).arrayBuffer());
+        sent += body.length;
+        gz += gzipSync(body, { level: 9 }).length;
+      }
+      bytes = { files: statics.length, sent, gz };
+    }
+    await page.close();
+  }
+  loads.sort((a, b) => a - b);
+  console.log(`first load: ${bytes.files} static files, ${(bytes.sent / 1024).toFixed(1)} KiB as sent, ${(bytes.gz / 1024).toFixed(1)} KiB gzip -9`);
+  console.log(`first bar on screen: best ${loads[0].toFixed(0)} ms, median ${loads[2].toFixed(0)} ms (of 5 loads, cache off)`);
+
+  // ---- 2. frames while UPDATING jobs update ----
+  const page = await context.newPage();
+  await page.goto(url + "/#/p/" + project);
+  await page.locator("[role=progressbar]").first().waitFor({ timeout: 30_000 });
+  await sleep(2000);
+  let stop = false;
+  let sentReports = 0;
+  const feeder = (async () => {
+    let step = 0;
+    const every = 1000 / RATE;
+    while (!stop) {
+      const at = Date.now();
+      step++;
+      const p = Math.min(0.99, (step % 200) / 200);
+      for (let i = 0; i < live.length; i += 1000) {
+        await post("/api/v1/reports", { reports: live.slice(i, i + 1000).map((j) => ({ job_id: j.job_id, stage: "b", progress: p, message: `step ${step}` })) });
+        sentReports += Math.min(1000, live.length - i);
+      }
+      await sleep(Math.max(0, every - (Date.now() - at)));
+    }
+  })();
+  const sample = await page.evaluate(async (seconds) => {
+    const frames = [];
+    let long = 0;
+    const obs = new PerformanceObserver((l) => {
+      for (const e of l.getEntries()) long += e.duration;
+    });
+    obs.observe({ type: "longtask", buffered: false });
+    const start = performance.now();
+    let last = start;
+    await new Promise((done) => {
+      const tick = (t) => {
+        frames.push(t - last);
+        last = t;
+        if (t - start < seconds * 1000) requestAnimationFrame(tick);
+        else done();
+      };
+      requestAnimationFrame(tick);
+    });
+    obs.disconnect();
+    return { frames, long, elapsed: performance.now() - start };
+  }, SECONDS);
+  stop = true;
+  await feeder;
+  const f = sample.frames.slice(1).sort((a, b) => a - b);
+  const pct = (q) => f[Math.min(f.length - 1, Math.floor(q * f.length))].toFixed(1);
+  const over = f.filter((x) => x > 20).length;
+  console.log(
+    `live: ${UPDATING} jobs × ${RATE}/s (${(sentReports / SECONDS).toFixed(0)} reports/s sent) for ${SECONDS} s: ` +
+      `${f.length} frames (${(f.length / (sample.elapsed / 1000)).toFixed(1)} fps), frame time p50 ${pct(0.5)} ms, p95 ${pct(0.95)} ms, p99 ${pct(0.99)} ms, ` +
+      `${((100 * over) / f.length).toFixed(1)} % over 20 ms; long tasks ${((100 * sample.long) / sample.elapsed).toFixed(1)} % of main-thread time`,
+  );
+  const heap = await page.evaluate(() => performance.memory?.usedJSHeapSize);
+  if (heap) console.log(`JS heap after: ${(heap / 1048576).toFixed(1)} MiB`);
+} finally {
+  await context?.close().catch(() => undefined);
+  srv.kill("SIGTERM");
+  await new Promise((r) => srv.once("exit", r));
+  rmSync(tmp, { recursive: true, force: true });
+}

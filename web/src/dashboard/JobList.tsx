@@ -1,0 +1,360 @@
+import { memo, useCallback, useDeferredValue, useEffect, useMemo, useRef, useState, useSyncExternalStore } from "react";
+import { ApiError, type JobSnapshot, type JobState, type Listener } from "@progressd/client";
+import { InlineProgressBar, useProgressClient, useProjectJobs } from "@progressd/react";
+import { Confirm } from "./Confirm";
+import { actionable, cancelJob, deleteJob, isDeleted, runBulk, useDeletedVersion, type BulkResult } from "./jobActions";
+import { Flags, JobCard, JobTime, SelectBox, jobTitle, shortId, type Selectable } from "./JobCard";
+import { NO_FILTER, STATES, isJobId, matches, serverQuery, validTag, type JobFilter } from "./jobFilter";
+import { useWindowedRows } from "./windowing";
+
+/** From this many jobs on, the list is compact rows, and only those near the viewport are rendered. */
+export const COMPACT_FROM = 100;
+/** The height of a compact row in px (dashboard.css .row). */
+export const ROW_HEIGHT = 48;
+/** Jobs fetched per "load more". */
+export const PAGE_SIZE = 100;
+
+export type StateCounts = Partial<Record<JobState, number>>;
+
+interface Paging {
+  /** The next page's cursor; null on the last page; undefined before the first answer. */
+  cursor: string | null | undefined;
+  loading: boolean;
+  error: string | null;
+}
+
+/**
+ * Pages of the project's jobs matching the filter's state and tag, newest
+ * first, fetched into the client's store (where live updates keep them
+ * current). Starts over when the filter or the token changes.
+ */
+function usePagedJobs(project: string, filter: JobFilter, onAuthError: () => void): Paging & { loadMore: () => void } {
+  const client = useProgressClient();
+  const subToken = useCallback((l: Listener) => client.onStatus(l), [client]);
+  const token = useSyncExternalStore(subToken, () => client.getToken());
+  const states = filter.states.join(",");
+  const tag = filter.tag;
+  const [paging, setPaging] = useState<Paging>({ cursor: undefined, loading: true, error: null });
+  const generation = useRef(0);
+
+  const fetchPage = useCallback(
+    (cursor: string | undefined) => {
+      const gen = generation.current;
+      setPaging((p) => ({ ...p, loading: true, error: null }));
+      const q = { ...serverQuery(project, { states: states ? (states.split(",") as JobState[]) : [], tag, search: "" }), limit: PAGE_SIZE, cursor };
+      client.api.listJobs(q).then(
+        (res) => {
+          if (gen !== generation.current) return;
+          client.store.acceptAll(res.jobs);
+          setPaging({ cursor: res.next_cursor ?? null, loading: false, error: null });
+        },
+        (e: unknown) => {
+          if (gen !== generation.current) return;
+          if (e instanceof ApiError && e.status === 401) onAuthError();
+          setPaging((p) => ({ ...p, loading: false, error: e instanceof Error ? e.message : String(e) }));
+        },
+      );
+    },
+    [client, project, states, tag, onAuthError],
+  );
+
+  useEffect(() => {
+    generation.current++;
+    setPaging({ cursor: undefined, loading: true, error: null });
+    fetchPage(undefined);
+  }, [fetchPage, token]);
+
+  const loadMore = useCallback(() => {
+    if (paging.cursor && !paging.loading) fetchPage(paging.cursor);
+  }, [fetchPage, paging.cursor, paging.loading]);
+  return { ...paging, loadMore };
+}
+
+/**
+ * A project's jobs: filter by state and tag, search by id or name, load
+ * older pages, select several to cancel or delete. Live: every job shown
+ * follows its updates, and new ones appear at the top.
+ */
+export const JobList = memo(function JobList({
+  project,
+  counts,
+  onAuthError,
+}: {
+  project: string;
+  /** The project's jobs by state (GET /api/v1/projects), when known. */
+  counts?: StateCounts;
+  onAuthError: () => void;
+}) {
+  const client = useProgressClient();
+  const [filter, setFilter] = useState<JobFilter>(NO_FILTER);
+  const search = useDeferredValue(filter.search);
+  const paging = usePagedJobs(project, filter, onAuthError);
+  const all = useProjectJobs(project, { list: false });
+  const deletedVersion = useDeletedVersion();
+  const shown = useMemo(
+    () => all.filter((j) => !isDeleted(j.job_id) && matches(j, { ...filter, search })),
+    // deletedVersion: a deleted job leaves the list.
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+    [all, filter.states, filter.tag, search, deletedVersion],
+  );
+
+  // A full job id typed in the search is looked up, loaded or not.
+  useEffect(() => {
+    const id = search.trim();
+    if (!isJobId(id) || client.store.get(id)) return;
+    const ac = new AbortController();
+    client.api.getJob(id, ac.signal).then((j) => client.store.accept(j), () => undefined);
+    return () => ac.abort();
+  }, [client, search]);
+
+  const [selected, setSelected] = useState<ReadonlySet<string>>(new Set());
+  const onSelect = useCallback((id: string, on: boolean) => {
+    setSelected((s) => {
+      const n = new Set(s);
+      if (on) n.add(id);
+      else n.delete(id);
+      return n;
+    });
+  }, []);
+  const selectedJobs = useMemo(() => shown.filter((j) => selected.has(j.job_id)), [shown, selected]);
+  const allSelected = shown.length > 0 && selectedJobs.length === shown.length;
+
+  const total = counts ? STATES.reduce((n, s) => n + (filter.states.length === 0 || filter.states.includes(s) ? (counts[s] ?? 0) : 0), 0) : undefined;
+  const tags = useMemo(() => [...new Set(all.flatMap((j) => j.tags ?? []))].sort().slice(0, 200), [all]);
+
+  return (
+    <div className="joblist">
+      <Filters filter={filter} setFilter={setFilter} counts={counts} tags={tags} />
+      <div className="joblist__bar">
+        <label className="select-all small">
+          <input
+            type="checkbox"
+            checked={allSelected}
+            disabled={shown.length === 0}
+            onChange={(e) => setSelected(e.target.checked ? new Set(shown.map((j) => j.job_id)) : new Set())}
+          />
+          <span>{allSelected ? "Unselect all" : `Select all ${shown.length}`}</span>
+        </label>
+        <p className="small muted" role="status" data-shown={shown.length}>
+          {shown.length === 0 && paging.loading
+            ? "Loading…"
+            : `${shown.length.toLocaleString()} shown` + (total !== undefined && !search ? ` of ${total.toLocaleString()}` : "")}
+        </p>
+      </div>
+      {selectedJobs.length > 0 && <BulkBar jobs={selectedJobs} onDone={() => setSelected(new Set())} />}
+      {paging.error && (
+        <p className="alert" role="alert">
+          Could not load jobs: {paging.error}
+        </p>
+      )}
+      {shown.length === 0 ? (
+        !paging.loading && <Empty project={project} filtered={filter.states.length > 0 || !!filter.tag || !!search} />
+      ) : shown.length < COMPACT_FROM ? (
+        <ol className="jobs">
+          {shown.map((j) => (
+            <li key={j.job_id}>
+              <JobCard job={j} selected={selected.has(j.job_id)} onSelect={onSelect} />
+            </li>
+          ))}
+        </ol>
+      ) : (
+        <Rows jobs={shown} selected={selected} onSelect={onSelect} />
+      )}
+      {paging.cursor && (
+        <p className="joblist__more">
+          <button type="button" className="btn" onClick={paging.loadMore} disabled={paging.loading}>
+            {paging.loading ? "Loading…" : "Load older jobs"}
+          </button>
+        </p>
+      )}
+    </div>
+  );
+});
+
+function Empty({ project, filtered }: { project: string; filtered: boolean }) {
+  return (
+    <div className="empty">
+      {filtered ? (
+        <p>No job in {project} matches these filters among those loaded.</p>
+      ) : (
+        <>
+          <p>
+            Nothing has run in <strong>{project}</strong> yet.
+          </p>
+          <p className="muted small">
+            Start a pipeline above, or report from any language: <code>POST /api/v1/jobs/&#123;id&#125;/progress</code>.
+          </p>
+        </>
+      )}
+    </div>
+  );
+}
+
+function Filters({
+  filter,
+  setFilter,
+  counts,
+  tags,
+}: {
+  filter: JobFilter;
+  setFilter: (f: JobFilter) => void;
+  counts?: StateCounts;
+  tags: string[];
+}) {
+  const [tag, setTag] = useState(filter.tag);
+  const tagOk = tag === "" || validTag(tag);
+  const applyTag = () => {
+    const t = tag.trim();
+    if (t !== filter.tag && (t === "" || validTag(t))) setFilter({ ...filter, tag: t });
+  };
+  const toggle = (s: JobState) =>
+    setFilter({ ...filter, states: filter.states.includes(s) ? filter.states.filter((x) => x !== s) : [...filter.states, s] });
+  return (
+    <div className="filters" role="search" aria-label="Filter jobs">
+      <div className="filters__states" role="group" aria-label="State">
+        <button type="button" className="toggle" aria-pressed={filter.states.length === 0} onClick={() => setFilter({ ...filter, states: [] })}>
+          all
+        </button>
+        {STATES.map((s) => (
+          <button key={s} type="button" className={"toggle toggle--" + s} aria-pressed={filter.states.includes(s)} onClick={() => toggle(s)}>
+            {s}
+            {counts?.[s] !== undefined && <span className="toggle__n">{counts[s]!.toLocaleString()}</span>}
+          </button>
+        ))}
+      </div>
+      <label className="filters__field">
+        <span className="sr-only">Tag</span>
+        <input
+          type="text"
+          list="known-tags"
+          placeholder="tag"
+          value={tag}
+          aria-invalid={!tagOk}
+          onChange={(e) => setTag(e.target.value)}
+          onBlur={applyTag}
+          onKeyDown={(e) => e.key === "Enter" && applyTag()}
+          size={14}
+        />
+        <datalist id="known-tags">
+          {tags.map((t) => (
+            <option key={t} value={t} />
+          ))}
+        </datalist>
+      </label>
+      <label className="filters__field filters__search">
+        <span className="sr-only">Search by id or name</span>
+        <input
+          type="search"
+          placeholder="Search id or name…"
+          value={filter.search}
+          onChange={(e) => setFilter({ ...filter, search: e.target.value })}
+        />
+      </label>
+    </div>
+  );
+}
+
+/** Cancel or delete the selected jobs, delete after a confirmation. */
+function BulkBar({ jobs, onDone }: { jobs: readonly JobSnapshot[]; onDone: () => void }) {
+  const client = useProgressClient();
+  const [asking, setAsking] = useState(false);
+  const [busy, setBusy] = useState(false);
+  const [result, setResult] = useState<{ what: string; r: BulkResult } | null>(null);
+  const cancelable = actionable(jobs, "cancel");
+  const deletable = actionable(jobs, "delete");
+  const run = async (what: string, ids: string[], action: (id: string) => Promise<void>) => {
+    setBusy(true);
+    setResult(null);
+    const r = await runBulk(ids, action);
+    setBusy(false);
+    setResult({ what, r });
+    if (r.failed.length === 0) onDone();
+  };
+  return (
+    <div className="bulk" role="region" aria-label="Selected jobs">
+      <span className="small">
+        <strong>{jobs.length}</strong> selected
+      </span>
+      <button
+        type="button"
+        className="btn btn--small"
+        disabled={busy || cancelable.length === 0}
+        onClick={() => void run("canceled", cancelable, (id) => cancelJob(client, id))}
+      >
+        Cancel {cancelable.length}
+      </button>
+      <button type="button" className="btn btn--small btn--danger" disabled={busy || deletable.length === 0} onClick={() => setAsking(true)}>
+        Delete {deletable.length}
+      </button>
+      <button type="button" className="btn btn--small btn--ghost" onClick={onDone} disabled={busy}>
+        Clear selection
+      </button>
+      {result && (
+        <span className={"small" + (result.r.failed.length ? " bulk__error" : " muted")} role="status">
+          {result.r.done} {result.what}
+          {result.r.failed.length > 0 && `, ${result.r.failed.length} failed: ${result.r.failed[0]!.message}`}
+        </span>
+      )}
+      {asking && (
+        <Confirm
+          title={`Delete ${deletable.length} finished job${deletable.length === 1 ? "" : "s"}?`}
+          confirm={`Delete ${deletable.length}`}
+          onCancel={() => setAsking(false)}
+          onConfirm={() => {
+            setAsking(false);
+            void run("deleted", deletable, (id) => deleteJob(client, id));
+          }}
+        >
+          <p className="small">
+            Their snapshots and log lines are removed from the server. This cannot be undone.
+            {jobs.length > deletable.length && ` ${jobs.length - deletable.length} selected jobs have not finished and are kept.`}
+          </p>
+        </Confirm>
+      )}
+    </div>
+  );
+}
+
+/** The compact list: fixed-height rows, only those near the viewport in the DOM. */
+function Rows({ jobs, selected, onSelect }: { jobs: readonly JobSnapshot[]; selected: ReadonlySet<string>; onSelect: Selectable["onSelect"] }) {
+  const ref = useRef<HTMLOListElement>(null);
+  const { start, end } = useWindowedRows(ref, jobs.length, ROW_HEIGHT);
+  return (
+    <ol ref={ref} className="rows" style={{ height: jobs.length * ROW_HEIGHT }} data-count={jobs.length}>
+      {jobs.slice(start, end).map((j, i) => (
+        <li
+          key={j.job_id}
+          className="row"
+          style={{ transform: `translateY(${(start + i) * ROW_HEIGHT}px)` }}
+          aria-setsize={jobs.length}
+          aria-posinset={start + i + 1}
+        >
+          <JobRow job={j} selected={selected.has(j.job_id)} onSelect={onSelect} />
+        </li>
+      ))}
+    </ol>
+  );
+}
+
+const JobRow = memo(function JobRow({ job, selected, onSelect }: { job: JobSnapshot } & Selectable) {
+  const title = jobTitle(job);
+  return (
+    <div className="row__inner" data-job-id={job.job_id} data-state={job.state}>
+      <SelectBox job={job} selected={selected} onSelect={onSelect} />
+      <span className="row__title">
+        <a className="job__open" href={"#/jobs/" + encodeURIComponent(job.job_id)}>
+          {title}
+        </a>{" "}
+        <code className="job__id">{shortId(job.job_id)}</code>
+      </span>
+      <span className="row__state">
+        <span className={"badge badge--" + job.state}>{job.state}</span>
+        <Flags job={job} />
+      </span>
+      <InlineProgressBar className="row__bar" jobId={job.job_id} watch={false} label={`${title} ${shortId(job.job_id)}`} />
+      <span className="row__time small muted">
+        <JobTime job={job} />
+      </span>
+    </div>
+  );
+});

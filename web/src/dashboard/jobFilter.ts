@@ -1,0 +1,56 @@
+// What the job list shows: a project's jobs narrowed by state, tag and a
+// search. State and tag go to the server (GET /api/v1/jobs?state=&tag=),
+// so "load more" pages through matching jobs only; the search runs in the
+// page over the jobs it holds (the API has no text search), and a full job
+// id is also looked up on the server.
+
+import type { JobSnapshot, JobState, ListQuery } from "@progressd/client";
+
+export const STATES: readonly JobState[] = ["queued", "running", "succeeded", "failed", "canceled"];
+
+export interface JobFilter {
+  /** Any of these states; empty: every state. */
+  states: readonly JobState[];
+  /** Only jobs with this tag; "": any. */
+  tag: string;
+  /** A job id prefix, or words of its name, pipeline or owner; "": all. */
+  search: string;
+}
+
+export const NO_FILTER: JobFilter = { states: [], tag: "", search: "" };
+
+/** A job id as the server makes them (a UUID). */
+export function isJobId(s: string): boolean {
+  return /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(s.trim());
+}
+
+/**
+ * Whether job belongs in the list under f. The search matches an id
+ * prefix (the full id, or the 8 characters a row shows at its end), or
+ * every word of it somewhere in the name, pipeline or owner.
+ */
+export function matches(job: JobSnapshot, f: JobFilter): boolean {
+  if (f.states.length > 0 && !f.states.includes(job.state)) return false;
+  if (f.tag && !(job.tags ?? []).includes(f.tag)) return false;
+  const q = f.search.trim().toLowerCase();
+  if (!q) return true;
+  const id = job.job_id.toLowerCase();
+  if (id.startsWith(q) || (q.length >= 4 && id.endsWith(q))) return true;
+  const text = [job.name, job.pipeline, job.owner].filter(Boolean).join(" ").toLowerCase();
+  return q.split(/\s+/).every((w) => text.includes(w));
+}
+
+/** The list query the server filters by (the search is not one of them). */
+export function serverQuery(project: string, f: JobFilter): ListQuery {
+  return {
+    project,
+    // The API takes several states comma-separated.
+    ...(f.states.length > 0 ? { state: f.states.join(",") as JobState } : {}),
+    ...(f.tag ? { tag: f.tag } : {}),
+  };
+}
+
+/** A tag as the server accepts it (SPEC "Tags"); anything else is not sent. */
+export function validTag(t: string): boolean {
+  return /^[A-Za-z0-9:_.-]{1,64}$/.test(t);
+}
