@@ -28,6 +28,8 @@ export function dashboardTests(h) {
   const { test, expect, waitFor } = h;
 
   test("job list: 250 jobs as windowed rows; load more, filter by state, search, bulk delete with confirmation", async () => {
+    // Alone: another tab's connection (shared across tabs) would hand this one every job it heard of.
+    await h.closePages();
     const project = "e2e-list";
     const jobs = await createMany(h, project, 250, (i) => ({ name: `item ${i}`, tags: [i % 2 ? "odd" : "even"] }));
     // Every tenth fails, the rest succeed: all finished, so the project

@@ -412,12 +412,12 @@ test("with auth on: the dashboard asks for a token, takes ?token= and shows that
     const said = await page.locator("body").innerText();
     expect(!/refused/i.test(said), "no word of a refused token when none was given, got: " + said);
     expect((await page.locator(".alert, [role=alert]").count()) === 0, "no error box besides the token panel");
-    const chip = (await page.locator(".chip").first().innerText()).trim();
+    const chip = (await page.locator(".chip--user").innerText()).trim();
     expect(chip === "Sign in", "the user chip to say Sign in, got " + chip);
     await page.goto(A.url + "/?token=" + encodeURIComponent(token) + "#/p/erin-project");
     await page.locator(".conn[data-state=open]").waitFor({ timeout: 10_000 });
     expect(!page.url().includes("token="), "the token to be taken out of the address, got " + page.url());
-    expect((await page.locator(".chip").textContent()).includes("erin"), "the user chip to say erin");
+    expect((await page.locator(".chip--user").textContent()).includes("erin"), "the user chip to say erin");
     await page.locator(`article.job[data-job-id="${job.job_id}"]`).waitFor({ timeout: 10_000 });
     await fetch(A.url + `/api/v1/jobs/${job.job_id}/progress`, {
       method: "POST",
@@ -579,6 +579,7 @@ dashboardTests({
   report,
   createReported,
   newPage,
+  closePages,
   screenshot,
   url: () => S.url,
   context: () => context,

@@ -94,7 +94,7 @@ function Dashboard({ token, setToken }: { token: string | null; setToken: (t: st
         </div>
         <div className="topbar__right">
           <ConnectionIndicator status={status} hasToken={!!token} />
-          <button type="button" className="chip" onClick={() => setTokenOpen((o) => !o)} aria-expanded={tokenOpen || unauthorized}>
+          <button type="button" className="chip chip--user" onClick={() => setTokenOpen((o) => !o)} aria-expanded={tokenOpen || unauthorized}>
             {unauthorized && !token ? (
               // No token yet: there is no user to name ("local" is single-user mode's).
               "Sign in"
