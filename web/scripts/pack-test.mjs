@@ -65,10 +65,10 @@ import { renderToString } from "react-dom/server";
 import * as client from "@progressd/client";
 import * as react from "@progressd/react";
 
-for (const name of ["ProgressClient", "getProgressClient", "JobStore", "Api", "ApiError", "CLOSE_CODES", "isTerminal"]) {
+for (const name of ["ProgressClient", "getProgressClient", "JobStore", "LogStore", "Api", "ApiError", "CLOSE_CODES", "isTerminal"]) {
   assert.ok(client[name], "@progressd/client exports " + name);
 }
-for (const name of ["ProgressProvider", "useJob", "useProjectJobs", "useJobChildren", "useTaggedJobs", "InlineProgressBar", "useConnectionState"]) {
+for (const name of ["ProgressProvider", "useJob", "useProjectJobs", "useJobChildren", "useJobLogs", "useTaggedJobs", "InlineProgressBar", "useConnectionState"]) {
   assert.equal(typeof react[name], "function", "@progressd/react exports " + name);
 }
 // One @progressd/client in the app: the react package's is the app's.
@@ -87,8 +87,8 @@ console.log("pack: both packages import and render in Node");
 `;
 
 const APP_TSX = `
-import { ProgressClient, isTerminal, type JobSnapshot } from "@progressd/client";
-import { InlineProgressBar, ProgressProvider, useJob, useJobChildren, useProjectJobs, useTaggedJobs } from "@progressd/react";
+import { ProgressClient, isTerminal, type JobSnapshot, type LogLine, type LogsWatch } from "@progressd/client";
+import { InlineProgressBar, ProgressProvider, useJob, useJobChildren, useJobLogs, useProjectJobs, useTaggedJobs } from "@progressd/react";
 
 function Jobs({ project }: { project: string }) {
   const jobs: readonly JobSnapshot[] = useProjectJobs(project);
@@ -100,7 +100,13 @@ function Detail({ id }: { id: string }) {
   const children = useJobChildren(id);
   const tagged = useTaggedJobs("customer-42");
   const done: boolean = isTerminal(job?.state);
-  return <p>{job?.progress ?? 0} {children.length} {tagged.length} {String(done)}</p>;
+  const { lines, truncated } = useJobLogs(id, { limit: 200 });
+  return (
+    <div>
+      <p>{job?.progress ?? 0} {children.length} {tagged.length} {String(done)}</p>
+      <ol data-truncated={truncated}>{lines.map((l: LogLine) => <li key={l.n}>{l.stream}: {l.text}</li>)}</ol>
+    </div>
+  );
 }
 
 export function App({ token }: { token: string }) {
@@ -113,6 +119,8 @@ export function App({ token }: { token: string }) {
 }
 
 export const standalone: ProgressClient = new ProgressClient({ server: "https://progress.example.com" });
+const tail: LogsWatch = standalone.logs("01JD", { limit: 50 });
+tail.subscribe(() => console.log(tail.get().lines.at(-1)?.text));
 `;
 
 async function main() {

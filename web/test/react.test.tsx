@@ -9,6 +9,7 @@ import {
   useConnectionState,
   useJob,
   useJobChildren,
+  useJobLogs,
   useProjectJobs,
   useTaggedJobs,
 } from "@progressd/react";
@@ -250,5 +251,43 @@ describe("hooks", () => {
     const ws = await openSocket();
     expect(ws.frames("subscribe")).toHaveLength(1);
     expect(client.refCount("job:s")).toBe(1);
+  });
+});
+
+describe("useJobLogs", () => {
+  const line = (n: number) => ({ n, t: "2026-01-01T00:00:00Z", stream: "stdout", text: "line " + n });
+
+  it("shows the newest lines up to its limit, each once, from one subscription, and lets go on unmount", async () => {
+    function Tail({ limit }: { limit: number }) {
+      const { lines, truncated } = useJobLogs("j1", { limit });
+      return (
+        <pre data-testid={"tail" + limit} data-truncated={String(truncated)}>
+          {lines.map((l) => l.text).join("|")}
+        </pre>
+      );
+    }
+    const view = render(
+      <Wrap>
+        <Tail limit={2} />
+        <Tail limit={10} />
+      </Wrap>,
+    );
+    const ws = await openSocket();
+    expect(ws.frames("subscribe")).toEqual([expect.objectContaining({ channel: "logs:j1" })]);
+    expect(ws.frames("subscribe")[0]).not.toHaveProperty("after");
+    act(() => {
+      ws.receive({ type: "log", channel: "logs:j1", lines: [line(1), line(2), line(3)] });
+      ws.receive({ type: "log", channel: "logs:j1", lines: [line(3), line(4)] }); // 3 again: a repeat
+    });
+    await frame();
+    expect(screen.getByTestId("tail2").textContent).toBe("line 3|line 4");
+    expect(screen.getByTestId("tail10").textContent).toBe("line 1|line 2|line 3|line 4");
+    expect(screen.getByTestId("tail10").dataset.truncated).toBe("false");
+    act(() => ws.receive({ type: "log", channel: "logs:j1", truncated: true, lines: [line(9)] }));
+    await frame();
+    expect(screen.getByTestId("tail10").textContent).toBe("line 1|line 2|line 3|line 4|line 9");
+    expect(screen.getByTestId("tail10").dataset.truncated).toBe("true");
+    view.unmount();
+    expect(client.refCount("logs:j1")).toBe(0);
   });
 });

@@ -2,7 +2,7 @@
 // cancel, report. Errors are ApiError with the server's code.
 
 import type { FetchLike } from "./env.js";
-import type { JobSnapshot, JobState, ProjectSummary } from "./types.js";
+import type { JobSnapshot, JobState, LogLine, ProjectSummary } from "./types.js";
 
 export class ApiError extends Error {
   constructor(
@@ -57,6 +57,17 @@ export interface ProgressReport {
   message?: string;
   state?: JobState;
   error?: string;
+}
+
+/** GET /api/v1/jobs/{id}/logs: lines after the asked-for one, oldest first. */
+export interface LogPage {
+  lines: LogLine[];
+  /** The oldest line still kept (0: none). */
+  first: number;
+  /** The job's newest line (0: none). */
+  last: number;
+  /** Lines after the asked-for one were already dropped: these start at first. */
+  truncated?: boolean;
 }
 
 export interface ListQuery {
@@ -144,6 +155,20 @@ export class Api {
 
   cancelJob(id: string): Promise<JobSnapshot> {
     return this.request("POST", "/api/v1/jobs/" + encodeURIComponent(id) + "/cancel", {});
+  }
+
+  /** The job's kept log lines after line after (default: from the first kept), at most limit. */
+  getLogs(id: string, q: { after?: number; limit?: number } = {}, signal?: AbortSignal): Promise<LogPage> {
+    const p = new URLSearchParams();
+    if (q.after !== undefined) p.set("after", String(q.after));
+    if (q.limit !== undefined) p.set("limit", String(q.limit));
+    const qs = p.toString();
+    return this.request("GET", "/api/v1/jobs/" + encodeURIComponent(id) + "/logs" + (qs ? "?" + qs : ""), undefined, signal);
+  }
+
+  /** Appends log lines to a job (at most 1,000 per call); returns the n of the last one. */
+  appendLogs(id: string, lines: string[]): Promise<{ last: number }> {
+    return this.request("POST", "/api/v1/jobs/" + encodeURIComponent(id) + "/logs", { lines });
   }
 
   report(id: string, report: ProgressReport): Promise<JobSnapshot> {

@@ -19,8 +19,9 @@ import {
 } from "./crosstab.js";
 import { randomId, realTimers, resolveServer, type FetchLike, type Timers } from "./env.js";
 import { decodeToken, fnv1a, identityKey, tokenUser } from "./jwt.js";
+import { DEFAULT_LOG_LIMIT, LogStore, logsJob, type JobLogs } from "./logs.js";
 import { JobStore } from "./store.js";
-import type { ChannelError, ConnectionStatus, JobSnapshot, Listener, ProtocolError } from "./types.js";
+import type { ChannelError, ConnectionStatus, JobSnapshot, Listener, LogLine, ProtocolError } from "./types.js";
 
 export interface ProgressClientOptions extends Omit<ConnectionOptions, "server" | "token" | "clientId"> {
   /** The server's base URL; default this page's origin. */
@@ -43,6 +44,18 @@ export interface ProgressClientOptions extends Omit<ConnectionOptions, "server" 
 
 type Role = "solo" | "leader" | "follower";
 
+/** A job's log lines, watched: scrollback, then live (ProgressClient.logs). */
+export interface LogsWatch {
+  /** What is held now: the same object until a line arrives. */
+  get(): JobLogs;
+  /** Calls l on every change; returns the unsubscribe. */
+  subscribe(l: Listener): () => void;
+  /** The server's refusal of the logs: channel (forbidden, not_found, …), if any. */
+  error(): ProtocolError | undefined;
+  /** Stops watching (idempotent). */
+  close(): void;
+}
+
 interface Group {
   key: string;
   bc: BroadcastChannelLike;
@@ -60,6 +73,8 @@ export class ProgressClient {
   readonly server: string;
   readonly clientId: string;
   readonly store = new JobStore();
+  /** The log lines of the jobs whose logs: channel the page watches. */
+  readonly logStore = new LogStore();
   readonly api: Api;
 
   private token: string | null;
@@ -83,6 +98,12 @@ export class ProgressClient {
   /** Serializes group changes: a new group is joined after the old one is left. */
   private switching: Promise<void> = Promise.resolve();
   private listed = new Map<string, Promise<void>>();
+  /**
+   * A follower's logs: jobs the leader has caught it up on: live lines the
+   * leader relays count only after the catch-up, or the follower would
+   * start past the scrollback and skip it.
+   */
+  private readonly logsCaughtUp = new Set<string>();
 
   constructor(opts: ProgressClientOptions = {}) {
     this.opts = opts;
@@ -150,6 +171,41 @@ export class ProgressClient {
     return this.subscribe("user:" + user);
   }
 
+  /**
+   * Keeps logs:<jobId> subscribed and the job's newest lines (at least
+   * limit, default 1,000) in logStore: the kept lines first, then every
+   * new one; after a reconnect it resumes after the last line held.
+   */
+  watchLogs(jobId: string, opts: { limit?: number } = {}): () => void {
+    const releaseLimit = this.logStore.holdLimit(jobId, logLimit(opts.limit));
+    const unsubscribe = this.subscribe("logs:" + jobId);
+    return () => {
+      // The limit first: when the channel goes, nothing holds the lines.
+      releaseLimit();
+      unsubscribe();
+    };
+  }
+
+  /**
+   * Watches a job's log lines: scrollback, then live, at most limit
+   * (default 1,000) held, each line once (highest n wins), resuming after
+   * the last one on reconnect.
+   *
+   *     const logs = client.logs(jobId);
+   *     logs.subscribe(() => render(logs.get().lines));
+   *     logs.close();
+   */
+  logs(jobId: string, opts: { limit?: number } = {}): LogsWatch {
+    const limit = logLimit(opts.limit);
+    const close = this.watchLogs(jobId, { limit });
+    return {
+      get: () => this.logStore.get(jobId, limit),
+      subscribe: (l) => this.logStore.subscribe(jobId, l),
+      error: () => this.channelError("logs:" + jobId),
+      close,
+    };
+  }
+
   /** How many components want a channel (0 if none). */
   refCount(channel: string): number {
     return this.refs.get(channel) ?? 0;
@@ -203,6 +259,8 @@ export class ProgressClient {
     for (const l of [...this.statusListeners]) l(); // the token is part of what listeners read
     if (!sameIdentity) {
       this.store.clear();
+      this.logStore.clear();
+      this.logsCaughtUp.clear();
       this.channelErrors.clear();
     }
     if (this.group) {
@@ -293,8 +351,25 @@ export class ProgressClient {
   private channelsChanged(): void {
     if (this.disposed) return;
     if (this.crossTab && !this.group) this.join();
-    if (this.role === "follower") this.queueSubs();
-    else this.syncConnection();
+    if (this.role === "follower") {
+      this.queueSubs();
+      this.pruneLogs();
+    } else this.syncConnection();
+  }
+
+  /** Forgets the lines of jobs whose logs: channel neither this tab nor (as leader) its connection has. */
+  private pruneLogs(): void {
+    const keep = new Set<string>();
+    for (const ch of this.localChannels()) {
+      const id = logsJob(ch);
+      if (id) keep.add(id);
+    }
+    for (const ch of this.conn?.channels() ?? []) {
+      const id = logsJob(ch);
+      if (id) keep.add(id);
+    }
+    this.logStore.keepOnly(keep);
+    for (const id of this.logsCaughtUp) if (!keep.has(id)) this.logsCaughtUp.delete(id);
   }
 
   /** Makes the connection's channel set the union of this tab's and (as leader) other tabs'. */
@@ -307,9 +382,12 @@ export class ProgressClient {
     for (const ch of want) {
       if (!conn.channels().has(ch)) {
         this.channelErrors.delete(ch);
+        const job = logsJob(ch);
+        if (job) this.logStore.ensure(job);
         conn.add(ch);
       }
     }
+    this.pruneLogs();
   }
 
   private ensureConnection(): Connection {
@@ -318,6 +396,11 @@ export class ProgressClient {
       { ...this.opts, server: this.server, token: this.token, clientId: this.clientId },
       {
         onUpdate: (_ch, job) => this.onJob(job),
+        onLog: (ch, lines, truncated) => this.onLogLines(ch, lines, truncated),
+        logAfter: (ch) => {
+          const job = logsJob(ch);
+          return job ? this.logStore.after(job) : undefined;
+        },
         onStatus: (s) => {
           this.setStatus({ ...s, role: this.role });
           if (this.role === "leader") this.post({ k: "status", from: this.tabId, status: this.status });
@@ -334,6 +417,12 @@ export class ProgressClient {
   private onJob(job: JobSnapshot): void {
     if (!this.store.accept(job)) return;
     if (this.role === "leader") this.post({ k: "jobs", from: this.tabId, jobs: [job] });
+  }
+
+  private onLogLines(channel: string, lines: LogLine[], truncated: boolean): void {
+    const job = logsJob(channel);
+    if (!job || !this.logStore.accept(job, lines, truncated)) return;
+    if (this.role === "leader") this.post({ k: "logs", from: this.tabId, job, lines, truncated });
   }
 
   private onChannelErr(e: ChannelError): void {
@@ -422,6 +511,14 @@ export class ProgressClient {
           for (const ch of now) if (!before.has(ch)) jobs.push(...this.store.jobsFor(ch));
           if (jobs.length) this.post({ k: "jobs", from: this.tabId, to: m.from, jobs });
           this.syncConnection();
+          // Log lines too, one catch-up per new logs: channel, empty or
+          // not: the tab takes relayed lines of that job only after it.
+          for (const ch of now) {
+            const job = logsJob(ch);
+            if (!job || before.has(ch)) continue;
+            const truncated = this.logStore.get(job).truncated;
+            this.post({ k: "logs", from: this.tabId, to: m.from, job, lines: this.logStore.lines(job), truncated });
+          }
           return;
         }
         case "bye":
@@ -443,6 +540,8 @@ export class ProgressClient {
     // follower
     switch (m.k) {
       case "leader":
+        // A new leader catches this tab up again on every logs: channel.
+        this.logsCaughtUp.clear();
         this.queueSubs(true);
         return;
       case "status":
@@ -454,6 +553,13 @@ export class ProgressClient {
         return;
       case "chanerr":
         this.onChannelErr({ channel: m.channel, error: m.error });
+        return;
+      case "logs":
+        if (m.to !== undefined) {
+          if (m.to !== this.tabId || !this.logStore.has(m.job)) return;
+          this.logsCaughtUp.add(m.job);
+        } else if (!this.logsCaughtUp.has(m.job)) return;
+        this.logStore.accept(m.job, m.lines, m.truncated);
         return;
       default:
         return;
@@ -527,4 +633,11 @@ export class ProgressClient {
       else this.setStatus({ state: "closed", transport: null, reason: "idle", attempt: 0, role: "solo" });
     });
   }
+}
+
+/** A watcher's line limit: a whole number ≥ 1 (default DEFAULT_LOG_LIMIT). */
+function logLimit(limit: number | undefined): number {
+  if (limit === undefined) return DEFAULT_LOG_LIMIT;
+  if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`progressd: a log limit is a whole number ≥ 1, not ${limit}`);
+  return limit;
 }

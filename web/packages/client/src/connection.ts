@@ -27,6 +27,7 @@ import type {
   ConnectionReason,
   ConnectionStatus,
   JobSnapshot,
+  LogLine,
   ProtocolError,
   ServerFrame,
   TransportKind,
@@ -87,6 +88,13 @@ export interface ConnectionOptions {
 
 export interface ConnectionEvents {
   onUpdate?(channel: string, job: JobSnapshot): void;
+  /** Lines of a logs: channel; truncated: the server dropped lines before them. */
+  onLog?(channel: string, lines: LogLine[], truncated: boolean): void;
+  /**
+   * The n of the last line held for a logs: channel, sent as "after" with
+   * every subscribe (a reconnect resumes there); undefined: every kept line.
+   */
+  logAfter?(channel: string): number | undefined;
   onStatus?(status: ConnectionStatus): void;
   onChannelError?(e: ChannelError): void;
 }
@@ -98,6 +106,8 @@ interface Tx {
   ws?: WebSocketLike;
   es?: EventSourceLike;
   url: string;
+  /** SSE: the stream's channels (its URL but the resume points), to tell whether a change needs a new stream. */
+  channelsKey?: string;
   /** The socket opened (WebSocket) or the stream answered 200 (SSE). */
   opened: boolean;
   /** The server answered a request without refusing the connection. */
@@ -407,6 +417,10 @@ export class Connection {
       if (frame.job && typeof frame.channel === "string") this.events.onUpdate?.(frame.channel, frame.job);
       return;
     }
+    if (frame.type === "log") {
+      this.log(frame);
+      return;
+    }
     if (frame.type === "error") {
       // A subscription the server ended (a refreshed token with fewer
       // rights): as if its subscribe had been refused.
@@ -440,10 +454,15 @@ export class Connection {
     }
   }
 
+  private log(m: { channel?: unknown; lines?: unknown; truncated?: unknown }): void {
+    if (typeof m.channel === "string" && Array.isArray(m.lines)) this.events.onLog?.(m.channel, m.lines as LogLine[], m.truncated === true);
+  }
+
   private wsSubscribe(tx: Tx, channel: string): void {
     if (tx.wire.has(channel)) return;
     tx.wire.add(channel);
-    this.send(tx, { op: "subscribe", id: this.nextId(tx, "subscribe", channel), channel });
+    const after = this.events.logAfter?.(channel);
+    this.send(tx, { op: "subscribe", id: this.nextId(tx, "subscribe", channel), channel, ...(after !== undefined ? { after } : {}) });
   }
 
   private nextId(tx: Tx, op: ClientFrame["op"], channel?: string, token?: string): number {
@@ -487,7 +506,8 @@ export class Connection {
 
   // ---- SSE --------------------------------------------------------------
 
-  private sseUrl(): string {
+  /** The SSE stream's URL but the resume point, which changes with every log line. */
+  private sseChannelsUrl(): string {
     const q = new URLSearchParams();
     for (const ch of [...this.desired].sort()) q.append("channel", ch);
     if (this.token) q.set("token", this.token);
@@ -495,9 +515,28 @@ export class Connection {
     return this.server + "/api/v1/events?" + q.toString();
   }
 
+  /**
+   * SSE takes one "after" for all of a stream's logs: channels: the
+   * smallest resume point, none if one of them has nothing yet. Lines a
+   * channel already holds come again and are skipped (highest n wins).
+   */
+  private sseAfter(): number | undefined {
+    let after: number | undefined;
+    for (const ch of this.desired) {
+      if (!ch.startsWith("logs:")) continue;
+      const a = this.events.logAfter?.(ch);
+      if (a === undefined) return undefined;
+      after = after === undefined ? a : Math.min(after, a);
+    }
+    return after;
+  }
+
   private openSse(id: number): void {
-    const url = this.sseUrl();
+    const channelsKey = this.sseChannelsUrl();
+    const after = this.sseAfter();
+    const url = channelsKey + (after !== undefined ? "&after=" + after : "");
     const tx = this.newTx(id, "sse", url);
+    tx.channelsKey = channelsKey;
     let es: EventSourceLike;
     try {
       es = new this.ES!(url);
@@ -519,6 +558,14 @@ export class Connection {
       try {
         const m = JSON.parse(ev.data) as { channel: string; job: JobSnapshot };
         if (m && m.job) this.events.onUpdate?.(m.channel, m.job);
+      } catch {
+        /* ignore a malformed event */
+      }
+    });
+    es.addEventListener("log", (ev) => {
+      if (tx.done) return;
+      try {
+        this.log(JSON.parse(ev.data) as { channel?: unknown; lines?: unknown; truncated?: unknown });
       } catch {
         /* ignore a malformed event */
       }
@@ -560,7 +607,7 @@ export class Connection {
       this.sseTimer = null;
       const tx = this.current;
       if (!tx || tx.done || tx.kind !== "sse" || this.phase === "disposed") return;
-      if (this.sseUrl() === tx.url) return;
+      if (this.sseChannelsUrl() === tx.channelsKey) return;
       // EventSource.close() is immediate: the old stream is gone before the new one starts.
       tx.done = true;
       tx.es?.close();

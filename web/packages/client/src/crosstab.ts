@@ -3,7 +3,7 @@
 // origin that talk to the same server as the same identity form a group;
 // the leader's connection serves them all.
 
-import type { ConnectionStatus, JobSnapshot, ProtocolError } from "./types.js";
+import type { ConnectionStatus, JobSnapshot, LogLine, ProtocolError } from "./types.js";
 
 export interface LockManagerLike {
   request(
@@ -29,6 +29,8 @@ export type TabMessage =
   | { k: "leader"; from: string }
   | { k: "status"; from: string; status: ConnectionStatus }
   | { k: "jobs"; from: string; to?: string; jobs: JobSnapshot[] }
+  /** Log lines the leader received, or (with to) a tab's catch-up on a logs: channel it just asked for. */
+  | { k: "logs"; from: string; to?: string; job: string; lines: LogLine[]; truncated: boolean }
   | { k: "chanerr"; from: string; channel: string; error: ProtocolError };
 
 export interface HeldLock {

@@ -66,6 +66,17 @@ export interface JobSnapshot {
   children?: ChildrenCounts;
 }
 
+/** One log line of a job (SPEC "Log lines"): n counts the job's lines from 1, with no gaps. */
+export interface LogLine {
+  n: number;
+  /** When the line was kept (RFC 3339). */
+  t: string;
+  stream: "stdout" | "stderr" | "log";
+  /** The pipeline stage that printed it. */
+  stage?: string;
+  text: string;
+}
+
 /** One entry of GET /api/v1/projects. */
 export interface ProjectSummary {
   project: string;
@@ -81,7 +92,7 @@ export interface ProtocolError {
 /** Frames the client sends on /ws. */
 export type ClientFrame =
   | { op: "auth"; id: number; token: string; client_id?: string }
-  | { op: "subscribe"; id: number; channel: string }
+  | { op: "subscribe"; id: number; channel: string; after?: number }
   | { op: "unsubscribe"; id: number; channel: string }
   | { op: "ping"; id: number };
 
@@ -89,6 +100,8 @@ export type ClientFrame =
 export type ServerFrame =
   | { type: "reply"; id: number | null; error?: ProtocolError }
   | { type: "update"; channel: string; job: JobSnapshot }
+  /** Lines of a logs:<id> channel; truncated: lines before these were dropped unseen. */
+  | { type: "log"; channel: string; lines: LogLine[]; truncated?: boolean }
   /** The server ended a subscription: a refreshed token no longer allows it. */
   | { type: "error"; channel: string; error: ProtocolError };
 

@@ -1,5 +1,5 @@
-import { useCallback, useEffect, useState, useSyncExternalStore } from "react";
-import type { ConnectionStatus, JobSnapshot, Listener, ProgressClient, ProjectSummary, ProtocolError } from "@progressd/client";
+import { useCallback, useEffect, useMemo, useState, useSyncExternalStore } from "react";
+import { DEFAULT_LOG_LIMIT, type ConnectionStatus, type JobLogs, type JobSnapshot, type Listener, type ProgressClient, type ProjectSummary, type ProtocolError } from "@progressd/client";
 import { useProgressContext } from "./context.js";
 
 const noop = () => undefined;
@@ -126,6 +126,36 @@ export function useJobChildren(jobId: string | null | undefined, opts: UseChanne
 /** The caller's jobs with a tag (an admin's: everyone's), newest first, live (tag:<tag>). */
 export function useTaggedJobs(tag: string | null | undefined, opts: UseChannelJobsOptions = {}): readonly JobSnapshot[] {
   return useChannelJobs(tag ? "tag:" + tag : null, { tag: tag ?? undefined }, opts);
+}
+
+export interface UseJobLogsOptions {
+  /** How many of the newest lines to hold and return. Default 1,000 (the server's default). */
+  limit?: number;
+}
+
+export interface UseJobLogsResult extends JobLogs {
+  /** The server's refusal of logs:<id> (forbidden, not_found, …), if any. */
+  error: ProtocolError | undefined;
+}
+
+/**
+ * A job's log lines, live (logs:<id>): the lines the server kept, then
+ * every new one, at most limit held (the newest), each once; after a
+ * reconnect it resumes after the last line held. `truncated` says lines
+ * were lost between those shown (the page fell too far behind).
+ */
+export function useJobLogs(jobId: string | null | undefined, opts: UseJobLogsOptions = {}): UseJobLogsResult {
+  const { client } = useProgressContext();
+  const limit = opts.limit ?? DEFAULT_LOG_LIMIT;
+  useEffect(() => {
+    if (!jobId) return;
+    return client.watchLogs(jobId, { limit });
+  }, [client, jobId, limit]);
+  const sub = useCallback((l: Listener) => (jobId ? client.logStore.subscribe(jobId, l) : noop), [client, jobId]);
+  const get = useCallback(() => client.logStore.get(jobId ?? "", limit), [client, jobId, limit]);
+  const logs = useBatchedStore(sub, get);
+  const error = useChannelError(jobId ? "logs:" + jobId : null);
+  return useMemo(() => ({ lines: logs.lines, truncated: logs.truncated, last: logs.last, error }), [logs, error]);
 }
 
 export interface UseProjectsResult {

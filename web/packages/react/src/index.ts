@@ -8,12 +8,15 @@ export {
   useChannelError,
   useConnectionState,
   useJobChildren,
+  useJobLogs,
   useTaggedJobs,
   useProjects,
   type UseJobOptions,
   type UseProjectJobsOptions,
   type UseChannelJobsOptions,
   type UseProjectsResult,
+  type UseJobLogsOptions,
+  type UseJobLogsResult,
 } from "./hooks.js";
 export { InlineProgressBar, INLINE_PROGRESS_BAR_CSS, type InlineProgressBarProps } from "./InlineProgressBar.js";
 export { percent, progressText, progressSpoken, formatDuration } from "./format.js";
