@@ -44,7 +44,7 @@ async function gzippedSize(app, name, entry) {
       write: false,
       minify: true,
       lib: { entry: file, formats: ["es"], fileName: name },
-      rollupOptions: { external: [/^react($|\/)/, /^react-dom($|\/)/, ...(name === "react" ? [/^@progressd\/client/] : [])] },
+      rollupOptions: { external: [/^react($|\/)/, /^react-dom($|\/)/, /^node:/, ...(name === "react" ? [/^@progressd\/client/] : [])] },
     },
   });
   const outputs = (Array.isArray(res) ? res : [res]).flatMap((r) => r.output);
@@ -55,6 +55,7 @@ async function gzippedSize(app, name, entry) {
 // What the tarballs must hold, as an app imports it.
 const SIZED = [
   ["client", "@progressd/client"],
+  ["client-node", "@progressd/client/node"],
   ["react", "@progressd/react"],
 ];
 
@@ -83,11 +84,25 @@ const html = renderToString(
 assert.match(html, /Import/);
 assert.match(html, /25%/);
 await c.dispose();
-console.log("pack: both packages import and render in Node");
+
+// The Node entry: a client, its reporter, and a token the Python SDK would mint byte for byte.
+const node = await import("@progressd/client/node");
+for (const name of ["Client", "Reporter", "mintToken", "JobCanceledError", "ConnectionFailedError"]) {
+  assert.ok(node[name], "@progressd/client/node exports " + name);
+}
+assert.equal(
+  node.mintToken("0123456789abcdef0123", "alice", { now: 1 }),
+  "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJhbGljZSIsImlhdCI6MSwiZXhwIjozNjAxfQ.FWhnncaPRe5idg0Sp7R1WrigsRYpXE5bvKwBax5QgeI",
+);
+const nc = new node.Client({ server: "http://127.0.0.1:9" });
+assert.equal(nc.server, "http://127.0.0.1:9");
+await nc.close();
+console.log("pack: both packages import and render in Node; @progressd/client/node works");
 `;
 
 const APP_TSX = `
 import { ProgressClient, isTerminal, type JobSnapshot, type LogLine, type LogsWatch } from "@progressd/client";
+import { Client, mintToken, type Job } from "@progressd/client/node";
 import { InlineProgressBar, ProgressProvider, useJob, useJobChildren, useJobLogs, useProjectJobs, useTaggedJobs } from "@progressd/react";
 
 function Jobs({ project }: { project: string }) {
@@ -116,6 +131,17 @@ export function App({ token }: { token: string }) {
       <Detail id="01JD" />
     </ProgressProvider>
   );
+}
+
+export async function worker(secret: string): Promise<void> {
+  const client = new Client({ server: "http://127.0.0.1:8000", token: mintToken(secret, "worker", { scope: ["job:1"] }) });
+  const job: Job = await client.createJob({ project: "imports", stages: [{ name: "load" }] });
+  for (let i = 0; i < 10; i++) job.report({ stage: "load", current: i, total: 10 });
+  job.log("done");
+  await job.succeed({ rows: 10 });
+  const browserToken: string = mintToken(secret, "alice", { scope: ["job:" + job.id, "logs:" + job.id], readOnly: true, ttl: 900 });
+  await client.close();
+  void browserToken;
 }
 
 export const standalone: ProgressClient = new ProgressClient({ server: "https://progress.example.com" });

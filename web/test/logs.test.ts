@@ -138,8 +138,7 @@ describe("client.logs(id)", () => {
     const logs = c.logs(job);
     await waitFor(() => logs.get().last === 2, "the first lines");
 
-    proxy.mode = "refuse";
-    proxy.cut();
+    proxy.set("refuse");
     await waitFor(() => c.getStatus().state === "reconnecting", "the client to notice");
     await append(job, "c", "d");
     proxy.mode = "pass";
@@ -160,8 +159,7 @@ describe("client.logs(id)", () => {
     const logs = c.logs(job);
     await waitFor(() => logs.get().last === 2, "the first lines");
 
-    proxy.mode = "refuse";
-    proxy.cut();
+    proxy.set("refuse");
     await waitFor(() => c.getStatus().state === "reconnecting", "the client to notice");
     await append(job, ...Array.from({ length: 10 }, (_, i) => String(i + 3))); // 3..12; the server keeps 8..12
     proxy.mode = "pass";

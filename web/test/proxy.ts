@@ -14,6 +14,8 @@ export interface Proxy {
   counts: Record<ProxyMode, number>;
   /** Drops every open connection (both sides). */
   cut(): void;
+  /** Switches mode and drops the open connections, so kept-alive ones obey too. */
+  set(mode: ProxyMode): void;
   close(): Promise<void>;
 }
 
@@ -31,6 +33,10 @@ export async function startProxy(target: string): Promise<Proxy> {
     counts: { pass: 0, refuse: 0, "503": 0 },
     cut() {
       for (const s of open) s.destroy();
+    },
+    set(mode) {
+      proxy.mode = mode;
+      proxy.cut();
     },
     close: () => new Promise<void>((res) => {
       proxy.cut();

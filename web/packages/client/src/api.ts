@@ -33,6 +33,11 @@ export interface CreateJob {
   expected_children?: number;
   /** Admin tokens only: create the job for this user. */
   owner?: string;
+  metadata?: Record<string, unknown>;
+  /** Mark the job stalled after this long without a report. */
+  stall_after_seconds?: number;
+  /** Fail the job after this long without a report (default: the server's --abandon-after). */
+  abandon_after_seconds?: number;
 }
 
 /** One entry of GET /api/v1/pipelines: what a form needs to start it. */
@@ -57,6 +62,12 @@ export interface ProgressReport {
   message?: string;
   state?: JobState;
   error?: string;
+  /** Merged into the job's metadata key by key (null removes a key). */
+  metadata?: Record<string, unknown>;
+  /** Only with state "succeeded". */
+  result?: Record<string, unknown>;
+  /** Log lines kept before the report applies. */
+  log?: string[];
 }
 
 /** GET /api/v1/jobs/{id}/logs: lines after the asked-for one, oldest first. */
@@ -87,8 +98,8 @@ export class Api {
     private readonly fetchFn: FetchLike = (...a) => globalThis.fetch(...a),
   ) {}
 
-  async request<T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
-    const headers: Record<string, string> = { Accept: "application/json" };
+  async request<T>(method: string, path: string, body?: unknown, signal?: AbortSignal, extraHeaders?: Record<string, string>): Promise<T> {
+    const headers: Record<string, string> = { Accept: "application/json", ...extraHeaders };
     const token = this.token();
     if (token) headers.Authorization = "Bearer " + token;
     if (body !== undefined) headers["Content-Type"] = "application/json";
