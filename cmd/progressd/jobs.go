@@ -55,26 +55,28 @@ func writeJSON(w io.Writer, v any) error {
 
 func newCreate() *cobra.Command {
 	var (
-		cf                clientFlags
-		out               outputFlag
-		project, pipeline string
-		stages, params    []string
+		cf                      clientFlags
+		out                     outputFlag
+		project, pipeline, name string
+		stages, params, tags    []string
 	)
 	cmd := &cobra.Command{
-		Use:   "create --project P [--stage NAME[:WEIGHT]]… [--pipeline NAME [--param k=v]…]",
+		Use:   "create --project P [--name N] [--tag T]… [--stage NAME[:WEIGHT]]… [--pipeline NAME [--param k=v]…]",
 		Short: "Create a job; print its id alone (or its snapshot with --output json)",
 		Long: `Create a job. Without --pipeline it waits for reports from a worker of yours
 (progressd report, an SDK, or plain HTTP); --stage declares its stages in
 order, each with an optional weight (its share of the overall progress).
-With --pipeline the server runs it, as "progressd submit" does.`,
-		Example: `  JOB=$(progressd create --project imports --stage fetch --stage load:8)
+With --pipeline the server runs it, as "progressd submit" does. --name is the
+title shown for it; --tag labels it (repeat for more; tags never change), so
+"progressd list --tag T" and the channel tag:T find it.`,
+		Example: `  JOB=$(progressd create --project imports --name "November invoices" --tag customer-42 --stage fetch --stage load:8)
   progressd report "$JOB" --stage load --progress 0.5`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := out.check("text"); err != nil {
 				return err
 			}
-			req := client.CreateRequest{Project: project, Pipeline: pipeline}
+			req := client.CreateRequest{Project: project, Pipeline: pipeline, Name: name, Tags: tags}
 			var err error
 			if req.Params, err = parseParams(params); err != nil {
 				return err
@@ -101,6 +103,8 @@ With --pipeline the server runs it, as "progressd submit" does.`,
 	out.add(cmd, "text")
 	f := cmd.Flags()
 	f.StringVar(&project, "project", "", "project the job belongs to (required)")
+	f.StringVar(&name, "name", "", "the job's title (at most 200 characters), shown instead of a generic label")
+	f.StringArrayVar(&tags, "tag", nil, "a tag (letters, digits, ': _ . -'; at most 16 tags); repeat for more")
 	f.StringArrayVar(&stages, "stage", nil, "a stage as NAME or NAME:WEIGHT, in order; repeat for more")
 	f.StringVar(&pipeline, "pipeline", "", "a pipeline for the server to run")
 	f.StringArrayVar(&params, "param", nil, "with --pipeline: a param as key=value; repeat for more")
@@ -201,15 +205,15 @@ func newOneJobCommand(name, short, long string,
 
 func newList() *cobra.Command {
 	var (
-		cf              clientFlags
-		out             outputFlag
-		project, cursor string
-		states          []string
-		limit           int
-		all             bool
+		cf                   clientFlags
+		out                  outputFlag
+		project, cursor, tag string
+		states               []string
+		limit                int
+		all                  bool
 	)
 	cmd := &cobra.Command{
-		Use:   "list [--project P] [--state running,queued] [--limit N] [--all]",
+		Use:   "list [--project P] [--tag T] [--state running,queued] [--limit N] [--all]",
 		Short: "List the jobs you may see, newest first",
 		Long: `List jobs, newest first, as a table (or the API's page as JSON with
 --output json). One page at a time: the command for the next page is printed
@@ -221,7 +225,7 @@ per line).`,
 			if err != nil {
 				return err
 			}
-			o := client.ListOptions{Project: project, Limit: limit, Cursor: cursor}
+			o := client.ListOptions{Project: project, Tag: tag, Limit: limit, Cursor: cursor}
 			for _, s := range states {
 				o.States = append(o.States, client.State(s))
 			}
@@ -261,6 +265,7 @@ per line).`,
 	out.add(cmd, "table")
 	f := cmd.Flags()
 	f.StringVar(&project, "project", "", "only jobs of this project")
+	f.StringVar(&tag, "tag", "", "only jobs with this tag")
 	f.StringSliceVar(&states, "state", nil, "only jobs in these states (queued, running, succeeded, failed, canceled), comma-separated")
 	f.IntVar(&limit, "limit", 0, "jobs per page (the server's default if 0; at most 500)")
 	f.StringVar(&cursor, "cursor", "", "start at this page (printed by the previous one)")
@@ -344,9 +349,11 @@ func writeSnapshot(w io.Writer, s client.Snapshot) error {
 		}
 	}
 	line("job", termSafe(s.JobID))
+	line("name", termSafe(s.Name))
 	line("project", termSafe(s.Project))
 	line("owner", termSafe(s.Owner))
 	line("pipeline", termSafe(s.Pipeline))
+	line("tags", termSafe(strings.Join(s.Tags, ", ")))
 	line("state", fmt.Sprintf("%s %d%%", s.State, percentDone(s.Progress)))
 	if len(s.Stages) > 0 {
 		parts := make([]string, len(s.Stages))

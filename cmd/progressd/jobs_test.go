@@ -83,6 +83,42 @@ func TestCreateGetListCancel(t *testing.T) {
 	}
 }
 
+// TestCreateWithNameAndTags: create --name and repeated --tag reach the
+// job; get shows them, list --tag finds the job by either tag and no other.
+func TestCreateWithNameAndTags(t *testing.T) {
+	t.Parallel()
+	s := nodetest.Start(t, nodetest.Options{Pipelines: cliPipelines})
+
+	out, errOut, code := run(t, "create", "--server", s.URL, "--project", "cli-tags", "--name", "November invoices",
+		"--tag", "customer-42", "--tag", "invoice:2026-11", "-o", "json")
+	var snap client.Snapshot
+	if err := json.Unmarshal([]byte(out), &snap); code != 0 || err != nil {
+		t.Fatalf("create: exit %d, %v, stdout %q, stderr %q", code, err, out, errOut)
+	}
+	if snap.Name != "November invoices" || strings.Join(snap.Tags, ",") != "customer-42,invoice:2026-11" {
+		t.Fatalf("create: name %q, tags %v", snap.Name, snap.Tags)
+	}
+	untagged, _, _ := run(t, "create", "--server", s.URL, "--project", "cli-tags")
+
+	out, _, code = run(t, "get", snap.JobID, "--server", s.URL)
+	for _, want := range []string{`name\s+November invoices`, `tags\s+customer-42, invoice:2026-11`} {
+		if code != 0 || !regexp.MustCompile(want).MatchString(out) {
+			t.Errorf("get: exit %d, output lacks %q:\n%s", code, want, out)
+		}
+	}
+	for _, tag := range []string{"customer-42", "invoice:2026-11"} {
+		out, _, code = run(t, "list", "--server", s.URL, "--tag", tag, "-o", "json")
+		var page client.Page
+		if err := json.Unmarshal([]byte(out), &page); code != 0 || err != nil || len(page.Jobs) != 1 || page.Jobs[0].JobID != snap.JobID {
+			t.Errorf("list --tag %s: exit %d, %v, %s", tag, code, err, out)
+		}
+	}
+	out, _, code = run(t, "list", "--server", s.URL, "--tag", "customer-7", "-o", "json")
+	if code != 0 || strings.TrimSpace(out) != `{"jobs":[],"next_cursor":null}` || strings.TrimSpace(untagged) == "" {
+		t.Errorf("list --tag customer-7: exit %d, %s", code, out)
+	}
+}
+
 // TestJobCommandsRefuseBadInput: every refusal says what to do and
 // creates nothing.
 func TestJobCommandsRefuseBadInput(t *testing.T) {
@@ -98,6 +134,9 @@ func TestJobCommandsRefuseBadInput(t *testing.T) {
 		{[]string{"create", "--project", "p", "--stage", ":2"}, "needs a name"},
 		{[]string{"create", "--project", "p", "--stage", "a", "--stage", "a"}, "invalid_job"},
 		{[]string{"create", "--project", "has space"}, "may not contain spaces"},
+		{[]string{"create", "--project", "p", "--tag", "has space"}, "invalid_tag"},
+		{[]string{"create", "--project", "p", "--tag", "a", "--tag", "a"}, "is given twice"},
+		{[]string{"create", "--project", "p", "--name", strings.Repeat("n", 201)}, "invalid_name"},
 		{[]string{"create", "--project", "p", "-o", "yaml"}, `--output "yaml": use text or json`},
 		{[]string{"list", "-o", "text"}, "use table or json"},
 		{[]string{"list", "--state", "done"}, "not one of"},
