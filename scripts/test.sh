@@ -7,7 +7,8 @@
 # type-checked), the browser tests (playwright-core driving Chromium at
 # /usr/bin/chromium), and the Python SDK's tests (pytest on /usr/bin/python3
 # against the real server binary, the wheel built and installed in a fresh
-# virtualenv).
+# virtualenv), and the FastAPI + React example end to end in Chromium
+# (examples/fastapi-react: packed npm packages, the Python SDK, three processes).
 # Usage: scripts/test.sh   (from anywhere in the repo)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -69,5 +70,13 @@ if command -v npm >/dev/null 2>&1; then
   else
     echo "== web: /usr/bin/chromium not found; skipping browser tests (apt-get install -y chromium)" >&2
     [ "${CI:-}" = "true" ] && { echo "CI needs Chromium" >&2; exit 1; }
+  fi
+  if [ -x /usr/bin/chromium ] && "$PY" -c 'import fastapi, uvicorn, httpx, tqdm' 2>/dev/null; then
+    echo "== example: fastapi-react (packed npm packages, FastAPI + the Python SDK, Chromium end to end)"
+    examples/fastapi-react/build.sh
+    (cd examples/fastapi-react/frontend && PROGRESSD_BIN="${bindir:+$bindir/progressd}" timeout 300 npm run --silent e2e)
+  else
+    echo "== example: fastapi-react needs /usr/bin/chromium and $PY with fastapi, uvicorn, httpx, tqdm; skipping (apt-get install chromium python3-fastapi python3-uvicorn)" >&2
+    if [ "${CI:-}" = "true" ] || [ "${PROGRESSD_REQUIRE_SERVICES:-}" = "1" ]; then echo "CI needs the example's packages" >&2; exit 1; fi
   fi
 fi
