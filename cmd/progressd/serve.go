@@ -16,7 +16,7 @@ import (
 
 func newServe() *cobra.Command {
 	cfg := node.Defaults()
-	var secretFile string
+	var secretFile, webhookSecretFile string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the server: API, WebSocket/SSE gateway and dashboard",
@@ -28,7 +28,10 @@ Every flag can also be set as PROGRESSD_<FLAG>, e.g. PROGRESSD_DATA_DIR.`,
 			if err := bindEnv(cmd); err != nil {
 				return err
 			}
-			if err := readSecretFile(&cfg.AuthSecret, secretFile); err != nil {
+			if err := readSecretFile(&cfg.AuthSecret, "auth-secret", secretFile); err != nil {
+				return err
+			}
+			if err := readSecretFile(&cfg.WebhookSecret, "webhook-secret", webhookSecretFile); err != nil {
 				return err
 			}
 			return serve(cmd.Context(), cfg)
@@ -46,6 +49,10 @@ Every flag can also be set as PROGRESSD_<FLAG>, e.g. PROGRESSD_DATA_DIR.`,
 		"On the command line it is visible in the process list: prefer PROGRESSD_AUTH_SECRET or --auth-secret-file")
 	f.StringVar(&secretFile, "auth-secret-file", "", "read --auth-secret from this file (surrounding whitespace dropped)")
 	f.StringSliceVar(&cfg.AllowedOrigins, "allowed-origins", cfg.AllowedOrigins, "browser origins allowed besides the server's own, comma-separated: they may open WebSockets, call the API with CORS and write")
+	f.StringSliceVar(&cfg.WebhookURLs, "webhook-url", cfg.WebhookURLs, "POST a signed event to this http(s) URL when a job ends or stalls (repeatable, or comma-separated); needs --webhook-secret")
+	f.StringVar(&cfg.WebhookSecret, "webhook-secret", cfg.WebhookSecret, "HMAC-SHA256 key of the events' Progressd-Signature header, at least 16 bytes. "+
+		"On the command line it is visible in the process list: prefer PROGRESSD_WEBHOOK_SECRET or --webhook-secret-file")
+	f.StringVar(&webhookSecretFile, "webhook-secret-file", "", "read --webhook-secret from this file (surrounding whitespace dropped)")
 	f.StringVar(&cfg.Pipelines, "pipelines", cfg.Pipelines, "pipelines YAML file (default: the built-in demo pipeline)")
 	f.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
 	f.DurationVar(&cfg.FlushInterval, "flush-interval", cfg.FlushInterval, "how often intermediate progress and log lines are written to the database")

@@ -198,3 +198,31 @@ func TestServeAuthSecretFile(t *testing.T) {
 		}
 	}
 }
+
+// TestServeRefusesBadWebhooks: a webhook URL that is not http(s), a URL
+// without a secret and a secret shorter than 16 bytes (from the flag, the
+// environment or a file) each stop serve before it listens, saying why.
+func TestServeRefusesBadWebhooks(t *testing.T) {
+	t.Parallel()
+	short := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(short, []byte("too-short\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const good = "0123456789abcdef0123"
+	for _, tc := range []struct {
+		env  []string
+		args []string
+		want string
+	}{
+		{nil, []string{"--webhook-url", "ftp://example.com/in", "--webhook-secret", good}, `--webhook-url "ftp://example.com/in": only http:// and https:// URLs are accepted`},
+		{[]string{"PROGRESSD_WEBHOOK_URL=https://example.com/a,file:///etc/passwd", "PROGRESSD_WEBHOOK_SECRET=" + good}, nil, `"file:///etc/passwd": only http:// and https://`},
+		{nil, []string{"--webhook-url", "https://example.com/in"}, "--webhook-url needs --webhook-secret"},
+		{nil, []string{"--webhook-url", "https://example.com/in", "--webhook-secret", "fifteen-bytes!!"}, "--webhook-secret is 15 bytes; it must be at least 16"},
+		{nil, []string{"--webhook-url", "https://example.com/in", "--webhook-secret-file", short}, "--webhook-secret is 9 bytes"},
+	} {
+		cmd, stderr := serveProcess(t, tc.env, append([]string{"--addr", freeAddr(t), "--data-dir", t.TempDir()}, tc.args...)...)
+		if err := waitExit(t, cmd); err == nil || !strings.Contains(stderr.String(), tc.want) {
+			t.Errorf("serve %v %v: %v\n%s, want it to say %q", tc.env, tc.args, err, stderr, tc.want)
+		}
+	}
+}

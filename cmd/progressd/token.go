@@ -36,7 +36,7 @@ so a leaked token exposes nothing else of its user.`,
 			if err := bindEnv(cmd); err != nil {
 				return err
 			}
-			if err := readSecretFile(&secret, secretFile); err != nil {
+			if err := readSecretFile(&secret, "auth-secret", secretFile); err != nil {
 				return err
 			}
 			if err := auth.CheckSecret(secret); err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/progressd/progressd/internal/gateway"
 	"github.com/progressd/progressd/internal/origin"
 	"github.com/progressd/progressd/internal/progress"
+	"github.com/progressd/progressd/internal/webhook"
 )
 
 // Config is everything `progressd serve` can be told. Its zero value is not
@@ -50,6 +51,11 @@ type Config struct {
 	// MinWriteInterval spaces the writes to one client (gateway.Config).
 	MinWriteInterval time.Duration
 
+	// WebhookURLs receive every terminal state and stall as a signed event
+	// (package webhook); WebhookSecret signs them, required with a URL.
+	WebhookURLs   []string
+	WebhookSecret string
+
 	// KillGrace is how long a stopped stage command's process group has
 	// between SIGTERM and SIGKILL.
 	KillGrace time.Duration
@@ -65,6 +71,11 @@ type Config struct {
 	// waits between a job's attempts and between its queue polls.
 	QueueRetryBackoff time.Duration
 	QueuePollInterval time.Duration
+	// WebhookRetryBackoff, WebhookPollInterval and WebhookTimeout shorten
+	// the webhook queue's first retry wait, its polls and one try's bound.
+	WebhookRetryBackoff time.Duration
+	WebhookPollInterval time.Duration
+	WebhookTimeout      time.Duration
 	// NoWebSocket leaves /ws unmounted, like a server without the gateway,
 	// for the clients' HTTP fallback.
 	NoWebSocket bool
@@ -144,6 +155,9 @@ func (c *Config) Validate() error {
 	if c.Retention < 0 {
 		errs = append(errs, fmt.Errorf("--retention %s is negative: give how long finished jobs are kept (e.g. 720h), or 0 to keep them all", c.Retention))
 	}
+	if err := c.webhooks().Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	if c.MinWriteInterval < 0 || c.MinWriteInterval > gateway.MaxWriteInterval {
 		errs = append(errs, fmt.Errorf("--min-write-interval %s: use 0 (write at once) up to %s", c.MinWriteInterval, gateway.MaxWriteInterval))
 	}
@@ -162,6 +176,15 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// webhooks is the webhook queue's configuration, without the node's
+// metrics and log.
+func (c *Config) webhooks() webhook.Config {
+	return webhook.Config{
+		URLs: c.WebhookURLs, Secret: c.WebhookSecret,
+		RetryBackoff: c.WebhookRetryBackoff, PollInterval: c.WebhookPollInterval, Timeout: c.WebhookTimeout,
+	}
 }
 
 // Values of Config.Snapshots and Config.Broker besides "redis".

@@ -41,6 +41,13 @@ func TestValidateNamesTheFlag(t *testing.T) {
 		{"--workers", func(c *Config) { c.Workers = -1 }},
 		{"--auth-secret", func(c *Config) { c.AuthSecret = "x" }},
 		{"openssl rand -hex 32", func(c *Config) { c.AuthSecret = "fifteen-bytes!!" }},
+		{"only http:// and https://", func(c *Config) { c.WebhookURLs, c.WebhookSecret = []string{"ftp://example.com/x"}, "0123456789abcdef" }},
+		{"only http:// and https://", func(c *Config) { c.WebhookURLs, c.WebhookSecret = []string{"example.com/hook"}, "0123456789abcdef" }},
+		{"--webhook-url \"http:///x\" has no host", func(c *Config) { c.WebhookURLs, c.WebhookSecret = []string{"http:///x"}, "0123456789abcdef" }},
+		{"--webhook-url needs --webhook-secret", func(c *Config) { c.WebhookURLs = []string{"https://example.com/x"} }},
+		{"--webhook-secret is 15 bytes; it must be at least 16", func(c *Config) {
+			c.WebhookURLs, c.WebhookSecret = []string{"https://example.com/x"}, "fifteen-bytes!!"
+		}},
 	} {
 		c := Defaults()
 		tc.set(&c)

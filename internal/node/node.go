@@ -35,6 +35,7 @@ import (
 	"github.com/progressd/progressd/internal/store"
 	"github.com/progressd/progressd/internal/store/postgres"
 	"github.com/progressd/progressd/internal/store/sqlite"
+	"github.com/progressd/progressd/internal/webhook"
 	"github.com/progressd/progressd/web"
 )
 
@@ -62,6 +63,12 @@ type Node struct {
 	Jobs   *jobs.Service
 	gw     *gateway.Gateway
 	orch   *orchestrator.Orchestrator
+	// webhooks delivers the events the durable store records; nil without
+	// --webhook-url.
+	webhooks interface {
+		Start(context.Context) error
+		Stop(context.Context) error
+	}
 	// stopKeys ends the housekeeping (expiry of old idempotency keys, the
 	// retention sweep) and waits for it.
 	stopKeys func()
@@ -117,6 +124,11 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Node, err erro
 	if err := n.startOrchestrator(ctx); err != nil {
 		return nil, err
 	}
+	if n.webhooks != nil {
+		if err := n.webhooks.Start(ctx); err != nil {
+			return nil, err
+		}
+	}
 	if err := n.startFanOut(); err != nil {
 		return nil, err
 	}
@@ -144,6 +156,9 @@ func (n *Node) openStores(ctx context.Context) (err error) {
 		return err
 	}
 	n.db = db
+	if err := n.openWebhooks(ctx); err != nil {
+		return err
+	}
 	n.wb = store.NewWriteBehind(db, cfg.FlushInterval, log)
 	n.ready = []api.Checker{{Name: "database", Ping: n.wb.Ready}}
 	if cfg.Redis != "" && !cfg.Postgres() {
@@ -154,6 +169,34 @@ func (n *Node) openStores(ctx context.Context) (err error) {
 		return err
 	}
 	return n.openBroker(ctx)
+}
+
+// openWebhooks opens the webhook queue in the durable store's database and
+// has the store record every change in it, in the change's transaction.
+// Deliveries start with startWebhooks.
+func (n *Node) openWebhooks(ctx context.Context) error {
+	if len(n.cfg.WebhookURLs) == 0 {
+		return nil
+	}
+	whCfg := n.cfg.webhooks()
+	whCfg.Registerer, whCfg.Log = n.reg, n.log
+	switch db := n.db.(type) {
+	case *postgres.Store:
+		q, err := webhook.OpenPostgres(ctx, whCfg, n.cfg.DB)
+		if err != nil {
+			return err
+		}
+		db.SetOnChange(q.Record)
+		n.webhooks = q
+	case *sqlite.Store:
+		q, err := webhook.OpenSQLite(ctx, whCfg, db.Path())
+		if err != nil {
+			return err
+		}
+		db.SetOnChange(q.Record)
+		n.webhooks = q
+	}
+	return nil
 }
 
 // openSnapshots opens the snapshot store Config.SnapshotStore names, and
@@ -256,6 +299,9 @@ func (n *Node) startOrchestrator(ctx context.Context) (err error) {
 		ServerURL: stageServerURL(n.ln.Addr()), AuthSecret: cfg.AuthSecret, Registerer: n.reg, Log: n.log,
 		KillGrace: cfg.KillGrace, NodeTimeout: cfg.NodeTimeout,
 		RetryBackoff: cfg.QueueRetryBackoff, PollInterval: cfg.QueuePollInterval,
+		// Webhook deliveries share River's tables on PostgreSQL; whether
+		// this node sends any or not, its client may lead there.
+		MoreKinds: webhook.AddKind,
 	}
 	if cfg.Postgres() {
 		orchCfg.Postgres = cfg.DB // one queue for every node of the database
@@ -396,6 +442,9 @@ func (n *Node) closeStores(ctx context.Context) error {
 	var errs []error
 	if n.orch != nil {
 		errs = append(errs, n.orch.Stop(ctx)) // hands running jobs back; before the stores they report to
+	}
+	if n.webhooks != nil {
+		errs = append(errs, n.webhooks.Stop(ctx)) // tries in flight end; the rest stay queued
 	}
 	if n.stopKeys != nil {
 		n.stopKeys()

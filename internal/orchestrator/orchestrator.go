@@ -16,13 +16,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riversqlite"
-	"github.com/riverqueue/river/rivermigrate"
 	"github.com/riverqueue/river/rivertype"
-
-	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
 
 	"github.com/progressd/progressd/internal/jobs"
 	"github.com/progressd/progressd/internal/progress"
+	"github.com/progressd/progressd/internal/riverdb"
 )
 
 // Defaults of Config.
@@ -82,6 +80,13 @@ type Config struct {
 	// With it, each stage attempt gets PROGRESSD_TOKEN, a token scoped to
 	// its job (auth.MintForJob), so `progressd report` works with auth on.
 	AuthSecret string
+	// MoreKinds, if set, registers the workers of other kinds of job
+	// that share the PostgreSQL queue's tables (webhook deliveries), so
+	// that when this node's River client leads, River's rescuer knows them
+	// and retries one stuck on a dead node instead of discarding it as an
+	// unknown kind. This client works only its own queue, so it never
+	// runs them.
+	MoreKinds func(*river.Workers)
 	// Registerer receives the orchestrator's metrics; nil registers none.
 	Registerer prometheus.Registerer
 	Log        *slog.Logger
@@ -248,25 +253,11 @@ func (o *Orchestrator) openQueue() error {
 
 	// Its own file, not the job store's: River polls and writes on its own
 	// schedule, and the store's single connection should never wait for it.
-	db, err := sql.Open("sqlite", path+"?_busy_timeout=5000&_journal_mode=WAL&_synchronous=NORMAL&_txlock=immediate")
-	if err != nil {
-		return fmt.Errorf("open the job queue %s: %w", path, err)
-	}
-	db.SetMaxOpenConns(1) // SQLite has one writer; one connection makes SQLITE_BUSY impossible in-process
-	db.SetMaxIdleConns(1)
-	db.SetConnMaxLifetime(0)
-	db.SetConnMaxIdleTime(0)
-	o.db = db
-	o.driver = riversqlite.New(db)
-
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	migrator, err := rivermigrate.New(o.driver, &rivermigrate.Config{Logger: o.quietLog()})
+	o.db, o.driver, err = riverdb.OpenSQLite(ctx, path, o.log)
 	if err != nil {
-		return fmt.Errorf("job queue migrations: %w", err)
-	}
-	if _, err := migrator.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
-		return fmt.Errorf("migrate the job queue %s: %w (delete it to start with an empty queue)", path, err)
+		return fmt.Errorf("job queue: %w (delete %s to start with an empty queue)", err, path)
 	}
 
 	workers := river.NewWorkers()
@@ -280,6 +271,9 @@ func (o *Orchestrator) openQueue() error {
 
 // riverConfig is River's configuration, the same for either queue.
 func (o *Orchestrator) riverConfig(workers *river.Workers) *river.Config {
+	if o.cfg.MoreKinds != nil {
+		o.cfg.MoreKinds(workers)
+	}
 	return &river.Config{
 		Queues:            map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: o.cfg.Workers}},
 		Workers:           workers,
@@ -304,9 +298,7 @@ func (o *Orchestrator) riverConfig(workers *river.Workers) *river.Config {
 }
 
 // quietLog is River's logger: River's routine info lines are debug here.
-func (o *Orchestrator) quietLog() *slog.Logger {
-	return slog.New(levelShift{o.log.With("component", "river").Handler()})
-}
+func (o *Orchestrator) quietLog() *slog.Logger { return riverdb.QuietLog(o.log) }
 
 // Start recovers the jobs a previous run of this node left behind (see
 // recover.go), then starts working the queue.
@@ -501,25 +493,3 @@ func (p *retryPolicy) delay(n int) time.Duration {
 	}
 	return min(d, MaxRetryBackoff)
 }
-
-// levelShift turns River's info lines into debug lines: they describe
-// River's own machinery (leader election, producers), not our jobs, whose
-// life this package logs itself.
-type levelShift struct{ slog.Handler }
-
-func (h levelShift) Enabled(ctx context.Context, l slog.Level) bool {
-	if l == slog.LevelInfo {
-		l = slog.LevelDebug
-	}
-	return h.Handler.Enabled(ctx, l)
-}
-
-func (h levelShift) Handle(ctx context.Context, r slog.Record) error {
-	if r.Level == slog.LevelInfo {
-		r.Level = slog.LevelDebug
-	}
-	return h.Handler.Handle(ctx, r)
-}
-
-func (h levelShift) WithAttrs(a []slog.Attr) slog.Handler { return levelShift{h.Handler.WithAttrs(a)} }
-func (h levelShift) WithGroup(n string) slog.Handler      { return levelShift{h.Handler.WithGroup(n)} }

@@ -16,8 +16,9 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
-	"github.com/riverqueue/river/rivermigrate"
 	"github.com/riverqueue/river/rivertype"
+
+	"github.com/progressd/progressd/internal/riverdb"
 )
 
 // The PostgreSQL queue is shared by every node pointed at one database, so
@@ -150,35 +151,12 @@ func (o *Orchestrator) openShared() error {
 	sq := &sharedQueue{pool: pool, beatPool: beatPool, timeout: o.cfg.NodeTimeout, id: nodeID()}
 	o.shared = sq
 	driver := riverpgxv5.New(pool)
-	migrator, err := rivermigrate.New(driver, &rivermigrate.Config{Logger: o.quietLog()})
-	if err != nil {
-		return fmt.Errorf("job queue migrations: %w", err)
-	}
-	// River's migrations need a transaction each (one adds an enum value
-	// the next uses), so the lock is a session one on a connection of its own.
-	err = func() error {
-		conn, err := pool.Acquire(ctx)
-		if err != nil {
-			return err
-		}
-		defer conn.Release()
-		const key = `hashtextextended('progressd river migrate ' || coalesce(current_schema(), ''), 0)`
-		if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock(`+key+`)`); err != nil {
-			return err
-		}
-		defer func() {
-			if _, err := conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(`+key+`)`); err != nil {
-				conn.Conn().Close(context.Background()) // ends the session, and the lock
-			}
-		}()
-		if _, err := migrator.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
-			return err
-		}
-		_, err = conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+heartbeatTable+` (
+	err = riverdb.MigratePostgres(ctx, pool, o.log, func(ctx context.Context, conn *pgxpool.Conn) error {
+		_, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+heartbeatTable+` (
 			id text PRIMARY KEY,
 			seen_at timestamptz NOT NULL)`)
 		return err
-	}()
+	})
 	if err != nil {
 		return fmt.Errorf("migrate the job queue in PostgreSQL: %w (the user needs the CREATE privilege on the schema)", err)
 	}

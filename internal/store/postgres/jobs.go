@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -159,6 +160,9 @@ const lockRows = `SELECT 1 FROM progressd_jobs WHERE id = ANY($1::text[]) ORDER 
 // against the newest row version after waiting for a concurrent writer,
 // so a stale snapshot is skipped even when batches race.
 //
+// Its result is the rows it moved from not terminal to terminal
+// (store.Ended), decided from o, the row as it was.
+//
 // The same statement moves the durable counters (store.Tally's, here in
 // SQL): the UPDATE returns each written row's state before (o, read after
 // lockRows took the row locks, so nothing changed it since) and after, and
@@ -181,7 +185,7 @@ const saveRows = `
 			snapshot = u.snapshot, progress = u.progress
 		FROM u JOIN progressd_jobs AS o ON o.id = u.id
 		WHERE j.id = u.id AND j.seq < u.seq
-		RETURNING j.parent_id, j.weight, j.project, j.owner, o.state AS old, u.state AS new, u.progress, u.updated_ms
+		RETURNING j.id, j.seq, j.parent_id, j.weight, j.project, j.owner, o.state AS old, u.state AS new, u.progress, u.updated_ms
 	), d AS (
 		SELECT *,
 			(new = 'queued')::int - (old = 'queued')::int AS dq,
@@ -211,11 +215,15 @@ const saveRows = `
 		FROM d, (SELECT count(*) FROM grp) AS after_grp GROUP BY project, owner ORDER BY project, owner
 		ON CONFLICT (project, owner) DO UPDATE SET ` + addCounts + `
 		RETURNING 1
+	), prj AS (
+		INSERT INTO progressd_projects AS p (project, queued, running, succeeded, failed, canceled, last_activity_at)
+		SELECT project, sum(dq), sum(dr), sum(ds), sum(df), sum(dc), max(updated_ms)
+		FROM d, (SELECT count(*) FROM own) AS after_own GROUP BY project ORDER BY project
+		ON CONFLICT (project) DO UPDATE SET ` + addCounts + `
+		RETURNING 1
 	)
-	INSERT INTO progressd_projects AS p (project, queued, running, succeeded, failed, canceled, last_activity_at)
-	SELECT project, sum(dq), sum(dr), sum(ds), sum(df), sum(dc), max(updated_ms)
-	FROM d, (SELECT count(*) FROM own) AS after_own GROUP BY project ORDER BY project
-	ON CONFLICT (project) DO UPDATE SET ` + addCounts
+	SELECT id, seq FROM d, (SELECT count(*) FROM prj) AS after_prj
+	WHERE new IN ('succeeded', 'failed', 'canceled') AND old NOT IN ('succeeded', 'failed', 'canceled')`
 
 const addCounts = `queued = p.queued + excluded.queued, running = p.running + excluded.running,
 			succeeded = p.succeeded + excluded.succeeded, failed = p.failed + excluded.failed,
@@ -248,9 +256,16 @@ func (s *Store) Save(ctx context.Context, snaps []progress.Snapshot) error {
 		return fmt.Errorf("postgres: save %d snapshots: %w", n, err)
 	}
 
+	args := []any{ids, states, seqs, updated, finished, snapshots, progresses, updatedMS, time.Now().UnixMilli()}
+	if fn := s.onChange.Get(); fn != nil && slices.ContainsFunc(snaps, func(s progress.Snapshot) bool { return store.MayChange(&s) }) {
+		if err := s.saveRecording(ctx, fn, snaps, snapshots, args); err != nil {
+			return fmt.Errorf("postgres: save %d snapshots: %w", n, err)
+		}
+		return nil
+	}
 	b := &pgx.Batch{}
 	b.Queue(lockRows, ids)
-	b.Queue(saveRows, ids, states, seqs, updated, finished, snapshots, progresses, updatedMS, time.Now().UnixMilli())
+	b.Queue(saveRows, args...)
 	br := s.pool.SendBatch(ctx, b)
 	_, err := br.Exec()
 	if err == nil {
@@ -261,6 +276,54 @@ func (s *Store) Save(ctx context.Context, snaps []progress.Snapshot) error {
 	}
 	if err != nil {
 		return fmt.Errorf("postgres: save %d snapshots: %w", n, err)
+	}
+	return nil
+}
+
+// saveRecording is Save in an explicit transaction that hands the changes
+// saveRows reports to fn before it commits. It costs two round trips more
+// than the implicit one (BEGIN, COMMIT), paid only by batches holding a
+// snapshot that may change (store.MayChange) while fn is set.
+func (s *Store) saveRecording(ctx context.Context, fn store.OnChange[pgx.Tx], snaps []progress.Snapshot, encoded []string, args []any) error {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer func() { _ = tx.Rollback(context.Background()) }()
+	type key struct {
+		id  string
+		seq int64
+	}
+	var written []key
+	b := &pgx.Batch{}
+	b.Queue(lockRows, args[0])
+	b.Queue(saveRows, args...).Query(func(rows pgx.Rows) error {
+		var k key
+		_, err := pgx.ForEachRow(rows, []any{&k.id, &k.seq}, func() error {
+			written = append(written, k)
+			return nil
+		})
+		return err
+	})
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return err
+	}
+	if len(written) > 0 {
+		changes := make([]store.Change, 0, len(written))
+		for _, k := range written {
+			for i := range snaps {
+				if snaps[i].JobID == k.id && int64(snaps[i].Seq) == k.seq {
+					changes = append(changes, store.Change{Kind: store.Ended, Snapshot: &snaps[i], JSON: encoded[i]})
+					break
+				}
+			}
+		}
+		if err := fn(ctx, tx, changes); err != nil {
+			return fmt.Errorf("record %d changes: %w", len(changes), err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("commit: %w", err)
 	}
 	return nil
 }

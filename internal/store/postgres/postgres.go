@@ -38,7 +38,12 @@ type Store struct {
 	pool      *pgxpool.Pool
 	where     string // user@host:port/database, for messages: never the password
 	closeOnce sync.Once
+	onChange  store.ChangeHook[pgx.Tx]
 }
+
+// SetOnChange makes Save call fn with the changes (store.Change) each of
+// its transactions makes, inside it; nil stops it.
+func (s *Store) SetOnChange(fn store.OnChange[pgx.Tx]) { s.onChange.Set(fn) }
 
 var _ store.Store = (*Store)(nil)
 

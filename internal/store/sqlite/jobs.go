@@ -190,6 +190,7 @@ func (s *Store) Save(ctx context.Context, snaps []progress.Snapshot) error {
 	}
 	defer full.Close()
 	t := store.NewTally()
+	var changes []store.Change
 	for i, r := range rows {
 		res, err := same.ExecContext(ctx, r.seq, r.updatedAt, r.finishedAt, r.snapshot, r.progress, r.id, r.seq, r.state)
 		if err != nil {
@@ -212,9 +213,17 @@ func (s *Store) Save(ctx context.Context, snaps []progress.Snapshot) error {
 			return fmt.Errorf("sqlite: save job %s: %w", r.id, err)
 		}
 		t.Moved(parent, weight, progress.State(from), &snaps[i])
+		if !progress.State(from).Terminal() && snaps[i].State.Terminal() {
+			changes = append(changes, store.Change{Kind: store.Ended, Snapshot: &snaps[i], JSON: r.snapshot})
+		}
 	}
 	if err := s.applyTally(ctx, tx, t); err != nil {
 		return fmt.Errorf("sqlite: save %d snapshots: %w", len(rows), err)
+	}
+	if fn := s.onChange.Get(); fn != nil && len(changes) > 0 {
+		if err := fn(ctx, tx, changes); err != nil {
+			return fmt.Errorf("sqlite: save %d snapshots: record %d changes: %w", len(rows), len(changes), err)
+		}
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("sqlite: save %d snapshots: commit: %w", len(rows), err)

@@ -40,6 +40,7 @@ type Store struct {
 	db        *sql.DB
 	path      string
 	tally     map[string]*sql.Stmt // tallySQL's statements, prepared once
+	onChange  store.ChangeHook[*sql.Tx]
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -81,6 +82,10 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	}
 	return s, nil
 }
+
+// SetOnChange makes Save call fn with the changes (store.Change) each of
+// its transactions makes, inside it; nil stops it.
+func (s *Store) SetOnChange(fn store.OnChange[*sql.Tx]) { s.onChange.Set(fn) }
 
 // Path returns the file the store was opened on.
 func (s *Store) Path() string { return s.path }

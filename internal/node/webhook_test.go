@@ -1,0 +1,138 @@
+package node
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/progressd/progressd/internal/progress"
+	"github.com/progressd/progressd/internal/testsvc"
+	"github.com/progressd/progressd/internal/webhook/webhooktest"
+)
+
+const webhookSecret = "0123456789abcdef-node-test"
+
+// withWebhooks sends a node's events to rcv with short waits, after mod.
+func withWebhooks(rcv *webhooktest.Receiver, mod func(*Config)) func(*Config) {
+	return func(c *Config) {
+		if mod != nil {
+			mod(c)
+		}
+		c.WebhookURLs, c.WebhookSecret = []string{rcv.URL}, webhookSecret
+		c.WebhookRetryBackoff, c.WebhookPollInterval = 100*time.Millisecond, 50*time.Millisecond
+	}
+}
+
+// TestWebhooksSurviveARestart: events queued while the receiver is down
+// are in the node's SQLite file: a node started again on it delivers
+// them, each with the id it had before, and /metrics counts it.
+func TestWebhooksSurviveARestart(t *testing.T) {
+	rcv := webhooktest.NewReceiver(t, webhookSecret)
+	rcv.SetStatus(http.StatusServiceUnavailable)
+	dir := t.TempDir()
+	a := startNode(t, dir, withWebhooks(rcv, nil))
+	c := client{t: t, base: a.URL()}
+	ok := create(t, c, `{"project":"p"}`)
+	report(t, c, ok.JobID, `{"state":"succeeded"}`)
+	bad := create(t, c, `{"project":"p"}`)
+	report(t, c, bad.JobID, `{"state":"failed","error":"boom"}`)
+	before := rcv.WaitTries(t, 2, 20*time.Second)
+	stopNode(t, a)
+
+	rcv.SetStatus(http.StatusOK)
+	b := startNode(t, dir, withWebhooks(rcv, nil))
+	events := rcv.WaitDelivered(t, 2, 20*time.Second)
+	types := map[string]string{}
+	for _, e := range events {
+		types[e.Job.JobID] = e.Type
+	}
+	if types[ok.JobID] != "job.succeeded" || types[bad.JobID] != "job.failed" || len(events) != 2 {
+		t.Fatalf("delivered after the restart: %+v", events)
+	}
+	ids := map[string]bool{events[0].ID: true, events[1].ID: true}
+	for _, try := range before {
+		if !ids[try.Event.ID] {
+			t.Errorf("a try before the restart had event id %s, not among the ones delivered after it %v", try.Event.ID, ids)
+		}
+	}
+	cb := client{t: t, base: b.URL()}
+	testsvc.Eventually(t, 10*time.Second, "/metrics to count 2 deliveries and an empty queue", func() bool {
+		return metric(cb, "progressd_webhook_deliveries_total") == "progressd_webhook_deliveries_total 2" &&
+			metric(cb, "progressd_webhook_queue") == "progressd_webhook_queue 0"
+	})
+	if line := metric(cb, `progressd_webhook_failures_total{reason="timeout"}`); line == "" {
+		t.Errorf("/metrics lacks the failures series")
+	}
+}
+
+// TestWebhookCancelOfAParent: a parent canceled with its children sends
+// one job.canceled event per job, each once.
+func TestWebhookCancelOfAParent(t *testing.T) {
+	rcv := webhooktest.NewReceiver(t, webhookSecret)
+	n := startNode(t, "", withWebhooks(rcv, nil))
+	c := client{t: t, base: n.URL()}
+	parent := create(t, c, `{"project":"p"}`)
+	child := create(t, c, map[string]any{"project": "p", "parent_id": parent.JobID})
+	if r := c.do("POST", "/api/v1/jobs/"+parent.JobID+"/cancel", nil); r.status != http.StatusOK {
+		t.Fatalf("cancel: %d %s", r.status, r.body)
+	}
+	events := rcv.WaitDelivered(t, 2, 20*time.Second)
+	got := map[string]progress.State{}
+	for _, e := range events {
+		if e.Type != "job.canceled" {
+			t.Errorf("event %s for %s, want job.canceled", e.Type, e.Job.JobID)
+		}
+		got[e.Job.JobID] = e.Job.State
+	}
+	if got[parent.JobID] != progress.Canceled || got[child.JobID] != progress.Canceled {
+		t.Fatalf("events: %+v", events)
+	}
+	testsvc.Eventually(t, 10*time.Second, "an empty webhook queue", func() bool {
+		return metric(c, "progressd_webhook_queue") == "progressd_webhook_queue 0"
+	})
+	if _, dups := rcv.Delivered(); dups != 0 || len(rcv.Tries()) != 2 {
+		t.Fatalf("%d tries, %d duplicates for two cancels", len(rcv.Tries()), dups)
+	}
+}
+
+// TestWebhooksTwoNodesOnPostgres: events queued on PostgreSQL are the
+// nodes' together: while the receiver is down, node a records them and
+// both nodes try them; a stops with them queued; the receiver comes back,
+// and b delivers every one, once.
+func TestWebhooksTwoNodesOnPostgres(t *testing.T) {
+	rcv := webhooktest.NewReceiver(t, webhookSecret)
+	rcv.SetStatus(http.StatusServiceUnavailable)
+	shared := scaleOut(t)
+	a := startNode(t, "", withWebhooks(rcv, shared))
+	b := startNode(t, "", withWebhooks(rcv, shared))
+	ca := client{t: t, base: a.URL()}
+	const jobs = 4
+	want := map[string]bool{}
+	for range jobs {
+		s := create(t, ca, `{"project":"p"}`)
+		report(t, ca, s.JobID, `{"state":"succeeded"}`)
+		want[s.JobID] = true
+	}
+	rcv.WaitTries(t, jobs, 20*time.Second)
+	stopNode(t, a)
+
+	rcv.SetStatus(http.StatusOK)
+	events := rcv.WaitDelivered(t, jobs, 30*time.Second)
+	for _, e := range events {
+		if !want[e.Job.JobID] || e.Type != "job.succeeded" {
+			t.Errorf("unexpected event %+v", e)
+		}
+		delete(want, e.Job.JobID)
+	}
+	if len(want) != 0 {
+		t.Fatalf("no event for %v", want)
+	}
+	if _, dups := rcv.Delivered(); dups != 0 {
+		t.Errorf("%d events delivered twice", dups)
+	}
+	cb := client{t: t, base: b.URL()}
+	testsvc.Eventually(t, 10*time.Second, "node b to count the deliveries", func() bool {
+		return strings.HasSuffix(metric(cb, "progressd_webhook_deliveries_total"), " 4")
+	})
+}

@@ -1,0 +1,187 @@
+package webhook
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+
+	"github.com/progressd/progressd/internal/riverdb"
+	"github.com/progressd/progressd/internal/store"
+)
+
+// Queue records events in the durable store's transactions and delivers
+// them. TTx is the store's transaction type: *sql.Tx for SQLite, pgx.Tx for
+// PostgreSQL.
+type Queue[TTx any] struct {
+	cfg     Config
+	client  *river.Client[TTx]
+	metrics *metrics
+	log     *slog.Logger
+	close   func()
+}
+
+// waitingStates are the states of a delivery not yet done with.
+const waitingStates = `('available', 'pending', 'retryable', 'running', 'scheduled')`
+
+// OpenSQLite opens the queue in the SQLite file at path, the job store's
+// own (store/sqlite.Store.Path): River's tables are created there, and the
+// worker reaches them through a connection of its own. Give Record to the
+// store's SetOnChange.
+func OpenSQLite(ctx context.Context, cfg Config, path string) (*Queue[*sql.Tx], error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	db, driver, err := riverdb.OpenSQLite(ctx, path, cfg.Log)
+	if err != nil {
+		return nil, fmt.Errorf("webhook queue: %w", err)
+	}
+	q, err := newQueue(cfg, driver, false, func(ctx context.Context) (n int, err error) {
+		err = db.QueryRowContext(ctx, `SELECT count(*) FROM river_job WHERE queue = ? AND state IN `+waitingStates, QueueName).Scan(&n)
+		return n, err
+	})
+	if err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	q.close = func() { _ = db.Close() }
+	return q, nil
+}
+
+// OpenPostgres opens the queue in the PostgreSQL database at url (--db),
+// shared by every node: River's tables in the first schema of its
+// search_path, as the orchestrator's. Give Record to the store's
+// SetOnChange.
+func OpenPostgres(ctx context.Context, cfg Config, url string) (*Queue[pgx.Tx], error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	pcfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("webhook queue: %w (check --db)", err)
+	}
+	pcfg.MaxConns = int32(max(4, cfg.Workers/4)) // deliveries hold a connection only to fetch and finish
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return nil, fmt.Errorf("webhook queue: %w (check --db)", err)
+	}
+	if err := riverdb.MigratePostgres(ctx, pool, cfg.Log, nil); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("webhook queue: migrate River's tables in PostgreSQL: %w (the user needs the CREATE privilege on the schema)", err)
+	}
+	q, err := newQueue(cfg, riverpgxv5.New(pool), true, func(ctx context.Context) (n int, err error) {
+		err = pool.QueryRow(ctx, `SELECT count(*) FROM river_job WHERE queue = $1 AND state IN `+waitingStates, QueueName).Scan(&n)
+		return n, err
+	})
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	q.close = pool.Close
+	return q, nil
+}
+
+// newQueue makes the River client that delivers, and the metrics. shared
+// says the tables are shared with the orchestrator's client (PostgreSQL):
+// this client then never leads (see the package doc).
+func newQueue[TTx any](cfg Config, driver riverdriver.Driver[TTx], shared bool, waiting func(context.Context) (int, error)) (*Queue[TTx], error) {
+	m, err := newMetrics(cfg.Registerer, waiting)
+	if err != nil {
+		return nil, fmt.Errorf("webhook metrics: %w", err)
+	}
+	w := newWorker(cfg, m)
+	workers := river.NewWorkers()
+	river.AddWorker(workers, w)
+	client, err := river.NewClient(driver, &river.Config{
+		Queues:                 map[string]river.QueueConfig{QueueName: {MaxWorkers: cfg.Workers}},
+		Workers:                workers,
+		PollOnly:               true,
+		FetchPollInterval:      cfg.PollInterval,
+		FetchCooldown:          min(50*time.Millisecond, cfg.PollInterval),
+		MaxAttempts:            maxAttempts,
+		JobTimeout:             cfg.Timeout + timeoutMargin,
+		RescueStuckJobsAfter:   max(time.Minute, 2*(cfg.Timeout+timeoutMargin)),
+		LeaderElectionDisabled: shared,
+		Logger:                 riverdb.QuietLog(cfg.Log),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("webhook queue client: %w", err)
+	}
+	return &Queue[TTx]{cfg: cfg, client: client, metrics: m, log: w.log}, nil
+}
+
+// Record queues changes as events, one delivery per URL, in tx: it is the
+// store's OnChange. It only inserts rows; nothing is sent before tx
+// commits.
+func (q *Queue[TTx]) Record(ctx context.Context, tx TTx, changes []store.Change) error {
+	params := make([]river.InsertManyParams, 0, len(changes)*len(q.cfg.URLs))
+	for _, c := range changes {
+		id, err := uuid.NewV7()
+		if err != nil {
+			return fmt.Errorf("webhook event id: %w", err)
+		}
+		typ := eventType(c)
+		body := eventBody(id.String(), typ, c.JSON)
+		for _, u := range q.cfg.URLs {
+			params = append(params, river.InsertManyParams{
+				Args:       deliveryArgs{Event: id.String(), Type: typ, URL: u, Body: body},
+				InsertOpts: &river.InsertOpts{Queue: QueueName, MaxAttempts: maxAttempts},
+			})
+		}
+	}
+	if len(params) == 0 {
+		return nil
+	}
+	if _, err := q.client.InsertManyTx(ctx, tx, params); err != nil {
+		return fmt.Errorf("queue %d webhook deliveries: %w", len(params), err)
+	}
+	return nil
+}
+
+// Start starts delivering. The queue's lifetime is Stop's to end, not
+// ctx's.
+func (q *Queue[TTx]) Start(ctx context.Context) error {
+	if err := q.client.Start(context.WithoutCancel(ctx)); err != nil {
+		return fmt.Errorf("start the webhook queue: %w", err)
+	}
+	q.log.Info("webhooks on", "urls", len(q.cfg.URLs))
+	return nil
+}
+
+// Stop lets the tries in flight end (each is bounded by Config.Timeout),
+// cancelling them if ctx ends first (they are retried later), then closes
+// the queue's database handle. Deliveries left in the queue are sent when
+// a node starts again (on PostgreSQL, by the other nodes meanwhile).
+func (q *Queue[TTx]) Stop(ctx context.Context) error {
+	err := q.client.Stop(ctx)
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err = q.client.StopAndCancel(cctx)
+		cancel()
+	}
+	q.close()
+	if err != nil {
+		return fmt.Errorf("stop the webhook queue: %w", err)
+	}
+	return nil
+}
+
+// AddKind registers the delivery kind on another River client's workers
+// (the orchestrator's, on the PostgreSQL tables shared with this package):
+// when that client leads, River's rescuer then retries a delivery stuck on
+// a dead node instead of discarding it as an unknown kind. That client
+// only works its own queues, so it never delivers.
+func AddKind(workers *river.Workers) {
+	river.AddWorker(workers, newWorker(Config{}.withDefaults(), nil))
+}
