@@ -8,7 +8,8 @@
 # /usr/bin/chromium), and the Python SDK's tests (pytest on /usr/bin/python3
 # against the real server binary, the wheel built and installed in a fresh
 # virtualenv), and the FastAPI + React example end to end in Chromium
-# (examples/fastapi-react: packed npm packages, the Python SDK, three processes).
+# (examples/fastapi-react: packed npm packages, the Python SDK, three
+# processes) and the Node worker example (examples/node-worker).
 # Usage: scripts/test.sh   (from anywhere in the repo)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -71,6 +72,10 @@ if command -v npm >/dev/null 2>&1; then
     echo "== web: /usr/bin/chromium not found; skipping browser tests (apt-get install -y chromium)" >&2
     [ "${CI:-}" = "true" ] && { echo "CI needs Chromium" >&2; exit 1; }
   fi
+  echo "== example: node-worker (the packed @progressd/client, a worker process against a real server)"
+  examples/pack.sh examples/node-worker/.packs
+  (cd examples/node-worker && rm -rf node_modules/@progressd && npm install --no-audit --no-fund --loglevel=error &&
+    PROGRESSD_BIN="${bindir:+$bindir/progressd}" timeout 120 npm test)
   if [ -x /usr/bin/chromium ] && "$PY" -c 'import fastapi, uvicorn, httpx, tqdm' 2>/dev/null; then
     echo "== example: fastapi-react (packed npm packages, FastAPI + the Python SDK, Chromium end to end)"
     examples/fastapi-react/build.sh

@@ -14,48 +14,16 @@
 import { spawn } from "node:child_process";
 import { createHmac } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
+import { check, freePort, sleep, waitFor } from "../../../testkit.mjs";
 
 const example = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
 const WS_GAUGE = 'progressd_gateway_connections{transport="ws"}';
 const tmp = mkdtempSync(join(tmpdir(), "progressd-example-"));
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-function freePort() {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once("error", rej);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => res(port));
-    });
-  });
-}
-
-async function waitFor(fn, what, timeoutMs = 30_000) {
-  const end = Date.now() + timeoutMs;
-  let last;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}${last ? ": " + last.message : ""}`);
-    await sleep(100);
-  }
-}
-
-function check(cond, msg) {
-  if (!cond) throw new Error(msg);
-}
 
 /** An admin token for reading what the backend sent (HS256, the server's secret). */
 function adminToken(secret) {
