@@ -1,5 +1,23 @@
 // Browser tests of the dashboard's job list, detail page, theme and
 // accessibility, registered into run.mjs's runner (h: its helpers).
+import { createRequire } from "node:module";
+
+const AXE = createRequire(import.meta.url).resolve("axe-core");
+
+/**
+ * Runs axe-core in the page and returns its serious and critical
+ * violations, each as "rule: target (summary)".
+ */
+async function axeSerious(page) {
+  await page.addScriptTag({ path: AXE });
+  const violations = await page.evaluate(async () => {
+    const r = await window.axe.run(document, { resultTypes: ["violations"] });
+    return r.violations
+      .filter((v) => v.impact === "serious" || v.impact === "critical")
+      .flatMap((v) => v.nodes.map((n) => `${v.id}: ${n.target.join(" ")} (${n.failureSummary?.split("\n").slice(0, 2).join(" ")})`));
+  });
+  return violations;
+}
 
 /** Creates n reported jobs in project, 25 at a time; returns them oldest first. */
 async function createMany(h, project, n, body = (i) => ({ name: `item ${i}` })) {
@@ -108,7 +126,7 @@ export function dashboardTests(h) {
     expect((await detail.locator('dl[aria-label="Metadata"]').textContent()).includes("acme"), "the metadata");
     const cmd = `progressd watch ${done.job_id} --server ${h.url()}`;
     expect((await detail.locator(".actions__cmd code").textContent()) === cmd, "the watch command");
-    await detail.getByRole("button", { name: "Copy the progressd watch command" }).click();
+    await detail.getByRole("button", { name: "Copy command to watch this job in a terminal" }).click();
     await waitFor(async () => (await page.evaluate(() => navigator.clipboard.readText())) === cmd, "the command on the clipboard");
     expect((await detail.getByRole("button", { name: "Cancel job" }).count()) === 0, "no cancel for a finished job");
 
@@ -145,6 +163,41 @@ export function dashboardTests(h) {
     await page.getByRole("button", { name: "Auto" }).click();
     await waitFor(async () => (await theme()) === "light", "back to the system's light");
     await page.close();
+  });
+
+  test("accessibility: axe finds no serious violation on the list (cards and rows), the detail page and the confirmation, light and dark", async () => {
+    await h.closePages();
+    const project = "e2e-axe";
+    const parent = await h.api(h.url(), "POST", "/api/v1/jobs", { project, name: "batch", expected_children: 2, tags: ["axe"], metadata: { doc: "https://example.org/d" } });
+    const child = await h.api(h.url(), "POST", "/api/v1/jobs", { parent_id: parent.job_id, name: "part", stages: [{ name: "a" }, { name: "b" }] });
+    await h.report(child.job_id, { stage: "b", progress: 0.5, message: "half" });
+    const failed = await h.createReported(project);
+    await h.report(failed.job_id, { state: "failed", error: "boom" });
+    const many = await createMany(h, "e2e-axe-rows", 120);
+    for (const scheme of ["light", "dark"]) {
+      const page = await h.newPage();
+      await page.emulateMedia({ colorScheme: scheme, reducedMotion: "reduce" });
+      const check = async (what) => {
+        const v = await axeSerious(page);
+        expect(v.length === 0, `no serious axe violation on ${what} (${scheme}), got:\n    ${v.join("\n    ")}`);
+      };
+      await page.goto(h.url() + "/#/p/" + project);
+      await page.locator(`article.job[data-job-id="${failed.job_id}"]`).waitFor({ timeout: 10_000 });
+      await page.locator(".conn[data-state=open]").waitFor({ timeout: 10_000 });
+      await check("the list of cards");
+      await page.getByLabel("Select all").check();
+      await page.getByRole("region", { name: "Selected jobs" }).getByRole("button", { name: /^Delete/ }).click();
+      await page.getByRole("dialog").waitFor({ timeout: 5_000 });
+      await check("the delete confirmation");
+      await page.getByRole("dialog").getByRole("button", { name: "Keep" }).click();
+      await page.goto(h.url() + "/#/p/e2e-axe-rows");
+      await waitFor(async () => (await shown(page)) === many.length, "the rows");
+      await check("the compact rows");
+      await page.goto(h.url() + "/#/jobs/" + parent.job_id);
+      await page.locator(`li.child[data-job-id="${child.job_id}"]`).waitFor({ timeout: 10_000 });
+      await check("the detail page");
+      await page.close();
+    }
   });
 
   test("screenshots of the list and the detail, light and dark", async () => {

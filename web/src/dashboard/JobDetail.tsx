@@ -227,7 +227,7 @@ function Actions({ job }: { job: JobSnapshot }) {
       )}
       <span className="actions__cmd">
         <code title="Follow this job in a terminal">{cmd}</code>
-        <CopyButton text={cmd} label="Copy the progressd watch command">
+        <CopyButton text={cmd} label="Copy command to watch this job in a terminal">
           Copy command
         </CopyButton>
       </span>
