@@ -84,7 +84,7 @@ try {
     await page.route("**/*", (r) => r.continue({ headers: { ...r.request().headers(), "cache-control": "no-cache" } }));
     await page.addInitScript(() => {
       new MutationObserver((_, obs) => {
-        if (document.querySelector("[role=progressbar][aria-valuenow]")) {
+        if (document.querySelector("[role=progressbar]")) {
           window.__firstBar = performance.now();
           obs.disconnect();
         }
