@@ -146,8 +146,45 @@ export function dashboardTests(h) {
     await page.close();
   });
 
-  test("theme: follows prefers-color-scheme until toggled, then remembers the choice", async () => {
+  test("job detail: the log panel shows the kept lines, then live ones, follows the tail, pauses when scrolled up", async () => {
+    const job = await h.createReported("e2e-logs");
+    await h.report(job.job_id, { stage: "fetch", progress: 0.2 });
+    const append = (from, n) =>
+      h.api(h.url(), "POST", `/api/v1/jobs/${job.job_id}/logs`, { lines: Array.from({ length: n }, (_, i) => `line ${from + i}`) });
+    await append(1, 200);
     const page = await h.newPage();
+    await page.goto(h.url() + "/#/jobs/" + job.job_id);
+    const box = page.getByRole("log", { name: "Log lines" });
+    const lastN = () => box.locator(".logline").last().getAttribute("data-n").then(Number);
+    await waitFor(async () => (await box.locator(".logline").count()) === 200, "the 200 kept lines");
+    const atBottom = () => box.evaluate((el) => el.scrollHeight - el.scrollTop - el.clientHeight < 8);
+    await waitFor(atBottom, "the panel at its newest line");
+    await append(201, 50);
+    await waitFor(async () => (await lastN()) === 250 && (await atBottom()), "live lines, followed");
+    // Scrolled up: it stops following, and says so.
+    await box.evaluate((el) => (el.scrollTop = 0));
+    await page.getByRole("button", { name: "Follow" }).waitFor({ timeout: 5_000 });
+    await append(251, 50);
+    await waitFor(async () => (await lastN()) === 300, "the new lines in the panel");
+    expect((await box.evaluate((el) => el.scrollTop)) === 0, "the reader's place kept while paused");
+    await page.getByRole("button", { name: "Follow" }).click();
+    await waitFor(atBottom, "back at the newest line on Follow");
+    // 1,200 lines: the newest 1,000 are held, in order.
+    await append(301, 900);
+    await waitFor(async () => (await lastN()) === 1200, "line 1200");
+    const count = await box.locator(".logline").count();
+    expect(count === 1000, "the newest 1,000 lines held, got " + count);
+    expect((await box.locator(".logline").first().getAttribute("data-n")) === "201", "from line 201");
+    await h.report(job.job_id, { state: "succeeded" });
+    await waitFor(async () => (await page.getByRole("button", { name: /Pause|Follow/ }).count()) === 0, "no Pause once the job finished");
+    await page.close();
+  });
+
+  test("theme: follows prefers-color-scheme until toggled, then remembers the choice", async () => {
+    // In front and alone: a media query's change is delivered when the page renders.
+    await h.closePages();
+    const page = await h.newPage();
+    await page.bringToFront();
     await page.emulateMedia({ colorScheme: "dark" });
     await page.goto(h.url() + "/#/p/e2e-theme");
     const theme = () => page.evaluate(() => document.documentElement.dataset.theme);

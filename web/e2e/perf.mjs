@@ -78,6 +78,7 @@ try {
 
   // ---- 1. first load ----
   const loads = [];
+  const phases = [];
   let bytes = null;
   for (let run = 0; run < 5; run++) {
     const page = await context.newPage();
@@ -94,7 +95,13 @@ try {
     await cdp.send("Network.setCacheDisabled", { cacheDisabled: true });
     await page.goto(url + "/#/p/" + project);
     const first = await page.waitForFunction(() => window.__firstBar, null, { timeout: 30_000 }).then((h) => h.jsonValue());
+    const t = await page.evaluate(() => {
+      const nav = performance.getEntriesByType("navigation")[0];
+      const list = performance.getEntriesByType("resource").find((e) => e.name.includes("/api/v1/jobs?"));
+      return { dcl: nav.domContentLoadedEventEnd, list: list ? list.responseEnd : NaN, listTook: list ? list.duration : NaN };
+    });
     loads.push(first);
+    phases.push(t);
     if (!bytes) {
       const res = await page.evaluate(() =>
         performance.getEntriesByType("resource").map((e) => ({ name: e.name, size: e.encodedBodySize }))
@@ -114,13 +121,49 @@ try {
   }
   loads.sort((a, b) => a - b);
   console.log(`first load: ${bytes.files} static files, ${(bytes.sent / 1024).toFixed(1)} KiB as sent, ${(bytes.gz / 1024).toFixed(1)} KiB gzip -9`);
+  const med = (k) => phases.map((p) => p[k]).sort((a, b) => a - b)[2].toFixed(0);
   console.log(`first bar on screen: best ${loads[0].toFixed(0)} ms, median ${loads[2].toFixed(0)} ms (of 5 loads, cache off)`);
+  console.log(`  medians: DOMContentLoaded ${med("dcl")} ms, first job page answered at ${med("list")} ms (the request took ${med("listTook")} ms)`);
 
   // ---- 2. frames while UPDATING jobs update ----
   const page = await context.newPage();
   await page.goto(url + "/#/p/" + project);
   await page.locator("[role=progressbar]").first().waitFor({ timeout: 30_000 });
   await sleep(2000);
+  // requestAnimationFrame intervals and the time in long tasks, for seconds.
+  const frames = (seconds) =>
+    page.evaluate(async (seconds) => {
+      const out = [];
+      let long = 0;
+      const obs = new PerformanceObserver((l) => {
+        for (const e of l.getEntries()) long += e.duration;
+      });
+      obs.observe({ type: "longtask", buffered: false });
+      const start = performance.now();
+      let last = start;
+      await new Promise((done) => {
+        const tick = (t) => {
+          out.push(t - last);
+          last = t;
+          if (t - start < seconds * 1000) requestAnimationFrame(tick);
+          else done();
+        };
+        requestAnimationFrame(tick);
+      });
+      obs.disconnect();
+      return { frames: out, long, elapsed: performance.now() - start };
+    }, seconds);
+  const stats = (s) => {
+    const f = s.frames.slice(1).sort((a, b) => a - b);
+    const pct = (q) => f[Math.min(f.length - 1, Math.floor(q * f.length))].toFixed(1);
+    const over = f.filter((x) => x > 20).length;
+    return (
+      `${f.length} frames (${(f.length / (s.elapsed / 1000)).toFixed(1)} fps), frame time p50 ${pct(0.5)} ms, p95 ${pct(0.95)} ms, p99 ${pct(0.99)} ms, ` +
+      `${((100 * over) / f.length).toFixed(1)} % over 20 ms; long tasks ${((100 * s.long) / s.elapsed).toFixed(1)} % of main-thread time`
+    );
+  };
+  // The control: the same page with nothing updating, on this machine as loaded as it is now.
+  console.log(`idle (control): ${stats(await frames(Math.min(SECONDS, 10)))}`);
   let stop = false;
   let sentReports = 0;
   const feeder = (async () => {
@@ -137,36 +180,29 @@ try {
       await sleep(Math.max(0, every - (Date.now() - at)));
     }
   })();
-  const sample = await page.evaluate(async (seconds) => {
-    const frames = [];
-    let long = 0;
-    const obs = new PerformanceObserver((l) => {
-      for (const e of l.getEntries()) long += e.duration;
-    });
-    obs.observe({ type: "longtask", buffered: false });
-    const start = performance.now();
-    let last = start;
-    await new Promise((done) => {
-      const tick = (t) => {
-        frames.push(t - last);
-        last = t;
-        if (t - start < seconds * 1000) requestAnimationFrame(tick);
-        else done();
-      };
-      requestAnimationFrame(tick);
-    });
-    obs.disconnect();
-    return { frames, long, elapsed: performance.now() - start };
-  }, SECONDS);
+  // PROFILE=1: a CPU profile of the page while it samples; its heaviest functions are printed.
+  const cdp = process.env.PROFILE ? await context.newCDPSession(page) : null;
+  if (cdp) {
+    await cdp.send("Profiler.enable");
+    await cdp.send("Profiler.start");
+  }
+  const sample = await frames(SECONDS);
   stop = true;
   await feeder;
-  const f = sample.frames.slice(1).sort((a, b) => a - b);
-  const pct = (q) => f[Math.min(f.length - 1, Math.floor(q * f.length))].toFixed(1);
-  const over = f.filter((x) => x > 20).length;
+  if (cdp) {
+    const { profile } = await cdp.send("Profiler.stop");
+    const self = new Map();
+    const dt = profile.timeDeltas;
+    const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+    profile.samples.forEach((id, i) => {
+      const f = byId.get(id).callFrame;
+      const key = `${f.functionName || "(anonymous)"} ${f.url.split("/").pop()}:${f.lineNumber}:${f.columnNumber}`;
+      self.set(key, (self.get(key) ?? 0) + (dt[i] ?? 0) / 1000);
+    });
+    for (const [k, ms] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 25)) console.log(`  ${ms.toFixed(0).padStart(7)} ms  ${k}`);
+  }
   console.log(
-    `live: ${UPDATING} jobs × ${RATE}/s (${(sentReports / SECONDS).toFixed(0)} reports/s sent) for ${SECONDS} s: ` +
-      `${f.length} frames (${(f.length / (sample.elapsed / 1000)).toFixed(1)} fps), frame time p50 ${pct(0.5)} ms, p95 ${pct(0.95)} ms, p99 ${pct(0.99)} ms, ` +
-      `${((100 * over) / f.length).toFixed(1)} % over 20 ms; long tasks ${((100 * sample.long) / sample.elapsed).toFixed(1)} % of main-thread time`,
+    `live: ${UPDATING} jobs × ${RATE}/s (${(sentReports / SECONDS).toFixed(0)} reports/s sent) for ${SECONDS} s: ${stats(sample)}`,
   );
   const heap = await page.evaluate(() => performance.memory?.usedJSHeapSize);
   if (heap) console.log(`JS heap after: ${(heap / 1048576).toFixed(1)} MiB`);

@@ -66,6 +66,29 @@ describe("cross-tab sharing", () => {
     expect(b.getJob("j2")?.seq).toBe(4);
   });
 
+  it("a tab alone posts no update to other tabs; once one follows, it relays them", async () => {
+    const a = tab();
+    a.watchProject("p1");
+    await settle();
+    const ws = FakeWebSocket.last();
+    ws.open();
+    ws.replyAll();
+    await settle();
+    const before = FakeBroadcastChannel.posted;
+    for (let i = 1; i <= 50; i++) ws.receive({ type: "update", channel: "project:p1", job: snapshot("x" + i, 1) });
+    await settle();
+    expect(a.store.projectJobs("p1")).toHaveLength(50);
+    expect(FakeBroadcastChannel.posted - before).toBe(0);
+
+    const b = tab();
+    b.watchProject("p1");
+    await settle();
+    expect(b.store.projectJobs("p1")).toHaveLength(50); // caught up from the leader's store
+    ws.receive({ type: "update", channel: "project:p1", job: snapshot("x1", 2) });
+    await settle();
+    expect(b.getJob("x1")?.seq).toBe(2);
+  });
+
   it("a follower is caught up on channels the leader already had", async () => {
     const a = tab();
     a.watchProject("p1");

@@ -3,11 +3,12 @@
 // (Following the tail as lines arrive needs layout: the Chromium e2e.)
 import { cleanup, fireEvent, render, screen } from "@testing-library/react";
 import { afterEach, describe, expect, it } from "vitest";
-import { LogPanel, type LogLineView } from "../src/dashboard/LogPanel";
+import type { LogLine } from "@progressd/client";
+import { LogPanel } from "../src/dashboard/LogPanel";
 
 afterEach(cleanup);
 
-const lines: LogLineView[] = [
+const lines: LogLine[] = [
   { n: 41, t: "2026-12-03T08:00:00.000Z", stream: "stdout", stage: "encode", text: "frame 1" },
   { n: 42, t: "2026-12-03T08:00:01.000Z", stream: "stderr", stage: "encode", text: "warning: <b>not html</b>" },
   { n: 43, t: "2026-12-03T08:00:02.000Z", stream: "log", text: "done" },

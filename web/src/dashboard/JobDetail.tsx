@@ -5,6 +5,7 @@ import { Confirm } from "./Confirm";
 import { cancelJob, deleteJob, isDeleted, useDeletedVersion, watchCommand } from "./jobActions";
 import { ChildrenLine, Flags, Stages, jobTitle, type Lifecycle } from "./JobCard";
 import { KeyValues } from "./KeyValues";
+import { JobLogs } from "./LogPanel";
 import { ago, when, useNow } from "./time";
 
 /** Part two's fields a detail page shows, on servers that send them. */
@@ -134,6 +135,7 @@ export function JobDetail({ id }: { id: string }) {
           </ol>
         </>
       )}
+      <JobLogs id={job.job_id} finished={isTerminal(job.state)} />
     </section>
   );
 }

@@ -91,12 +91,12 @@ export const JobList = memo(function JobList({
   const paging = usePagedJobs(project, filter, onAuthError);
   const all = useProjectJobs(project, { list: false });
   const deletedVersion = useDeletedVersion();
-  const shown = useMemo(
-    () => all.filter((j) => !isDeleted(j.job_id) && matches(j, { ...filter, search })),
+  const shown = useMemo(() => {
+    const f = { ...filter, search };
+    return all.filter((j) => !isDeleted(j.job_id) && matches(j, f));
     // deletedVersion: a deleted job leaves the list.
     // eslint-disable-next-line react-hooks/exhaustive-deps
-    [all, filter.states, filter.tag, search, deletedVersion],
-  );
+  }, [all, filter.states, filter.tag, search, deletedVersion]);
 
   // A full job id typed in the search is looked up, loaded or not.
   useEffect(() => {
@@ -120,11 +120,10 @@ export const JobList = memo(function JobList({
   const allSelected = shown.length > 0 && selectedJobs.length === shown.length;
 
   const total = counts ? STATES.reduce((n, s) => n + (filter.states.length === 0 || filter.states.includes(s) ? (counts[s] ?? 0) : 0), 0) : undefined;
-  const tags = useMemo(() => [...new Set(all.flatMap((j) => j.tags ?? []))].sort().slice(0, 200), [all]);
 
   return (
     <div className="joblist">
-      <Filters filter={filter} setFilter={setFilter} counts={counts} tags={tags} />
+      <Filters filter={filter} setFilter={setFilter} counts={counts} jobs={all} />
       <div className="joblist__bar">
         <label className="select-all small">
           <input
@@ -194,14 +193,18 @@ function Filters({
   filter,
   setFilter,
   counts,
-  tags,
+  jobs,
 }: {
   filter: JobFilter;
   setFilter: (f: JobFilter) => void;
   counts?: StateCounts;
-  tags: string[];
+  /** The jobs loaded, whose tags the tag field suggests. */
+  jobs: readonly JobSnapshot[];
 }) {
   const [tag, setTag] = useState(filter.tag);
+  // The suggestions are gathered when the field is used, not on every live update.
+  const [suggest, setSuggest] = useState(false);
+  const tags = useMemo(() => (suggest ? [...new Set(jobs.flatMap((j) => j.tags ?? []))].sort().slice(0, 200) : []), [suggest, jobs]);
   const tagOk = tag === "" || validTag(tag);
   const applyTag = () => {
     const t = tag.trim();
@@ -231,7 +234,11 @@ function Filters({
           value={tag}
           aria-invalid={!tagOk}
           onChange={(e) => setTag(e.target.value)}
-          onBlur={applyTag}
+          onFocus={() => setSuggest(true)}
+          onBlur={() => {
+            setSuggest(false);
+            applyTag();
+          }}
           onKeyDown={(e) => e.key === "Enter" && applyTag()}
           size={14}
         />

@@ -1,12 +1,11 @@
 import { memo, useLayoutEffect, useRef, useState } from "react";
+import type { LogLine } from "@progressd/client";
+import { useJobLogs } from "@progressd/react";
 
-/** One log line as the server sends it (SPEC "Log lines"). */
-export interface LogLineView {
-  n: number;
-  t: string;
-  stream: "stdout" | "stderr" | "log" | string;
-  stage?: string | null;
-  text: string;
+/** A job's live log (logs:<id>, the newest 1,000 lines) in a LogPanel. */
+export function JobLogs({ id, finished }: { id: string; finished: boolean }) {
+  const logs = useJobLogs(id);
+  return <LogPanel lines={logs.lines} truncated={logs.truncated} error={logs.error?.message} finished={finished} />;
 }
 
 /**
@@ -22,7 +21,7 @@ export function LogPanel({
   error,
   finished,
 }: {
-  lines: readonly LogLineView[];
+  lines: readonly LogLine[];
   truncated?: boolean;
   error?: string;
   /** The job is terminal: no more lines will come. */
@@ -74,7 +73,7 @@ export function LogPanel({
   );
 }
 
-const Line = memo(function Line({ line }: { line: LogLineView }) {
+const Line = memo(function Line({ line }: { line: LogLine }) {
   return (
     <div className={"logline logline--" + line.stream} data-n={line.n}>
       <span className="logline__n" aria-hidden="true">

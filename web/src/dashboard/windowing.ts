@@ -48,7 +48,9 @@ export function useWindowedRows(ref: RefObject<HTMLElement | null>, count: numbe
   const latest = useRef(measure);
   latest.current = measure;
   // Before paint: a list that grew or shrank shows the right rows at once.
-  useLayoutEffect(measure);
+  // Only then and on scroll or resize: reading the list's position forces a
+  // layout, which on every live update cost a tenth of the main thread.
+  useLayoutEffect(() => latest.current(), [count, rowHeight, overscan]);
   useEffect(() => {
     let frame = 0;
     const onScroll = () => {

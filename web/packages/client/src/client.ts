@@ -416,13 +416,23 @@ export class ProgressClient {
 
   private onJob(job: JobSnapshot): void {
     if (!this.store.accept(job)) return;
-    if (this.role === "leader") this.post({ k: "jobs", from: this.tabId, jobs: [job] });
+    if (this.relaying()) this.post({ k: "jobs", from: this.tabId, jobs: [job] });
   }
 
   private onLogLines(channel: string, lines: LogLine[], truncated: boolean): void {
     const job = logsJob(channel);
     if (!job || !this.logStore.accept(job, lines, truncated)) return;
-    if (this.role === "leader") this.post({ k: "logs", from: this.tabId, job, lines, truncated });
+    if (this.relaying()) this.post({ k: "logs", from: this.tabId, job, lines, truncated });
+  }
+
+  /**
+   * Whether this tab leads other tabs that may want what arrives. A tab
+   * alone posts nothing: a structured clone per snapshot cost a tenth of
+   * the dashboard's main thread at 2,000 updates a second. A follower that
+   * joins later is caught up from the store when it names its channels.
+   */
+  private relaying(): boolean {
+    return this.role === "leader" && (this.group?.remote.size ?? 0) > 0;
   }
 
   private onChannelErr(e: ChannelError): void {
