@@ -44,9 +44,9 @@ type Snapshot struct {
 	ETASeconds *float64          `json:"eta_seconds"`
 	Seq        uint64            `json:"seq"`
 	CreatedAt  Time              `json:"created_at"`
-	StartedAt  *Time             `json:"started_at"`
+	StartedAt  *Time             `json:"started_at" nullable:"true"`
 	UpdatedAt  Time              `json:"updated_at"`
-	FinishedAt *Time             `json:"finished_at"`
+	FinishedAt *Time             `json:"finished_at" nullable:"true"`
 	Error      *string           `json:"error"`
 
 	// Name is the job's title, shown instead of a generic label.

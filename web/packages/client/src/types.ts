@@ -64,6 +64,19 @@ export interface JobSnapshot {
   expected_children?: number;
   /** A parent's direct children by state. */
   children?: ChildrenCounts;
+  /** The job's metadata: reports merge into it key by key. */
+  metadata?: Record<string, unknown>;
+  /** What a succeeded job reported as its result. */
+  result?: Record<string, unknown>;
+  /** The trace id of the latest create or report that carried a traceparent. */
+  trace_id?: string;
+  /** A pipeline job's attempt (from 1) and how many it may have. */
+  attempt?: number;
+  max_attempts?: number;
+  /** While waiting for the next attempt: when it starts (error holds why the last one failed). */
+  retry_at?: string | null;
+  /** No report for the job's stall_after_seconds: true until the next report. */
+  stalled?: boolean;
 }
 
 /** One log line of a job (SPEC "Log lines"): n counts the job's lines from 1, with no gaps. */
