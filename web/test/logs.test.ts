@@ -14,6 +14,7 @@ import { WebSocket as UndiciWebSocket } from "undici";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { inject } from "vitest";
 import { ProgressClient, type EventSourceCtor, type LogLine, type ProgressClientOptions, type WebSocketCtor } from "@progressd/client";
+import { Client as NodeClient } from "@progressd/client/node";
 import { FakeBroadcastChannel, FakeLocks } from "./fakes";
 import { startServer, type RunningServer } from "./global-setup";
 import { startProxy, type Proxy } from "./proxy";
@@ -195,6 +196,22 @@ describe("client.logs(id)", () => {
     const logs = c.logs("no-such-job");
     await waitFor(() => logs.error(), "the refusal");
     expect(logs.error()!.code).toMatch(/not_found|forbidden/);
+  });
+});
+
+describe("on Node", () => {
+  it("Client.live() follows log lines and snapshots over the ws package (Node 20 has no WebSocket)", async () => {
+    const job = await newJob();
+    await append(job, "n1");
+    const live = new NodeClient({ server: srv.url, token }).live();
+    clients.push(live);
+    const logs = live.logs(job);
+    live.watchJob(job);
+    await waitFor(() => logs.get().last === 1, "the scrollback");
+    await append(job, "n2");
+    await waitFor(() => logs.get().last === 2, "a live line");
+    await waitFor(() => live.getJob(job), "the job's snapshot");
+    expect(live.getStatus()).toMatchObject({ state: "open", transport: "websocket", role: "solo" });
   });
 });
 

@@ -9,9 +9,11 @@
 // for is there, so the call succeeds. The same rules as the Python SDK's.
 
 import { Api, ApiError, type CreateJob, type JobList, type ListQuery, type LogPage, type ProgressReport } from "../api.js";
+import type { ProgressClient, ProgressClientOptions } from "../client.js";
 import type { FetchLike } from "../env.js";
 import type { JobSnapshot } from "../types.js";
 import { ConnectionFailedError, JobCanceledError, JobFinishedError } from "./errors.js";
+import { liveClient } from "./live.js";
 import { Reporter } from "./reporter.js";
 
 export const DEFAULT_SERVER = "http://127.0.0.1:8000";
@@ -218,6 +220,14 @@ export class Client {
     if (q.limit !== undefined) p.set("limit", String(q.limit));
     const qs = p.toString();
     return this.request("GET", jobPath(jobId, "/logs") + (qs ? "?" + qs : ""));
+  }
+
+  /**
+   * A live client for this server and token: client.live().logs(id) and
+   * .watchJob(id) as in a browser (see liveClient). Dispose it when done.
+   */
+  live(opts: Omit<ProgressClientOptions, "server" | "token"> = {}): ProgressClient {
+    return liveClient({ ...opts, server: this.server, token: this.token });
   }
 
   /** Delivers everything the reporter holds, then stops it. */

@@ -5,3 +5,4 @@ export { Client, Job, DEFAULT_SERVER, type ClientOptions } from "./client.js";
 export { ConnectionFailedError, JobCanceledError, JobFinishedError } from "./errors.js";
 export { Reporter, Coalescer, MAX_PENDING_LINES } from "./reporter.js";
 export { mintToken, type MintTokenOptions } from "./token.js";
+export { liveClient, nodeWebSocket } from "./live.js";
