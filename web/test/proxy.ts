@@ -2,10 +2,11 @@
 // network faults they must survive: "pass" forwards bytes both ways;
 // "refuse" closes every new connection at once (the server is down);
 // "503" answers every new connection with an HTTP 503 (a load balancer
-// with no healthy backend). cut() drops the connections already open.
+// with no healthy backend); "hang" accepts and never answers (a stuck
+// server). cut() drops the connections already open.
 import { createServer, connect, type Server, type Socket } from "node:net";
 
-export type ProxyMode = "pass" | "refuse" | "503";
+export type ProxyMode = "pass" | "refuse" | "503" | "hang";
 
 export interface Proxy {
   url: string;
@@ -30,7 +31,7 @@ export async function startProxy(target: string): Promise<Proxy> {
   const proxy: Proxy = {
     url: "",
     mode: "pass",
-    counts: { pass: 0, refuse: 0, "503": 0 },
+    counts: { pass: 0, refuse: 0, "503": 0, hang: 0 },
     cut() {
       for (const s of open) s.destroy();
     },
@@ -49,6 +50,10 @@ export async function startProxy(target: string): Promise<Proxy> {
     proxy.counts[mode]++;
     if (mode === "refuse") {
       client.destroy();
+      return;
+    }
+    if (mode === "hang") {
+      client.resume(); // read and drop what it sends; answer nothing
       return;
     }
     if (mode === "503") {

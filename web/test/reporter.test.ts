@@ -178,6 +178,29 @@ describe("Reporter", () => {
   });
 });
 
+describe("a server that is not there", () => {
+  it("down when the worker starts: the call fails after the retry window, saying what to check", async () => {
+    const c = client({ server: proxy.url, token: token(), retryWindowMs: 200 });
+    proxy.set("refuse");
+    const err = await c.createJob({ project: uniqueProject("node") }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ConnectionFailedError);
+    expect((err as Error).message).toMatch(/could not reach progressd at .* within the 0.2 s retry window.*is it running/);
+  });
+
+  it("accepting but never answering: each request times out, and the call fails instead of hanging", async () => {
+    const c = client({ server: proxy.url, token: token(), timeoutMs: 150, retryWindowMs: 400 });
+    const job = await c.createJob({ project: uniqueProject("node") });
+    proxy.set("hang");
+    await expect(c.get(job.id)).rejects.toBeInstanceOf(ConnectionFailedError);
+    job.report({ state: "succeeded" });
+    await expect(job.flush()).rejects.toBeInstanceOf(ConnectionFailedError);
+    expect(proxy.counts.hang).toBeGreaterThanOrEqual(2);
+    proxy.set("pass");
+    await job.flush(); // the terminal report was kept
+    expect((await c.get(job.id)).state).toBe("succeeded");
+  });
+});
+
 describe("mintToken", () => {
   it("mints tokens the server accepts, scoped and read-only as asked", async () => {
     const admin = client({ server: authServer(), token: mintToken(inject("authSecret"), "backend", { admin: true }) });
