@@ -332,12 +332,15 @@ the job has ended and its last line is printed.`,
 }
 
 // writeLogLine prints l as "N STREAM [STAGE] TEXT", escaped for a terminal.
-func writeLogLine(w io.Writer, l client.LogLine) {
+func writeLogLine(w io.Writer, l client.LogLine) { fmt.Fprintln(w, formatLogLine(l)) }
+
+// formatLogLine is l as "N STREAM [STAGE] TEXT", escaped for a terminal.
+func formatLogLine(l client.LogLine) string {
 	stage := ""
 	if l.Stage != "" {
 		stage = " [" + termSafe(l.Stage) + "]"
 	}
-	fmt.Fprintf(w, "%d %s%s %s\n", l.N, termSafe(l.Stream), stage, termSafe(l.Text))
+	return fmt.Sprintf("%d %s%s %s", l.N, termSafe(l.Stream), stage, termSafe(l.Text))
 }
 
 // writeSnapshot prints a snapshot as aligned "field value" lines.

@@ -44,7 +44,7 @@ never through a shell. With --watch, follow the job like "progressd watch"
 			if !watch {
 				return nil
 			}
-			return followJob(cmd.Context(), c, job.JobID, cmd.OutOrStdout(), plain)
+			return followJob(cmd.Context(), c, job.JobID, cmd.OutOrStdout(), watchOptions{plain: plain})
 		},
 	}
 	cf.add(cmd)

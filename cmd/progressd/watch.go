@@ -14,7 +14,6 @@ import (
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
 	"github.com/progressd/progressd/client"
 )
@@ -58,15 +57,18 @@ func (f *clientFlags) explain(err error) error {
 
 func newWatch() *cobra.Command {
 	var (
-		cf    clientFlags
-		plain bool
+		cf   clientFlags
+		opts watchOptions
 	)
 	cmd := &cobra.Command{
-		Use:   "watch JOB",
+		Use:   "watch JOB [--logs [--tail N]]",
 		Short: "Follow a job live; exit 0 when it succeeds, 1 when it fails or is canceled",
 		Long: `Follow a job live over the server's WebSocket endpoint. On a terminal it draws
 a progress bar with the stage, percent and ETA; otherwise (or with --plain) it
 prints a line whenever the state, stage, whole percent or message changes.
+With --logs it also follows the job's log lines: on a terminal the last
+--tail lines are drawn under the bar, redrawn in place; otherwise each line is
+printed as it comes ("N STREAM [STAGE] TEXT", as progressd logs prints them).
 Exit status: 0 succeeded, 1 failed or canceled, 2 could not follow the job.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -74,27 +76,59 @@ Exit status: 0 succeeded, 1 failed or canceled, 2 could not follow the job.`,
 			if err != nil {
 				return err
 			}
-			return cf.explain(followJob(cmd.Context(), c, args[0], cmd.OutOrStdout(), plain))
+			opts.errOut = cmd.ErrOrStderr()
+			return cf.explain(followJob(cmd.Context(), c, args[0], cmd.OutOrStdout(), opts))
 		},
 	}
 	cf.add(cmd)
-	cmd.Flags().BoolVar(&plain, "plain", false, "print lines instead of a progress bar, even on a terminal")
+	cmd.Flags().BoolVar(&opts.plain, "plain", false, "print lines instead of a progress bar, even on a terminal")
+	cmd.Flags().BoolVar(&opts.logs, "logs", false, "also show the job's log lines (the last --tail under the bar on a terminal)")
+	cmd.Flags().IntVar(&opts.tail, "tail", 10, "with --logs: how many of the newest log lines to show (1-100)")
 	return cmd
+}
+
+// watchOptions say how watch shows a job.
+type watchOptions struct {
+	plain  bool      // lines even on a terminal
+	logs   bool      // follow the job's log lines too
+	tail   int       // with logs: the newest lines shown (under the bar, or first)
+	errOut io.Writer // with logs: where a log follower's failure is said
 }
 
 // followJob watches job id until it finishes, drawing on out, and turns the
 // outcome into the exit status.
-func followJob(ctx context.Context, c *client.Client, id string, out io.Writer, plain bool) error {
+func followJob(ctx context.Context, c *client.Client, id string, out io.Writer, opts watchOptions) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
+	if opts.logs && (opts.tail < 1 || opts.tail > maxTail) {
+		return &exitError{code: 2, err: fmt.Errorf("--tail %d: give a number of lines from 1 to %d", opts.tail, maxTail)}
+	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt)
 	defer stop()
+	width, tty := terminalWidth(out)
+	tty = tty && !opts.plain
 	var v jobView = &lineView{out: out}
-	if f, ok := out.(*os.File); ok && !plain && term.IsTerminal(int(f.Fd())) {
+	switch {
+	case tty && opts.logs:
+		v = newLogBarView(out, opts.tail, width) // safe for concurrent use
+	case opts.logs:
+		v = &lockedView{v: v}
+	case tty:
 		v = newBarView(out)
 	}
+	var logsDone func(error) error
+	if opts.logs {
+		logsDone = followLogLines(ctx, c, id, v, opts)
+	}
 	final, err := c.Watch(ctx, id, v.update)
+	if logsDone != nil {
+		// Every line before the last one: the follower ends by itself once
+		// the job has ended and its last line was passed on.
+		if lerr := logsDone(err); lerr != nil && err == nil {
+			fmt.Fprintf(opts.errOut, "progressd: %s\n", termSafe(lerr.Error()))
+		}
+	}
 	if err != nil {
 		v.abort()
 		if errors.Is(err, context.Canceled) && ctx.Err() != nil {
@@ -115,9 +149,11 @@ func followJob(ctx context.Context, c *client.Client, id string, out io.Writer, 
 	}
 }
 
-// jobView shows a job's snapshots as they come.
+// jobView shows a job's snapshots (and, with --logs, its log lines) as
+// they come.
 type jobView interface {
 	update(client.Snapshot)
+	log(client.LogLine)
 	done(client.Snapshot) // the terminal snapshot, already passed to update
 	abort()               // Watch failed
 }
@@ -226,8 +262,9 @@ func (l *lineView) update(s client.Snapshot) {
 	fmt.Fprintln(l.out, line)
 }
 
-func (l *lineView) done(s client.Snapshot) { fmt.Fprintln(l.out, finishedLine(s)) }
-func (l *lineView) abort()                 {}
+func (l *lineView) log(line client.LogLine) { fmt.Fprintln(l.out, formatLogLine(line)) }
+func (l *lineView) done(s client.Snapshot)   { fmt.Fprintln(l.out, finishedLine(s)) }
+func (l *lineView) abort()                   {}
 
 // barView draws a progress bar on a terminal.
 type barView struct {
@@ -258,6 +295,8 @@ func (b *barView) update(s client.Snapshot) {
 	b.pb.Describe(d)
 	_ = b.pb.Set(int(math.Round(s.Progress * barSteps)))
 }
+
+func (b *barView) log(client.LogLine) {} // watch without --logs follows none
 
 func (b *barView) done(s client.Snapshot) {
 	if s.State == client.Succeeded {
