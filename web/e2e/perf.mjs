@@ -129,7 +129,7 @@ try {
   const page = await context.newPage();
   await page.goto(url + "/#/p/" + project);
   await page.locator("[role=progressbar]").first().waitFor({ timeout: 30_000 });
-  await sleep(2000);
+  await sleep(5000); // the subscriptions' first snapshots settle
   // requestAnimationFrame intervals and the time in long tasks, for seconds.
   const frames = (seconds) =>
     page.evaluate(async (seconds) => {
@@ -153,6 +153,20 @@ try {
       obs.disconnect();
       return { frames: out, long, elapsed: performance.now() - start };
     }, seconds);
+  // Main-thread time by kind (Chromium's own counters), per second of a phase.
+  const perf = await context.newCDPSession(page);
+  await perf.send("Performance.enable");
+  const counters = async () => Object.fromEntries((await perf.send("Performance.getMetrics")).metrics.map((m) => [m.name, m.value]));
+  const busy = (a, b, secs) =>
+    ["TaskDuration", "ScriptDuration", "LayoutDuration", "RecalcStyleDuration"]
+      .map((k) => `${k.replace("Duration", "").toLowerCase()} ${((100 * (b[k] - a[k])) / secs).toFixed(0)} %`)
+      .join(", ");
+  const phase = async (seconds) => {
+    const a = await counters();
+    const s = await frames(seconds);
+    const b = await counters();
+    return `${stats(s)}; main thread busy: ${busy(a, b, s.elapsed / 1000)}`;
+  };
   const stats = (s) => {
     const f = s.frames.slice(1).sort((a, b) => a - b);
     const pct = (q) => f[Math.min(f.length - 1, Math.floor(q * f.length))].toFixed(1);
@@ -163,7 +177,7 @@ try {
     );
   };
   // The control: the same page with nothing updating, on this machine as loaded as it is now.
-  console.log(`idle (control): ${stats(await frames(Math.min(SECONDS, 10)))}`);
+  console.log(`idle (control): ${await phase(Math.min(SECONDS, 10))}`);
   let stop = false;
   let sentReports = 0;
   const feeder = (async () => {
@@ -186,7 +200,7 @@ try {
     await cdp.send("Profiler.enable");
     await cdp.send("Profiler.start");
   }
-  const sample = await frames(SECONDS);
+  const sample = await phase(SECONDS);
   stop = true;
   await feeder;
   if (cdp) {
@@ -202,7 +216,7 @@ try {
     for (const [k, ms] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 25)) console.log(`  ${ms.toFixed(0).padStart(7)} ms  ${k}`);
   }
   console.log(
-    `live: ${UPDATING} jobs × ${RATE}/s (${(sentReports / SECONDS).toFixed(0)} reports/s sent) for ${SECONDS} s: ${stats(sample)}`,
+    `live: ${UPDATING} jobs × ${RATE}/s (${(sentReports / SECONDS).toFixed(0)} reports/s sent) for ${SECONDS} s: ${sample}`,
   );
   const heap = await page.evaluate(() => performance.memory?.usedJSHeapSize);
   if (heap) console.log(`JS heap after: ${(heap / 1048576).toFixed(1)} MiB`);

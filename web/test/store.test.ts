@@ -22,6 +22,30 @@ describe("JobStore", () => {
     expect(seen).toEqual([4, 9, 12]);
   });
 
+  it("keeps a project's order newest first through updates, joins, moves and clears", () => {
+    const s = new JobStore();
+    const at = (i: number) => `2026-12-03T08:00:0${i}.000Z`;
+    for (const [id, i] of [["b", 2], ["a", 1], ["c", 3]] as const) s.accept(snapshot(id, 1, { created_at: at(i) }));
+    const ids = () => s.projectJobs("p1").map((j) => `${j.job_id}${j.seq}`);
+    expect(ids()).toEqual(["c1", "b1", "a1"]);
+    // An update keeps the order and shows the newest snapshot; the list is a new array.
+    const before = s.projectJobs("p1");
+    s.accept(snapshot("a", 2, { created_at: at(1) }));
+    expect(s.projectJobs("p1")).not.toBe(before);
+    expect(ids()).toEqual(["c1", "b1", "a2"]);
+    expect(s.projectJobs("p1")).toBe(s.projectJobs("p1"));
+    // A job joins in the middle; another moves to another project.
+    s.accept(snapshot("d", 1, { created_at: at(2) + "x" }));
+    expect(ids()).toEqual(["c1", "d1", "b1", "a2"]);
+    s.accept(snapshot("b", 2, { created_at: at(2), project: "p2" }));
+    expect(ids()).toEqual(["c1", "d1", "a2"]);
+    expect(s.projectJobs("p2").map((j) => j.job_id)).toEqual(["b"]);
+    s.clear();
+    expect(s.projectJobs("p1")).toEqual([]);
+    s.accept(snapshot("e", 1));
+    expect(ids()).toEqual(["e1"]);
+  });
+
   it("notifies job, project and any listeners only on a kept change", () => {
     const s = new JobStore();
     const job = vi.fn();

@@ -2,7 +2,7 @@ import { memo, useCallback, useDeferredValue, useEffect, useMemo, useRef, useSta
 import { ApiError, type JobSnapshot, type JobState, type Listener } from "@progressd/client";
 import { InlineProgressBar, useProgressClient, useProjectJobs } from "@progressd/react";
 import { Confirm } from "./Confirm";
-import { actionable, cancelJob, deleteJob, isDeleted, runBulk, useDeletedVersion, type BulkResult } from "./jobActions";
+import { actionable, anyDeleted, cancelJob, deleteJob, isDeleted, runBulk, useDeletedVersion, type BulkResult } from "./jobActions";
 import { Flags, JobCard, JobTime, SelectBox, jobTitle, shortId, type Selectable } from "./JobCard";
 import { NO_FILTER, STATES, isJobId, matches, serverQuery, validTag, type JobFilter } from "./jobFilter";
 import { useWindowedRows } from "./windowing";
@@ -93,6 +93,7 @@ export const JobList = memo(function JobList({
   const deletedVersion = useDeletedVersion();
   const shown = useMemo(() => {
     const f = { ...filter, search };
+    if (f.states.length === 0 && !f.tag && !f.search.trim() && !anyDeleted()) return all;
     return all.filter((j) => !isDeleted(j.job_id) && matches(j, f));
     // deletedVersion: a deleted job leaves the list.
     // eslint-disable-next-line react-hooks/exhaustive-deps

@@ -15,6 +15,11 @@ function markDeleted(id: string): void {
   for (const l of [...listeners]) l();
 }
 
+/** Whether this page deleted any job. */
+export function anyDeleted(): boolean {
+  return deleted.size > 0;
+}
+
 /** Whether this page deleted the job. */
 export function isDeleted(id: string): boolean {
   return deleted.has(id);

@@ -39,6 +39,13 @@ export class JobStore {
   private jobs = new Map<string, JobSnapshot>();
   private byProject = new Map<string, Set<string>>();
   private projectCache = new Map<string, readonly JobSnapshot[]>();
+  /**
+   * A project's last sorted list, kept while only its jobs' contents change
+   * (their order cannot: it is by created_at and id): the next read maps it
+   * to the newest snapshots in O(n) instead of sorting again, which at
+   * 10,000 jobs and an update every frame was most of a frame's script.
+   */
+  private projectOrder = new Map<string, readonly JobSnapshot[]>();
   private allCache: readonly JobSnapshot[] | null = null;
   private channelCache = new Map<string, { version: number; list: readonly JobSnapshot[] }>();
   private jobListeners = new Map<string, Set<Listener>>();
@@ -70,6 +77,7 @@ export class JobStore {
     if (!set) this.byProject.set(job.project, (set = new Set()));
     set.add(job.job_id);
     this.projectCache.delete(job.project);
+    if (!prev || prev.project !== job.project || prev.created_at !== job.created_at) this.projectOrder.delete(job.project);
     this.allCache = null;
     this.version++;
     this.emit(this.jobListeners.get(job.job_id));
@@ -92,8 +100,10 @@ export class JobStore {
     if (list) return list;
     const ids = this.byProject.get(project);
     if (!ids || ids.size === 0) return EMPTY;
-    list = Object.freeze([...ids].map((id) => this.jobs.get(id)!).sort(compareNewestFirst));
+    const order = this.projectOrder.get(project);
+    list = Object.freeze(order ? order.map((j) => this.jobs.get(j.job_id)!) : [...ids].map((id) => this.jobs.get(id)!).sort(compareNewestFirst));
     this.projectCache.set(project, list);
+    this.projectOrder.set(project, list);
     return list;
   }
 
@@ -134,6 +144,7 @@ export class JobStore {
     this.jobs.clear();
     this.byProject.clear();
     this.projectCache.clear();
+    this.projectOrder.clear();
     this.channelCache.clear();
     this.allCache = null;
     this.version++;
@@ -161,6 +172,7 @@ export class JobStore {
     set?.delete(job.job_id);
     if (set && set.size === 0) this.byProject.delete(job.project);
     this.projectCache.delete(job.project);
+    this.projectOrder.delete(job.project);
   }
 
   private emit(set: Set<Listener> | undefined): void {

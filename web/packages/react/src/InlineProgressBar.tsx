@@ -29,8 +29,8 @@ export const INLINE_PROGRESS_BAR_CSS = `
 .pd-bar[data-state=failed] .pd-bar__text{color:var(--pd-failed)}
 .pd-bar[data-state=succeeded] .pd-bar__text{color:var(--pd-done)}
 .pd-bar[data-state=unknown] .pd-bar__fill,.pd-bar[data-state=queued] .pd-bar__fill{
-  width:30%;transform:none!important;opacity:.35;animation:pd-bar-wait 1.4s ease-in-out infinite}
-@keyframes pd-bar-wait{0%{left:-30%}100%{left:100%}}
+  width:30%;opacity:.35;animation:pd-bar-wait 1.4s ease-in-out infinite}
+@keyframes pd-bar-wait{0%{transform:translateX(-100%)}100%{transform:translateX(334%)}}
 .pd-sr{position:absolute!important;width:1px;height:1px;margin:-1px;padding:0;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap;border:0}
 @media (prefers-reduced-motion:reduce){.pd-bar__fill{transition:none;animation:none!important}}
 `;
