@@ -253,6 +253,14 @@ export function dashboardTests(h) {
     await h.api(h.url(), "POST", `/api/v1/jobs/${canceled.job_id}/cancel`, {});
     const running = await mk("keynote.mp4 → 1080p", { tags: ["customer-42"], metadata: { customer: "acme", requested_by: "erin" } });
     await h.report(running.job_id, { stage: "encode", current: 1240, total: 1800, message: "frame 1240/1800" });
+    await h.api(h.url(), "POST", `/api/v1/jobs/${running.job_id}/logs`, {
+      lines: [
+        "fetch: GET https://example.org/keynote.mp4 (2.1 GiB)",
+        "probe: h264 1920x1080 29.97 fps, aac 48 kHz, 60:02",
+        "encode: preset=medium crf=21 threads=8",
+        ...Array.from({ length: 12 }, (_, i) => `encode: frame ${(i + 1) * 100}/1800 fps=${(41 + (i % 4) * 0.7).toFixed(1)} q=23.0`),
+      ],
+    });
     const early = await mk("b-roll.mov → 1080p");
     await h.report(early.job_id, { stage: "probe", progress: 0.4, message: "reading streams" });
     for (const p of ["thumbnails", "docs-import"]) {
