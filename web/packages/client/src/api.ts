@@ -91,6 +91,34 @@ export interface ListQuery {
   cursor?: string;
 }
 
+/** A log read: lines after line after (default: from the first kept), at most limit. */
+export interface LogsQuery {
+  after?: number;
+  limit?: number;
+}
+
+/** GET /api/v1/jobs with a list query. */
+export function jobsPath(q: ListQuery): string {
+  const p = new URLSearchParams();
+  if (q.project !== undefined) p.set("project", q.project);
+  if (q.state) p.set("state", q.state);
+  if (q.parent) p.set("parent", q.parent);
+  if (q.tag) p.set("tag", q.tag);
+  if (q.limit) p.set("limit", String(q.limit));
+  if (q.cursor) p.set("cursor", q.cursor);
+  const qs = p.toString();
+  return "/api/v1/jobs" + (qs ? "?" + qs : "");
+}
+
+/** GET /api/v1/jobs/{id}/logs with a log read. */
+export function logsPath(id: string, q: LogsQuery): string {
+  const p = new URLSearchParams();
+  if (q.after !== undefined) p.set("after", String(q.after));
+  if (q.limit !== undefined) p.set("limit", String(q.limit));
+  const qs = p.toString();
+  return "/api/v1/jobs/" + encodeURIComponent(id) + "/logs" + (qs ? "?" + qs : "");
+}
+
 export class Api {
   constructor(
     private readonly server: string,
@@ -130,15 +158,7 @@ export class Api {
   }
 
   listJobs(q: ListQuery = {}, signal?: AbortSignal): Promise<JobList> {
-    const p = new URLSearchParams();
-    if (q.project !== undefined) p.set("project", q.project);
-    if (q.state) p.set("state", q.state);
-    if (q.parent) p.set("parent", q.parent);
-    if (q.tag) p.set("tag", q.tag);
-    if (q.limit) p.set("limit", String(q.limit));
-    if (q.cursor) p.set("cursor", q.cursor);
-    const qs = p.toString();
-    return this.request<JobList>("GET", "/api/v1/jobs" + (qs ? "?" + qs : ""), undefined, signal);
+    return this.request<JobList>("GET", jobsPath(q), undefined, signal);
   }
 
   /** The caller's projects (an admin: all), most recent activity first. */
@@ -169,12 +189,8 @@ export class Api {
   }
 
   /** The job's kept log lines after line after (default: from the first kept), at most limit. */
-  getLogs(id: string, q: { after?: number; limit?: number } = {}, signal?: AbortSignal): Promise<LogPage> {
-    const p = new URLSearchParams();
-    if (q.after !== undefined) p.set("after", String(q.after));
-    if (q.limit !== undefined) p.set("limit", String(q.limit));
-    const qs = p.toString();
-    return this.request("GET", "/api/v1/jobs/" + encodeURIComponent(id) + "/logs" + (qs ? "?" + qs : ""), undefined, signal);
+  getLogs(id: string, q: LogsQuery = {}, signal?: AbortSignal): Promise<LogPage> {
+    return this.request("GET", logsPath(id, q), undefined, signal);
   }
 
   /** Appends log lines to a job (at most 1,000 per call); returns the n of the last one. */

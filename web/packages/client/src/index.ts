@@ -5,7 +5,7 @@ export { Connection, CloseCode, type ConnectionOptions, type ConnectionEvents } 
 export { CLOSE_CODES, ERROR_CODES, CHANNEL_KINDS, type CloseName, type ErrorCode, type ChannelKind } from "./protocol.gen.js";
 export { JobStore, channelMatcher, compareNewestFirst } from "./store.js";
 export { FrameBatcher, frameBatcher, type RequestFrame } from "./frame.js";
-export { Api, ApiError, type CreateJob, type JobList, type ListQuery, type LogPage, type PipelineInfo, type ProgressReport, type ProjectList } from "./api.js";
+export { Api, ApiError, type CreateJob, type JobList, type ListQuery, type LogPage, type LogsQuery, type PipelineInfo, type ProgressReport, type ProjectList } from "./api.js";
 export { fullJitter, backoffCeiling, DEFAULT_BACKOFF, type BackoffOptions } from "./backoff.js";
 export { decodeToken, tokenUser, identityKey, type TokenClaims } from "./jwt.js";
 export { getProgressClient, retainProgressClient } from "./registry.js";

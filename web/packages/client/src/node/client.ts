@@ -8,7 +8,7 @@
 // job_finished) is recognised by reading the job back: the state it asked
 // for is there, so the call succeeds. The same rules as the Python SDK's.
 
-import { Api, ApiError, type CreateJob, type JobList, type ListQuery, type LogPage, type ProgressReport } from "../api.js";
+import { Api, ApiError, jobsPath, logsPath, type CreateJob, type JobList, type ListQuery, type LogPage, type LogsQuery, type ProgressReport } from "../api.js";
 import type { ProgressClient, ProgressClientOptions } from "../client.js";
 import type { FetchLike } from "../env.js";
 import type { JobSnapshot } from "../types.js";
@@ -207,19 +207,13 @@ export class Client {
 
   /** One page of the jobs the caller may see, newest first. */
   list(q: ListQuery = {}): Promise<JobList> {
-    const p = new URLSearchParams();
-    for (const [k, v] of Object.entries(q)) if (v !== undefined && v !== null && v !== "") p.set(k, String(v));
-    const qs = p.toString();
-    return this.request("GET", "/api/v1/jobs" + (qs ? "?" + qs : ""));
+    return this.request("GET", jobsPath(q));
   }
 
   /** The job's kept log lines after line after (all kept ones without it). */
-  logs(jobId: string, q: { after?: number; limit?: number } = {}): Promise<LogPage> {
-    const p = new URLSearchParams();
-    if (q.after !== undefined) p.set("after", String(q.after));
-    if (q.limit !== undefined) p.set("limit", String(q.limit));
-    const qs = p.toString();
-    return this.request("GET", jobPath(jobId, "/logs") + (qs ? "?" + qs : ""));
+  logs(jobId: string, q: LogsQuery = {}): Promise<LogPage> {
+    jobPath(jobId); // the same check as every other call
+    return this.request("GET", logsPath(jobId, q));
   }
 
   /**
