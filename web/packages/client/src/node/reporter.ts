@@ -398,7 +398,10 @@ export class Reporter {
         if (e.code === "job_finished") {
           // As a lone report would: read the job back (canceled? or our own terminal report, landed on an earlier try).
           try {
-            await this.client.afterFinished(o.id, new JobFinishedError(409, e.code, e.message), o.body.state);
+            // The batch may have been retried after its connection broke: a
+            // terminal report that finds the job in its own state landed.
+            const err = Object.assign(new JobFinishedError(409, e.code, e.message), { maybeApplied: true });
+            await this.client.afterFinished(o.id, err, o.body.state);
           } catch (err) {
             this.onError(o, err);
           }
