@@ -237,4 +237,24 @@ describe("client.logs(id) across tabs", () => {
     // One connection: tab B never subscribed on a socket of its own.
     expect(logSubscribes(job)).toHaveLength(1);
   });
+
+  it("when the leading tab closes, the next one subscribes after the last line it holds", async () => {
+    const job = await newJob();
+    await append(job, "m1", "m2");
+    const locks = new FakeLocks();
+    const tab = () =>
+      connect({ crossTab: true, locks, BroadcastChannel: FakeBroadcastChannel as never, heartbeatMs: 0 });
+    const a = tab();
+    a.logs(job);
+    await waitFor(() => a.getStatus().role === "leader" && a.logStore.get(job).last === 2, "tab A leading with the lines");
+    const b = tab();
+    const lb = b.logs(job);
+    await waitFor(() => lb.get().last === 2, "tab B's catch-up");
+    await a.dispose();
+    await waitFor(() => b.getStatus().role === "leader" && b.getStatus().state === "open", "tab B leading");
+    await append(job, "m3");
+    await waitFor(() => lb.get().last === 3, "the next line in tab B");
+    expect(texts(lb.get().lines)).toEqual(["m1", "m2", "m3"]);
+    expect(logSubscribes(job).map((f) => f.after)).toEqual([undefined, 2]);
+  });
 });
