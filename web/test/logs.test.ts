@@ -213,6 +213,31 @@ describe("on Node", () => {
     await waitFor(() => live.getJob(job), "the job's snapshot");
     expect(live.getStatus()).toMatchObject({ state: "open", transport: "websocket", role: "solo" });
   });
+
+  it("Client.watch(id) yields newer and newer snapshots and ends after the terminal one", async () => {
+    const job = await newJob();
+    const c = new NodeClient({ server: srv.url, token });
+    const seqs: number[] = [];
+    const watching = (async () => {
+      for await (const snap of c.watch(job)) {
+        seqs.push(snap.seq);
+        if (seqs.length === 1) {
+          for (const p of [0.25, 0.5, 0.75]) await post(srv.url, `/api/v1/jobs/${job}/progress`, { progress: p }, token);
+          await post(srv.url, `/api/v1/jobs/${job}/progress`, { state: "succeeded" }, token);
+        }
+      }
+      return c.get(job);
+    })();
+    const final = await watching;
+    expect(final.state).toBe("succeeded");
+    expect(seqs.at(-1)).toBe(final.seq);
+    expect(seqs).toEqual([...new Set(seqs)].sort((a, b) => a - b));
+    await expect(
+      (async () => {
+        for await (const _ of c.watch("no-such-job")) void _;
+      })(),
+    ).rejects.toMatchObject({ code: expect.stringMatching(/not_found|forbidden/) });
+  });
 });
 
 describe("client.logs(id) across tabs", () => {

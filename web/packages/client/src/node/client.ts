@@ -11,7 +11,7 @@
 import { Api, ApiError, jobsPath, logsPath, type CreateJob, type JobList, type ListQuery, type LogPage, type LogsQuery, type ProgressReport } from "../api.js";
 import type { ProgressClient, ProgressClientOptions } from "../client.js";
 import type { FetchLike } from "../env.js";
-import type { JobSnapshot } from "../types.js";
+import { isTerminal, type JobSnapshot } from "../types.js";
 import { ConnectionFailedError, JobCanceledError, JobFinishedError } from "./errors.js";
 import { liveClient } from "./live.js";
 import { Reporter } from "./reporter.js";
@@ -222,6 +222,62 @@ export class Client {
    */
   live(opts: Omit<ProgressClientOptions, "server" | "token"> = {}): ProgressClient {
     return liveClient({ ...opts, server: this.server, token: this.token });
+  }
+
+  /**
+   * The job's snapshots as they change, over a live connection of its own
+   * (see live()), ending after the terminal one: each newer than every one
+   * before (a slow loop gets the newest, not a backlog). Throws the
+   * server's refusal (not_found, forbidden, unauthorized).
+   *
+   *     for await (const snap of client.watch(id)) console.log(snap.progress);
+   */
+  async *watch(jobId: string, opts: { signal?: AbortSignal } = {}): AsyncGenerator<JobSnapshot, void, undefined> {
+    jobPath(jobId);
+    const live = this.live();
+    let newest: JobSnapshot | undefined;
+    let seen = -1;
+    let failure: ApiError | undefined;
+    let wake: (() => void) | undefined;
+    const poke = () => wake?.();
+    const offJob = live.store.subscribeJob(jobId, () => {
+      newest = live.getJob(jobId);
+      poke();
+    });
+    const offErr = live.onChannelError((e) => {
+      if (e.channel !== "job:" + jobId) return;
+      failure = new ApiError(e.error.code === "not_found" ? 404 : 403, e.error.code, e.error.message);
+      poke();
+    });
+    const offStatus = live.onStatus(() => {
+      const st = live.getStatus();
+      if (st.state === "closed" && st.reason === "unauthorized") failure = new ApiError(401, "unauthorized", "the server refused the token");
+      poke();
+    });
+    opts.signal?.addEventListener("abort", poke);
+    const unwatch = live.watchJob(jobId);
+    try {
+      for (;;) {
+        if (opts.signal?.aborted) return;
+        if (newest && newest.seq > seen) {
+          const snap = newest;
+          seen = snap.seq;
+          yield snap;
+          if (isTerminal(snap.state)) return;
+          continue;
+        }
+        if (failure) throw failure;
+        await new Promise<void>((r) => (wake = r));
+        wake = undefined;
+      }
+    } finally {
+      opts.signal?.removeEventListener("abort", poke);
+      unwatch();
+      offJob();
+      offErr();
+      offStatus();
+      await live.dispose();
+    }
   }
 
   /** Delivers everything the reporter holds, then stops it. */
