@@ -39,6 +39,7 @@ func (s *Service) Delete(ctx context.Context, id string, allow func(progress.Sna
 	case err != nil:
 		return unavailable("delete job", err)
 	}
+	s.leaveParent(store.Deleted{ID: id, Parent: snap.ParentID, Share: progress.LiveContribution(&snap)})
 	s.forget(ctx, []string{id})
 	s.cfg.Metrics.deleted.WithLabelValues("request").Inc()
 	return nil
@@ -57,23 +58,33 @@ func (s *Service) forget(ctx context.Context, ids []string) {
 	}
 }
 
-// maxPurgeBatches bounds one sweep; the next sweep continues.
-const maxPurgeBatches = 2000
-
-// Purge deletes jobs finished before before, store.PurgeBatch per
-// transaction, and returns how many it deleted.
+// Purge deletes jobs finished before before, in short batches spaced so
+// that reports' writes go between them (store.PurgePaced), and returns how
+// many it deleted.
 func (s *Service) Purge(ctx context.Context, before time.Time) (int, error) {
-	total := 0
-	for range maxPurgeBatches {
-		ids, err := s.cfg.DB.Purge(ctx, before, store.PurgeBatch)
-		s.forget(ctx, ids)
-		total += len(ids)
-		s.cfg.Metrics.deleted.WithLabelValues("retention").Add(float64(len(ids)))
-		if err != nil || len(ids) < store.PurgeBatch {
-			return total, err
+	return store.PurgePaced(ctx, s.cfg.DB, before, func(gone []store.Deleted) {
+		ids := make([]string, len(gone))
+		for i, d := range gone {
+			ids[i] = d.ID
+			s.leaveParent(d)
 		}
+		s.forget(ctx, ids)
+		s.cfg.Metrics.deleted.WithLabelValues("retention").Add(float64(len(ids)))
+	})
+}
+
+// leaveParent takes a deleted child out of its parent's snapshot: the
+// store moved the parent's durable totals in the delete's transaction
+// (the counts drop the child, so they agree with GET ?parent= and a
+// parent that expects N children waits for N that exist), and the
+// aggregator applies them with the child's share taken out of the live
+// sum. A parent that has finished keeps its snapshot: a terminal
+// snapshot never changes, and its error ("3 of 200 children failed")
+// was written from those counts.
+func (s *Service) leaveParent(d store.Deleted) {
+	if d.Parent != "" {
+		s.agg.add(d.Parent, &pendingParent{delta: -d.Share, counts: true})
 	}
-	return total, nil
 }
 
 // SweepInterval is how often a retention of d is swept: every minute, or

@@ -108,6 +108,17 @@ func (t *Tally) Moved(parent string, weight float64, from progress.State, s *pro
 	}
 }
 
+// Left counts a deleted child s (terminal) out of its parent's totals:
+// its count, its weight and its share of the terminal children's sum.
+func (t *Tally) Left(s *progress.Snapshot) {
+	g := t.group(s.ParentID)
+	g.Changes++
+	g.Counts.Total--
+	g.Counts.Add(s.State, -1)
+	g.WeightSum -= s.Weight
+	g.DoneWP -= progress.LiveContribution(s)
+}
+
 // Touched records activity on s's project without a state change.
 func (t *Tally) Touched(s *progress.Snapshot) {
 	t.touch(s.Project, s.Owner, s.UpdatedAt.UnixMilli(), "", 0)

@@ -82,10 +82,10 @@ type Store interface {
 	// ErrNotFound, or ErrNotFinished for a job that is not terminal.
 	Delete(ctx context.Context, id string) error
 	// Purge deletes up to limit jobs finished before before (see
-	// PurgeSQL) and returns their ids. On PostgreSQL it deletes nothing
-	// while another node's Purge runs, so nodes sharing a database take
-	// turns.
-	Purge(ctx context.Context, before time.Time, limit int) ([]string, error)
+	// PurgeSQL), oldest first, and returns them. On PostgreSQL it deletes
+	// nothing while another node's Purge runs, so nodes sharing a
+	// database take turns. PurgePaced sizes and spaces the calls.
+	Purge(ctx context.Context, before time.Time, limit int) ([]Deleted, error)
 
 	// Ping reports whether the database answers, for /readyz.
 	Ping(ctx context.Context) error

@@ -359,13 +359,13 @@ func (w *WriteBehind) Delete(ctx context.Context, id string) error {
 }
 
 // Purge deletes a batch of old finished jobs (Store.Purge).
-func (w *WriteBehind) Purge(ctx context.Context, before time.Time, limit int) ([]string, error) {
-	ids, err := w.db.Purge(ctx, before, limit)
+func (w *WriteBehind) Purge(ctx context.Context, before time.Time, limit int) ([]Deleted, error) {
+	gone, err := w.db.Purge(ctx, before, limit)
 	w.noteWrite(err)
-	for _, id := range ids {
-		w.forget(id)
+	for _, d := range gone {
+		w.forget(d.ID)
 	}
-	return ids, err
+	return gone, err
 }
 
 func (w *WriteBehind) forget(id string) {

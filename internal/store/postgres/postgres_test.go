@@ -304,3 +304,11 @@ func BenchmarkProjects(b *testing.B) {
 	postgres.SeedJobs(b, s, storetest.BenchJobs, storetest.BenchProjects, storetest.BenchOwners)
 	storetest.BenchmarkProjects(b, s)
 }
+
+// BenchmarkPurgeWhileSaving: the retention sweep against the writes of
+// reports (storetest.BenchmarkPurgeWhileSaving).
+func BenchmarkPurgeWhileSaving(b *testing.B) {
+	s := open(b, testsvc.PostgresSchema(b))
+	defer s.Close()
+	storetest.BenchmarkPurgeWhileSaving(b, s, func(n int, project string) { postgres.SeedFinished(b, s, n, project) })
+}

@@ -12,18 +12,18 @@ var purgeSQL = store.NewPurgeSQL("progressd_", true)
 
 // Delete implements store.Store.
 func (s *Store) Delete(ctx context.Context, id string) error {
-	ids, err := s.purge(ctx, false, purgeSQL.PickOne(), id)
-	return store.DeleteOutcome(ctx, id, ids, err, s.Get)
+	gone, err := s.purge(ctx, false, purgeSQL.PickOne(), id)
+	return store.DeleteOutcome(ctx, id, gone, err, s.Get)
 }
 
 // Purge implements store.Store: one node at a time, by an advisory lock
 // held for the transaction; a node that does not get it deletes nothing
 // this round.
-func (s *Store) Purge(ctx context.Context, before time.Time, limit int) ([]string, error) {
+func (s *Store) Purge(ctx context.Context, before time.Time, limit int) ([]store.Deleted, error) {
 	return s.purge(ctx, true, purgeSQL.PickOld(), before, limit)
 }
 
-func (s *Store) purge(ctx context.Context, exclusive bool, pick string, args ...any) ([]string, error) {
+func (s *Store) purge(ctx context.Context, exclusive bool, pick string, args ...any) ([]store.Deleted, error) {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: delete jobs: begin: %w", err)
@@ -69,9 +69,5 @@ func (s *Store) purge(ctx context.Context, exclusive bool, pick string, args ...
 	if err := tx.Commit(ctx); err != nil {
 		return nil, fmt.Errorf("postgres: delete jobs: commit: %w", err)
 	}
-	ids := make([]string, len(deleted))
-	for i, d := range deleted {
-		ids[i] = d.JobID
-	}
-	return ids, nil
+	return deleted, nil
 }

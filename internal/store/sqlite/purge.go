@@ -12,18 +12,18 @@ var purgeSQL = store.NewPurgeSQL("", false)
 
 // Delete implements store.Store.
 func (s *Store) Delete(ctx context.Context, id string) error {
-	ids, err := s.purge(ctx, purgeSQL.PickOne(), id)
-	return store.DeleteOutcome(ctx, id, ids, err, s.Get)
+	gone, err := s.purge(ctx, purgeSQL.PickOne(), id)
+	return store.DeleteOutcome(ctx, id, gone, err, s.Get)
 }
 
 // Purge implements store.Store. SQLite has one writer at a time, so
 // nodes sharing a file take turns by its lock.
-func (s *Store) Purge(ctx context.Context, before time.Time, limit int) ([]string, error) {
+func (s *Store) Purge(ctx context.Context, before time.Time, limit int) ([]store.Deleted, error) {
 	return s.purge(ctx, purgeSQL.PickOld(), before.UnixMilli(), limit)
 }
 
 // purge deletes the jobs pick selects, in one (immediate) transaction.
-func (s *Store) purge(ctx context.Context, pick string, args ...any) ([]string, error) {
+func (s *Store) purge(ctx context.Context, pick string, args ...any) ([]store.Deleted, error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: delete jobs: begin: %w", err)
@@ -60,9 +60,5 @@ func (s *Store) purge(ctx context.Context, pick string, args ...any) ([]string, 
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("sqlite: delete jobs: commit: %w", err)
 	}
-	ids := make([]string, len(deleted))
-	for i, d := range deleted {
-		ids[i] = d.JobID
-	}
-	return ids, nil
+	return deleted, nil
 }

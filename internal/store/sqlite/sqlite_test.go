@@ -145,3 +145,14 @@ func BenchmarkProjects(b *testing.B) {
 	sqlite.SeedJobs(b, s, storetest.BenchJobs, storetest.BenchProjects, storetest.BenchOwners)
 	storetest.BenchmarkProjects(b, s)
 }
+
+// BenchmarkPurgeWhileSaving: the retention sweep against the writes of
+// reports (storetest.BenchmarkPurgeWhileSaving).
+func BenchmarkPurgeWhileSaving(b *testing.B) {
+	s, err := sqlite.Open(b.Context(), filepath.Join(b.TempDir(), "purge.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	storetest.BenchmarkPurgeWhileSaving(b, s, func(n int, project string) { sqlite.SeedFinished(b, s, n, project) })
+}

@@ -17,6 +17,7 @@ var purgeTests = []struct {
 }{
 	{"DeleteFinishedOnly", testDeleteFinishedOnly},
 	{"PurgeOldestInBatches", testPurgeOldestInBatches},
+	{"DeletedChildLeavesItsParent", testDeletedChildLeavesItsParent},
 }
 
 // finished returns s succeeded at at.
@@ -99,7 +100,9 @@ func testPurgeOldestInBatches(t *testing.T, b *bundle) {
 		if len(ids) == 0 {
 			break
 		}
-		got = append(got, ids...)
+		for _, d := range ids {
+			got = append(got, d.ID)
+		}
 	}
 	if !slices.Equal(got, want) {
 		t.Fatalf("purged %v, want %v (oldest finished first)", got, want)
@@ -107,5 +110,50 @@ func testPurgeOldestInBatches(t *testing.T, b *bundle) {
 	b.get(t, live.JobID)
 	if jobs, _, err := b.store.List(t.Context(), progress.Query{Project: "pp", Limit: 10}); err != nil || len(jobs) != 3 {
 		t.Fatalf("left %d jobs (%v), want 3", len(jobs), err)
+	}
+}
+
+// testDeletedChildLeavesItsParent: deleting a finished child takes it out
+// of its parent's totals (count, weight, terminal share; the version
+// moves), so they agree with the children listed; a parent deleted with
+// its children, or before them, leaves no totals behind.
+func testDeletedChildLeavesItsParent(t *testing.T, b *bundle) {
+	parent := b.job(t, "pc", "alice")
+	b.create(t, parent)
+	done, failed, running := b.child(t, parent, 2), b.child(t, parent, 1), b.child(t, parent, 1)
+	b.create(t, done, failed, running)
+	done, failed = finished(t, to(t, done, progress.Running, 0.5), b.base.Add(time.Minute)), to(t, failed, progress.Failed, 0)
+	b.save(t, done, failed, to(t, running, progress.Running, 0.25))
+	before := b.totals(t, parent.JobID)
+	if err := b.store.Delete(t.Context(), done.JobID); err != nil {
+		t.Fatal(err)
+	}
+	after := b.totals(t, parent.JobID)
+	want := progress.Children{Total: 2, Running: 1, Failed: 1}
+	if after.Counts != want || !near(after.WeightSum, 2) || !near(after.DoneWP, 0) || after.Version <= before.Version {
+		t.Fatalf("totals after deleting a succeeded child of weight 2: %+v (before %+v), want counts %+v, weight 2, DoneWP 0, a newer version",
+			after, before, want)
+	}
+	if kids, _ := pages(t, b.store, progress.Query{Parent: parent.JobID}); len(kids) != after.Counts.Total {
+		t.Fatalf("%d children listed, totals say %d", len(kids), after.Counts.Total)
+	}
+
+	// The parent and its last children go in one batch, then a child
+	// finished after its parent was deleted: no totals come back.
+	late := b.child(t, parent, 1)
+	b.create(t, late)
+	b.save(t, to(t, to(t, running, progress.Running, 0.25), progress.Canceled, 0), finished(t, parent, b.base.Add(2*time.Minute)))
+	b.save(t, finished(t, late, b.base.Add(time.Hour)))
+	if _, err := b.store.Purge(t.Context(), b.base.Add(30*time.Minute), 10); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.store.Purge(t.Context(), b.base.Add(2*time.Hour), 10); err != nil {
+		t.Fatal(err)
+	}
+	if tot := b.totals(t, parent.JobID); tot != (progress.ChildTotals{}) {
+		t.Fatalf("a deleted parent has totals %+v", tot)
+	}
+	if marks, err := b.store.DirtyGroups(t.Context(), time.Now().Add(time.Minute), 10); err != nil || len(marks) != 0 {
+		t.Fatalf("dirty groups after deleting a whole family: %v, %v", marks, err)
 	}
 }
