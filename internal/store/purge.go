@@ -202,9 +202,9 @@ func DeleteOutcome(ctx context.Context, id string, deleted []Deleted, err error,
 	return fmt.Errorf("delete job %s: %w", id, ErrNotFinished)
 }
 
-// PurgeBatchTime is what a retention batch aims to take. A write waiting
-// for the database (SQLite's one writer, or on PostgreSQL the project's
-// counter row the batch moves) waits at most about this long behind it:
+// PurgeBatchTime is what a retention batch aims to take on a store whose
+// purge holds back every other writer while it runs (SQLite's one
+// writer): a report's write waits at most about this long behind it.
 // BenchmarkPurgeWhileSaving measured a write-behind Save p99 of 282 ms
 // with fixed batches of 500 against 11 ms without a purge.
 const PurgeBatchTime = 5 * time.Millisecond
@@ -214,18 +214,34 @@ type Purger interface {
 	Purge(ctx context.Context, before time.Time, limit int) ([]Deleted, error)
 }
 
-// PurgePaced deletes jobs finished before before, in batches that each
-// take about PurgeBatchTime: the batch size follows the measured time per
-// job (a smoothed mean; from 1 to PurgeBatch), so batches stay short
-// whatever a job costs to delete — its log lines, tags and indexes, a
-// loaded machine. After each batch it waits as long as the batch took, so
-// the writes that queued behind it go first and the purge takes at most
-// about half of the database's write time. each (if not nil) gets every
-// batch's deleted jobs. It returns how many it deleted, when a batch
-// finds fewer old jobs than its size (none left, or on PostgreSQL another
-// node sweeping), or when ctx ends (ctx.Err()).
+// PurgeTimer is a Purger whose batches should take about
+// PurgeBatchTime() each, because other writers wait for the whole batch.
+// A store that does not implement it (PostgreSQL: a batch locks only the
+// rows it deletes, and the project's counter rows for the few statements
+// before its commit) gets batches of PurgeBatch.
+type PurgeTimer interface {
+	PurgeBatchTime() time.Duration
+}
+
+// PurgePaced deletes jobs finished before before in batches, and after
+// each waits as long as it took, so the writes that queued behind it go
+// first and the purge takes at most about half of the database's time.
+// On a PurgeTimer the batches aim at its PurgeBatchTime: the size follows
+// the measured time per job (a smoothed mean; from 1 to PurgeBatch), so
+// batches stay short whatever a job costs to delete — its log lines, tags
+// and indexes, a loaded machine. each (if not nil) gets every batch's
+// deleted jobs. It returns how many it deleted, when a batch finds fewer
+// old jobs than its size (none left, or on PostgreSQL another node
+// sweeping), or when ctx ends (ctx.Err()).
 func PurgePaced(ctx context.Context, s Purger, before time.Time, each func([]Deleted)) (int, error) {
-	total, size := 0, 50
+	var target time.Duration
+	if t, ok := s.(PurgeTimer); ok {
+		target = t.PurgeBatchTime()
+	}
+	total, size := 0, PurgeBatch
+	if target > 0 {
+		size = 50
+	}
 	var perJob time.Duration // smoothed time per deleted job
 	for {
 		start := time.Now()
@@ -238,15 +254,17 @@ func PurgePaced(ctx context.Context, s Purger, before time.Time, each func([]Del
 		if err != nil || len(gone) < size {
 			return total, err
 		}
-		sample := took / time.Duration(len(gone))
-		if perJob == 0 {
-			perJob = sample
-		} else {
-			perJob = (7*perJob + 3*sample) / 10
+		if target > 0 {
+			sample := took / time.Duration(len(gone))
+			if perJob == 0 {
+				perJob = sample
+			} else {
+				perJob = (7*perJob + 3*sample) / 10
+			}
+			// At most double at once: one quick batch on a noisy machine
+			// does not make the next one long.
+			size = max(1, min(PurgeBatch, 2*size, int(target/max(perJob, time.Microsecond))))
 		}
-		// At most double at once: one quick batch on a noisy machine does
-		// not make the next one long.
-		size = max(1, min(PurgeBatch, 2*size, int(PurgeBatchTime/max(perJob, time.Microsecond))))
 		t := time.NewTimer(took)
 		select {
 		case <-ctx.Done():

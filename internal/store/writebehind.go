@@ -368,6 +368,14 @@ func (w *WriteBehind) Purge(ctx context.Context, before time.Time, limit int) ([
 	return gone, err
 }
 
+// PurgeBatchTime is the database's (PurgeTimer), or 0 if it has none.
+func (w *WriteBehind) PurgeBatchTime() time.Duration {
+	if t, ok := w.db.(PurgeTimer); ok {
+		return t.PurgeBatchTime()
+	}
+	return 0
+}
+
 func (w *WriteBehind) forget(id string) {
 	w.mu.Lock()
 	delete(w.pending, id)

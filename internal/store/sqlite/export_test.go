@@ -61,22 +61,13 @@ func SchemaVersion() int { return len(migrations) }
 // the minutes 100,000 creates take.
 func SeedJobs(tb testing.TB, s *Store, n, projects, owners int) {
 	tb.Helper()
-	for _, q := range []string{
+	for _, q := range append([]string{
 		fmt.Sprintf(`WITH RECURSIVE c(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM c WHERE i + 1 < %d)
 		INSERT INTO jobs (id, project, owner, state, seq, created_at, updated_at, snapshot)
 		SELECT printf('00000000-0000-7000-8000-%%012d', i), 'p' || (i %% %d), 'u' || (i %% %d),
 			CASE i %% 5 WHEN 0 THEN 'queued' WHEN 1 THEN 'running' WHEN 2 THEN 'succeeded' WHEN 3 THEN 'failed' ELSE 'canceled' END,
 			1, 1764000000000 + i, 1764000000000 + i, '{}' FROM c`, n, projects, owners),
-		`DELETE FROM project_owners`, `DELETE FROM projects`,
-		`INSERT INTO project_owners
-			SELECT project, owner, sum(state = 'queued'), sum(state = 'running'), sum(state = 'succeeded'),
-				sum(state = 'failed'), sum(state = 'canceled'), max(updated_at)
-			FROM jobs GROUP BY project, owner`,
-		`INSERT INTO projects
-			SELECT project, sum(queued), sum(running), sum(succeeded), sum(failed), sum(canceled), max(last_activity_at)
-			FROM project_owners GROUP BY project`,
-		`ANALYZE`,
-	} {
+	}, rebuildCounters...) {
 		if _, err := s.db.ExecContext(context.Background(), q); err != nil {
 			tb.Fatalf("seed: %v", err)
 		}
@@ -91,7 +82,7 @@ func SeedJobs(tb testing.TB, s *Store, n, projects, owners int) {
 func SeedFinished(tb testing.TB, s *Store, n int, project string) {
 	tb.Helper()
 	at := time.Now().Add(-time.Hour).UnixMilli() - int64(n)
-	for _, q := range []string{
+	for _, q := range append([]string{
 		fmt.Sprintf(`WITH RECURSIVE c(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM c WHERE i + 1 < %d)
 		INSERT INTO jobs (id, project, owner, state, seq, created_at, updated_at, finished_at, snapshot, progress)
 		SELECT printf('00000000-0000-7000-8000-%%012d', i), '%[2]s', 'alice', 'succeeded', 3, %[3]d + i, %[3]d + i, %[3]d + i,
@@ -102,18 +93,23 @@ func SeedFinished(tb testing.TB, s *Store, n int, project string) {
 		INSERT INTO job_logs (job_id, n, t, stream, stage, text)
 		SELECT j.id, k.n, j.finished_at, 'stdout', 'work', 'line ' || k.n || ' of a job, as long as an ordinary log line: ' || j.id
 		FROM jobs j, k WHERE j.project = '%s' AND j.created_at %% 10 = 0`, project),
-		`DELETE FROM project_owners`, `DELETE FROM projects`,
-		`INSERT INTO project_owners
-			SELECT project, owner, sum(state = 'queued'), sum(state = 'running'), sum(state = 'succeeded'),
-				sum(state = 'failed'), sum(state = 'canceled'), max(updated_at)
-			FROM jobs GROUP BY project, owner`,
-		`INSERT INTO projects
-			SELECT project, sum(queued), sum(running), sum(succeeded), sum(failed), sum(canceled), max(last_activity_at)
-			FROM project_owners GROUP BY project`,
-		`ANALYZE`,
-	} {
+	}, rebuildCounters...) {
 		if _, err := s.db.ExecContext(context.Background(), q); err != nil {
 			tb.Fatalf("seed: %v", err)
 		}
 	}
+}
+
+// rebuildCounters recounts the project counters from the jobs (migration
+// 2's statements), after a seed that inserted jobs by SQL.
+var rebuildCounters = []string{
+	`DELETE FROM project_owners`, `DELETE FROM projects`,
+	`INSERT INTO project_owners
+		SELECT project, owner, sum(state = 'queued'), sum(state = 'running'), sum(state = 'succeeded'),
+			sum(state = 'failed'), sum(state = 'canceled'), max(updated_at)
+		FROM jobs GROUP BY project, owner`,
+	`INSERT INTO projects
+		SELECT project, sum(queued), sum(running), sum(succeeded), sum(failed), sum(canceled), max(last_activity_at)
+		FROM project_owners GROUP BY project`,
+	`ANALYZE`,
 }

@@ -22,6 +22,11 @@ func (s *Store) Purge(ctx context.Context, before time.Time, limit int) ([]store
 	return s.purge(ctx, purgeSQL.PickOld(), before.UnixMilli(), limit)
 }
 
+// PurgeBatchTime implements store.PurgeTimer: a purge transaction holds
+// SQLite's one write lock from its first delete to its commit, so every
+// report's write waits for the whole batch.
+func (s *Store) PurgeBatchTime() time.Duration { return store.PurgeBatchTime }
+
 // purge deletes the jobs pick selects, in one (immediate) transaction.
 func (s *Store) purge(ctx context.Context, pick string, args ...any) ([]store.Deleted, error) {
 	tx, err := s.db.BeginTx(ctx, nil)
