@@ -27,9 +27,12 @@ func newBench() *cobra.Command {
 		quiet     bool
 		serveArgs []string
 		serverLog string
+		via       string
+		floor     bool
+		floorPeer string
 	)
 	cmd := &cobra.Command{
-		Use:   "bench [--scenario fanout|perjob|idle] [--clients N] [--duration D] [--server URL]",
+		Use:   "bench [--scenario fanout|perjob|idle|ingest|keepcurrent] [--clients N] [--duration D] [--server URL]",
 		Short: "Load-test a server on this machine: delivery rate, latency, losses, server CPU and memory",
 		Long: `Load-test progressd over its real protocol, on this machine only.
 
@@ -46,6 +49,22 @@ Scenarios:
   idle    the clients connect (each subscribed to a job of its own unless
           --idle-subscribe=false) and stay for --duration: server memory
           and goroutines per connection.
+  ingest  --jobs jobs each get --reports reports and then "succeeded", as
+          fast as the server takes them: reports/s and server CPU per
+          report, once per way of reporting (--via http: one per request;
+          batch: --batch per POST /api/v1/reports; ws: report frames on a
+          WebSocket), each against a fresh server. --clients viewers (0
+          allowed) watch the jobs in turn and must end on the terminal
+          snapshot.
+  keepcurrent
+          fanout that samples every 10 ms how far behind the newest report
+          each viewer is (staleness), run twice: with --min-write-interval
+          0 (every update written: the yardstick) and with the server's
+          defaults (or --serve-arg flags), each against a fresh server.
+
+ingest and keepcurrent also measure this machine's floor (--floor): a bare
+program doing only the system calls the same work cannot avoid, so a
+figure can be read against what the machine charges.
 
 Every report carries its send time, so each delivery gives an end-to-end
 latency (HTTP report to WebSocket update); "update or newer" also counts
@@ -63,6 +82,12 @@ descriptor per client, hence at most 19,000 clients.`,
   progressd bench --server http://127.0.0.1:8000 --server-pid $(pgrep -n progressd)`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if floorPeer != "" { // the other process of a floor measurement
+				if code := loadtest.RunFloorPeer(floorPeer); code != 0 {
+					return &exitError{code: code, err: errors.New("bench: the floor's peer failed")}
+				}
+				return nil
+			}
 			cfg.Scenario = loadtest.Scenario(scenario)
 			level := slog.LevelInfo
 			if quiet {
@@ -78,6 +103,11 @@ descriptor per client, hence at most 19,000 clients.`,
 			defer stopProfile()
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			if cfg.Scenario == loadtest.Ingest || cfg.Scenario == loadtest.KeepCurrent {
+				return runComparison(ctx, cmd.OutOrStdout(), cfg, comparison{
+					serveArgs: serveArgs, serverLog: serverLog, via: via, floor: floor, json: asJSON,
+				})
+			}
 			res, err := runBench(ctx, cfg, serveArgs, serverLog)
 			if err != nil {
 				return err
@@ -98,11 +128,17 @@ descriptor per client, hence at most 19,000 clients.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&scenario, "scenario", string(cfg.Scenario), "fanout, perjob or idle")
+	f.StringVar(&scenario, "scenario", string(cfg.Scenario), "fanout, perjob, idle, ingest or keepcurrent")
 	f.IntVar(&cfg.Clients, "clients", cfg.Clients, fmt.Sprintf("WebSocket clients (at most %d)", loadtest.MaxClients))
 	f.DurationVar(&cfg.Duration, "duration", cfg.Duration, fmt.Sprintf("how long reports are sent (idle: how long connections are held), at most %v", loadtest.MaxDuration))
 	f.Float64Var(&cfg.Rate, "rate", cfg.Rate, "fanout: reports per second to the one job")
 	f.IntVar(&cfg.Reports, "reports", cfg.Reports, "perjob: reports per job before the final one")
+	f.IntVar(&cfg.Jobs, "jobs", cfg.Jobs, "ingest: jobs reported on")
+	f.StringVar(&via, "via", "", "ingest: http, batch or ws; empty runs all three")
+	f.IntVar(&cfg.BatchSize, "batch", cfg.BatchSize, fmt.Sprintf("ingest --via batch: reports per request (at most %d)", loadtest.MaxBatch))
+	f.BoolVar(&floor, "floor", true, "ingest, keepcurrent: also measure this machine's floor")
+	f.StringVar(&floorPeer, "floor-peer", "", "internal: be the other process of a floor measurement")
+	_ = f.MarkHidden("floor-peer")
 	f.BoolVar(&cfg.IdleSubscribe, "idle-subscribe", cfg.IdleSubscribe, "idle: subscribe each connection to a job of its own")
 	f.StringVar(&cfg.Server, "server", "", "a running server, http://127.0.0.1:PORT (loopback only); empty: start one")
 	f.StringVar(&cfg.ReportServer, "report-server", "", "with --server: create and report jobs on this other node of the same system (shared --db and --redis), to measure delivery across nodes")
@@ -173,10 +209,12 @@ func printBenchResult(w io.Writer, r *loadtest.Result) {
 	}
 	load := ""
 	switch r.Scenario {
-	case loadtest.Fanout:
+	case loadtest.Fanout, loadtest.KeepCurrent:
 		load = fmt.Sprintf(", %g reports/s", r.Rate)
 	case loadtest.PerJob:
 		load = fmt.Sprintf(", %d reports per job", r.ReportsPerJob)
+	case loadtest.Ingest:
+		load = fmt.Sprintf(", %d jobs × %d reports + the final one, via %s", r.Jobs, r.ReportsPerJob, r.Via)
 	}
 	via := ""
 	if r.ReportServerURL != "" {
@@ -203,6 +241,10 @@ func printBenchResult(w io.Writer, r *loadtest.Result) {
 			p("update or newer", "p50 %s  p90 %s  p99 %s  p99.9 %s  max %s  (every report, coalesced ones by the delivery that replaced them)",
 				benchDuration(f.P50), benchDuration(f.P90), benchDuration(f.P99), benchDuration(f.P999), benchDuration(f.Max))
 		}
+		if st := r.Staleness; st.Samples > 0 {
+			p("staleness", "p50 %s  p90 %s  p99 %s  p99.9 %s  max %s  (%s samples of how far behind the newest report a viewer was, every %v)",
+				benchDuration(st.P50), benchDuration(st.P90), benchDuration(st.P99), benchDuration(st.P999), benchDuration(st.Max), benchComma(st.Samples), loadtest.StalenessEvery)
+		}
 		p("accounting", "expected %s = delivered %s + coalesced %s + lost %s",
 			benchComma(r.Expected), benchComma(r.Delivered), benchComma(r.Coalesced), benchComma(r.Lost))
 		p("final snapshot", "missed by %d clients", r.MissedFinal)
@@ -226,6 +268,9 @@ func printBenchResult(w io.Writer, r *loadtest.Result) {
 		cpu := fmt.Sprintf("%.2f s", s.CPUSeconds)
 		if r.Delivered > 0 {
 			cpu += fmt.Sprintf(" (%.3f s per 100k deliveries)", s.CPUSecondsPer100k)
+		}
+		if r.Scenario == loadtest.Ingest && r.Reports > 0 {
+			cpu += fmt.Sprintf(" (%.3f s per 100k reports)", s.CPUSecondsPer100kReports)
 		}
 		p("server CPU", "%s, pid %d", cpu, s.PID)
 		p("server RSS", "%s before, %s connected (%+.1f KiB per connection), peak %s, end %s",

@@ -20,16 +20,16 @@ import (
 // implements it (package node checks that); Get returns an error matching
 // progress.ErrNotFound for an unknown job. Recent takes a Filter with
 // Project and Owner both set as that owner's jobs of the project.
-// ReportAs applies a report for a caller that may change only the jobs
-// allow accepts (another job: progress.ErrNotFound); a refused report is
-// a *progress.Error.
+// ReportMany applies reports in order for a caller that may change only
+// the jobs allow accepts (another job: progress.ErrNotFound), each as if
+// alone; a refused report's Outcome.Err is a *progress.Error.
 type Jobs interface {
 	Get(ctx context.Context, id string) (progress.Snapshot, error)
 	Recent(ctx context.Context, f progress.Filter, limit int) ([]progress.Snapshot, error)
 	// Logs reads a job's kept log lines after after (< 0: from the first
 	// kept one), for logs: subscribers.
 	Logs(ctx context.Context, id string, after int64, limit int) (progress.LogPage, error)
-	ReportAs(ctx context.Context, id string, r progress.Report, allow func(progress.Snapshot) bool) (progress.Snapshot, error)
+	ReportMany(ctx context.Context, reports []progress.JobReport, allow func(progress.Snapshot) bool) []progress.Outcome
 }
 
 // Defaults of Config; SPEC.md fixes the limits.

@@ -85,9 +85,10 @@ type wsConn struct {
 	lastWrite     time.Time // when the last batch's write started (MinWriteInterval)
 
 	// Owned by the reader goroutine.
-	adm admission
-	rd  prefixReader
-	hdr [ws.MaxHeaderSize - 2]byte
+	adm     admission
+	rd      prefixReader
+	hdr     [ws.MaxHeaderSize - 2]byte
+	reports []queuedReport // report frames read, to apply (report.go)
 }
 
 func newWSConn(g *Gateway, conn net.Conn, pre []byte, clientID string) *wsConn {

@@ -1,13 +1,23 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
+
 	"github.com/progressd/progressd/internal/auth"
+	"github.com/progressd/progressd/internal/broker"
 	"github.com/progressd/progressd/internal/progress"
 )
 
@@ -105,5 +115,104 @@ func TestWSReportAuth(t *testing.T) {
 		if s, err := e.svc.Get(context.Background(), j.JobID); err != nil || s.Seq != j.Seq {
 			t.Fatalf("job %s changed by a refused report: seq %d → %d (%v)", j.JobID, j.Seq, s.Seq, err)
 		}
+	}
+}
+
+// TestWSReportBurst: report frames that arrive together are applied
+// together (one publish per job for the burst), each still answered in
+// the order sent with the seq it produced or its own error, and a frame
+// of another kind in the middle is answered after the reports before it.
+// Subscribers see seqs only rise and end on the terminal snapshot.
+func TestWSReportBurst(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	job := e.createJob(t, "alice", "p")
+	var (
+		mu        sync.Mutex
+		published []uint64
+	)
+	stop := e.broker.Subscribe(func(u broker.Update) {
+		if u.Snapshot.JobID == job.JobID && !u.Log {
+			mu.Lock()
+			published = append(published, u.Snapshot.Seq)
+			mu.Unlock()
+		}
+	})
+	defer stop()
+	watcher := e.dialAs(t, "alice")
+	watcher.subscribe("job:" + job.JobID)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, br, _, err := ws.Dial(ctx, e.wsURL("token="+url.QueryEscape(e.token(t, "alice", false, time.Hour))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if br != nil {
+		t.Fatal("the server wrote before the client did")
+	}
+	const n = 60
+	var burst bytes.Buffer
+	for i := 1; i <= n; i++ {
+		var f string
+		switch i {
+		case 20:
+			f = fmt.Sprintf(`{"op":"report","id":%d,"job_id":%q,"progress":1.5}`, i, job.JobID) // refused
+		case 30:
+			f = fmt.Sprintf(`{"op":"ping","id":%d}`, i)
+		case n:
+			f = fmt.Sprintf(`{"op":"report","id":%d,"job_id":%q,"state":"succeeded"}`, i, job.JobID)
+		default:
+			f = fmt.Sprintf(`{"op":"report","id":%d,"job_id":%q,"progress":%g}`, i, job.JobID, float64(i)/100)
+		}
+		if err := ws.WriteFrame(&burst, ws.MaskFrame(ws.NewTextFrame([]byte(f)))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := conn.Write(burst.Bytes()); err != nil { // one write: the frames arrive together
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	seq := job.Seq
+	for i := 1; i <= n; i++ {
+		b, err := wsutil.ReadServerText(conn)
+		if err != nil {
+			t.Fatalf("reply %d: %v", i, err)
+		}
+		var r frame
+		if err := json.Unmarshal(b, &r); err != nil {
+			t.Fatal(err)
+		}
+		if r.Type != "reply" || string(r.ID) != strconv.Itoa(i) {
+			t.Fatalf("frame %d: %s, want the reply to frame %d (replies come in the order sent)", i, b, i)
+		}
+		switch i {
+		case 20:
+			if r.Error == nil || r.Error.Code != CodeBadRequest || r.Seq != 0 {
+				t.Fatalf("the bad report: %s, want bad_request", b)
+			}
+		case 30:
+			if r.Error != nil {
+				t.Fatalf("ping: %s", b)
+			}
+		default:
+			if r.Error != nil || r.Seq != seq+1 {
+				t.Fatalf("report %d: %s, want seq %d", i, b, seq+1)
+			}
+			seq = r.Seq
+		}
+	}
+	if f := watcher.untilTerminal(job.JobID); f.Job.Seq != seq || f.Job.State != progress.Succeeded {
+		t.Fatalf("the watcher ended on %+v, want succeeded at seq %d", f.Job, seq)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.IsSorted(published) || published[len(published)-1] != seq {
+		t.Fatalf("published seqs %v: want rising, ending at %d", published, seq)
+	}
+	// Without bursts every report is published: n-2 of them.
+	if len(published) > n/2 {
+		t.Fatalf("%d publishes for %d reports that arrived together: the burst was applied report by report", len(published), n-2)
 	}
 }

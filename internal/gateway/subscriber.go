@@ -86,15 +86,20 @@ func (s *subscriber) deliver(ch, job string, m *message) {
 }
 
 // reply queues a reply frame.
-func (s *subscriber) reply(frame []byte) {
+func (s *subscriber) reply(frame []byte) { s.replies([][]byte{frame}) }
+
+// replies queues frames, in order, as reply does one.
+func (s *subscriber) replies(frames [][]byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed || s.overflowed {
 		return
 	}
-	if s.q.pushReply(frame) == pushOverflow {
-		s.overflowLocked()
-		return
+	for _, f := range frames {
+		if s.q.pushReply(f) == pushOverflow {
+			s.overflowLocked()
+			return
+		}
 	}
 	// A reply is never held back by the spacing: a subscriber or a
 	// reporting worker waits for it.

@@ -97,15 +97,23 @@ func requestToken(r *http.Request) string {
 // never another connection.
 func (c *wsConn) handle(op ws.OpCode, data []byte) {
 	if op != ws.OpText {
+		c.flushReports()
 		c.sub.reply(encodeReply(nullID, errorf(CodeBadRequest, "frames must be text: one JSON object each")))
 		return
 	}
 	f, perr := decodeFrame(data)
 	if perr != nil {
+		c.flushReports()
 		c.sub.reply(encodeReply(f.ID, perr))
 		return
 	}
 	p := c.sub.principal.Load()
+	if f.Op == opReport && p != nil {
+		c.report(f)
+		return
+	}
+	// Reports read before this frame are applied and answered first.
+	c.flushReports()
 	switch {
 	case f.Op == opAuth:
 		c.auth(f, p)
@@ -118,8 +126,6 @@ func (c *wsConn) handle(op ws.OpCode, data []byte) {
 		c.subscribe(f, *p)
 	case f.Op == opUnsubscribe:
 		c.unsubscribe(f)
-	case f.Op == opReport:
-		c.report(f, *p)
 	}
 }
 

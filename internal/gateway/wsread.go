@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bufio"
 	"io"
 	"net"
 	"slices"
@@ -15,7 +16,13 @@ import (
 // are parsed and checked by gobwas/ws; messages, control frames, limits
 // and the close handshake are handled here. Client frames are rare
 // (subscribe, auth, ping), so the reader reads the socket directly,
-// without a buffer that every idle connection would hold.
+// without a buffer that every idle connection would hold — until the
+// connection sends a report frame: a worker streaming reports gets a
+// buffer (readBuffer), so a burst of frames costs a read per buffer, not
+// several per frame, and the reader can tell when the burst ends.
+
+// readBuffer is the read buffer of a connection that reports.
+const readBuffer = 16 << 10
 
 // readChunk is how much of a data frame is read at a time: the declared
 // length is the peer's word, so the message buffer grows as bytes arrive.
@@ -26,9 +33,38 @@ const readChunk = 4096
 type prefixReader struct {
 	pre  []byte
 	conn net.Conn
+	buf  *bufio.Reader // nil until the connection sends a report frame
 }
 
 func (r *prefixReader) Read(p []byte) (int, error) {
+	if r.buf != nil {
+		return r.buf.Read(p)
+	}
+	return r.readRaw(p)
+}
+
+// buffer gives r a read buffer, from now on.
+func (r *prefixReader) buffer() {
+	if r.buf == nil {
+		r.buf = bufio.NewReaderSize(rawReader{r}, readBuffer)
+	}
+}
+
+// buffered is how many bytes were read from the socket and wait here.
+func (r *prefixReader) buffered() int {
+	n := len(r.pre)
+	if r.buf != nil {
+		n += r.buf.Buffered()
+	}
+	return n
+}
+
+// rawReader reads r without its buffer.
+type rawReader struct{ r *prefixReader }
+
+func (r rawReader) Read(p []byte) (int, error) { return r.r.readRaw(p) }
+
+func (r *prefixReader) readRaw(p []byte) (int, error) {
 	if len(r.pre) == 0 {
 		return r.conn.Read(p)
 	}
@@ -51,6 +87,7 @@ func (r *prefixReader) Read(p []byte) (int, error) {
 // waits for the peer's close frame, so the peer sees the code instead of
 // a reset connection.
 func (c *wsConn) read() (graceful bool, err error) {
+	defer c.flushReports() // what was read is applied, however reading ends
 	var (
 		msg        []byte    // the message being read
 		op         ws.OpCode // its opcode
@@ -110,6 +147,9 @@ func (c *wsConn) read() (graceful bool, err error) {
 		}
 		c.handle(op, msg)
 		msg = nil
+		if len(c.reports) > 0 && (c.rd.buffered() == 0 || len(c.reports) >= maxReportBurst) {
+			c.flushReports() // the burst has ended: nothing more waits to be read
+		}
 	}
 }
 

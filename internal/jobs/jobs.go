@@ -299,23 +299,37 @@ func (s *Service) Report(ctx context.Context, id string, r progress.Report) (pro
 // probed. The check runs inside the atomic update, on the snapshot the
 // report applies to, which spares the API a separate read per report.
 func (s *Service) ReportAs(ctx context.Context, id string, r progress.Report, allow func(progress.Snapshot) bool) (progress.Snapshot, error) {
+	prev, next, err := s.applyOne(ctx, id, r, allow)
+	if err != nil {
+		return progress.Snapshot{}, err
+	}
+	if err := s.commit(ctx, &prev, &next); err != nil {
+		return progress.Snapshot{}, s.reject(unavailable("record report", err))
+	}
+	return next, nil
+}
+
+// applyOne is the part of a report that ReportAs and ReportMany share:
+// its log lines kept, then the report applied in the snapshot store. The
+// caller records and publishes the change.
+func (s *Service) applyOne(ctx context.Context, id string, r progress.Report, allow func(progress.Snapshot) bool) (prev, next progress.Snapshot, err error) {
+	if len(r.Log) > 0 {
+		if err := s.reportLogs(ctx, id, r, allow); err != nil {
+			return prev, next, err
+		}
+	}
 	// succeeded over unfinished children is refused on the durable
 	// counts, which every child's state change moves before its reply:
 	// the parent's snapshot may be up to ParentInterval behind them.
-	if len(r.Log) > 0 {
-		if err := s.reportLogs(ctx, id, r, allow); err != nil {
-			return progress.Snapshot{}, err
-		}
-	}
 	var active int
 	if r.State != nil && *r.State == progress.Succeeded {
 		t, err := s.cfg.DB.ChildTotals(ctx, id)
 		if err != nil {
-			return progress.Snapshot{}, s.reject(unavailable("read the job's children", err))
+			return prev, next, s.reject(unavailable("read the job's children", err))
 		}
 		active = t.Counts.Active()
 	}
-	prev, next, err := s.update(ctx, id, func(prev progress.Snapshot) (progress.Snapshot, error) {
+	prev, next, err = s.update(ctx, id, func(prev progress.Snapshot) (progress.Snapshot, error) {
 		if allow != nil && !allow(prev) {
 			return prev, ErrNotFound
 		}
@@ -326,13 +340,10 @@ func (s *Service) ReportAs(ctx context.Context, id string, r progress.Report, al
 		return progress.Apply(prev, r, s.cfg.Now())
 	})
 	if err != nil {
-		return progress.Snapshot{}, s.reject(unavailable("apply report", err))
+		return prev, next, s.reject(unavailable("apply report", err))
 	}
 	s.cfg.Metrics.accepted.Inc()
-	if err := s.commit(ctx, &prev, &next); err != nil {
-		return progress.Snapshot{}, s.reject(unavailable("record report", err))
-	}
-	return next, nil
+	return prev, next, nil
 }
 
 // update applies fn to job id in the snapshot store, loading the job from

@@ -26,10 +26,24 @@ const (
 	// IdleSubscribe is set), stay for Duration and receive nothing else;
 	// the point is the server's memory per connection.
 	Idle Scenario = "idle"
+	// Ingest: Jobs jobs each get Reports reports and then `succeeded`,
+	// sent as fast as the server takes them through Via (one per HTTP
+	// request, batches, or WebSocket frames); the point is reports per
+	// second and the server's CPU per report. Clients viewers (0 is
+	// allowed) subscribe to the jobs in turn and must each end on their
+	// job's terminal snapshot.
+	Ingest Scenario = "ingest"
+	// KeepCurrent is Fanout that also samples, every StalenessEvery, how
+	// far behind the newest report each viewer is (Result.Staleness).
+	KeepCurrent Scenario = "keepcurrent"
 )
 
 // Scenarios lists every Scenario, for help texts.
-var Scenarios = []Scenario{Fanout, PerJob, Idle}
+var Scenarios = []Scenario{Fanout, PerJob, Idle, Ingest, KeepCurrent}
+
+// fanout reports whether the scenario sends Rate reports a second to one
+// job.
+func (s Scenario) fanout() bool { return s == Fanout || s == KeepCurrent }
 
 // Bounds of Config. MaxClients comes from the open-files limit of 20,000
 // per process on the machines we measure on: the server and this tool each
@@ -71,6 +85,13 @@ type Config struct {
 	Rate float64
 	// Reports is reports per job in PerJob, besides the final `succeeded`.
 	Reports int
+	// Jobs is how many jobs Ingest reports on.
+	Jobs int
+	// Via is how Ingest sends its reports.
+	Via Via
+	// BatchSize is how many reports Ingest puts in one POST
+	// /api/v1/reports (Via batch).
+	BatchSize int
 	// IdleSubscribe makes each Idle client subscribe to a job of its own;
 	// without it Idle clients subscribe to nothing.
 	IdleSubscribe bool
@@ -113,6 +134,9 @@ func Defaults() Config {
 		Duration:        10 * time.Second,
 		Rate:            100,
 		Reports:         10,
+		Jobs:            1000,
+		Via:             ViaHTTP,
+		BatchSize:       MaxBatch,
 		IdleSubscribe:   true,
 		Project:         "bench",
 		Publishers:      8,
@@ -128,9 +152,9 @@ func Defaults() Config {
 func (c *Config) Validate() error {
 	var errs []error
 	switch c.Scenario {
-	case Fanout, PerJob, Idle:
+	case Fanout, PerJob, Idle, Ingest, KeepCurrent:
 	default:
-		errs = append(errs, fmt.Errorf("--scenario %q: use fanout, perjob or idle", c.Scenario))
+		errs = append(errs, fmt.Errorf("--scenario %q: use fanout, perjob, idle, ingest or keepcurrent", c.Scenario))
 	}
 	if err := CheckLoopback(c.Server); err != nil {
 		errs = append(errs, err)
@@ -141,6 +165,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	switch {
+	case c.Clients == 0 && c.Scenario == Ingest: // reports with nobody watching
 	case c.Clients <= 0:
 		errs = append(errs, fmt.Errorf("--clients must be positive, got %d", c.Clients))
 	case c.Clients > MaxClients:
@@ -151,7 +176,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("--duration %v must be positive and at most %v", c.Duration, MaxDuration))
 	}
 	switch c.Scenario {
-	case Fanout:
+	case Fanout, KeepCurrent:
 		if !(c.Rate > 0) || c.Rate > MaxRate || math.IsInf(c.Rate, 0) {
 			errs = append(errs, fmt.Errorf("--rate %v must be positive and at most %d reports per second", c.Rate, MaxRate))
 		} else if n := c.FanoutReports(); n > MaxTotalReport {
@@ -162,6 +187,21 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("--reports %d must be between 1 and %d", c.Reports, MaxReports))
 		} else if n := int64(c.Reports) * int64(c.Clients); n > MaxTotalReport {
 			errs = append(errs, fmt.Errorf("--reports × --clients is %d reports; at most %d", n, MaxTotalReport))
+		}
+	case Ingest:
+		switch {
+		case c.Jobs <= 0 || c.Jobs > MaxClients:
+			errs = append(errs, fmt.Errorf("--jobs %d must be between 1 and %d", c.Jobs, MaxClients))
+		case c.Reports <= 0 || c.Reports > MaxReports:
+			errs = append(errs, fmt.Errorf("--reports %d must be between 1 and %d", c.Reports, MaxReports))
+		case int64(c.Reports+1)*int64(c.Jobs) > MaxTotalReport:
+			errs = append(errs, fmt.Errorf("(--reports + 1) × --jobs is %d reports; at most %d", int64(c.Reports+1)*int64(c.Jobs), MaxTotalReport))
+		}
+		if c.Via != ViaHTTP && c.Via != ViaBatch && c.Via != ViaWebSocket {
+			errs = append(errs, fmt.Errorf("--via %q: use http, batch or ws", c.Via))
+		}
+		if c.BatchSize < 1 || c.BatchSize > MaxBatch {
+			errs = append(errs, fmt.Errorf("--batch %d must be between 1 and %d", c.BatchSize, MaxBatch))
 		}
 	}
 	if c.Project == "" || len(c.Project) > 128 || strings.ContainsAny(c.Project, " \t\r\n") {

@@ -28,7 +28,7 @@ func TestMain(m *testing.M) {
 		os.Exit(helperServe(os.Args[1:]))
 	}
 	if spec := os.Getenv(floorEnv); spec != "" {
-		os.Exit(floorPeer(spec))
+		os.Exit(RunFloorPeer(spec))
 	}
 	goleak.VerifyTestMain(m)
 }

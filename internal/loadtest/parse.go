@@ -25,13 +25,16 @@ type frame struct {
 	seq    uint64
 	sentAt int64 // unix nanos from a "t=…" message; 0 if none
 	// reply
-	id      int64 // -1 if null or absent
+	id int64 // -1 if null or absent
+	// seq is also a report reply's: the seq its report produced.
 	errCode string
 	errMsg  string
 }
 
 var (
 	updatePrefix = []byte(`{"type":"update",`)
+	replyPrefix  = []byte(`{"type":"reply","id":`)
+	errorKey     = []byte(`"error":`)
 	seqKey       = []byte(`"seq":`)
 	stampKey     = []byte(`"message":"t=`)
 )
@@ -51,13 +54,23 @@ func parseFrame(b []byte) (frame, error) {
 			return f, nil
 		}
 	}
+	// A report's reply, {"type":"reply","id":N,"seq":S}: one per report
+	// of the ingest scenario's WebSocket publishers.
+	if rest, ok := bytes.CutPrefix(b, replyPrefix); ok && !bytes.Contains(rest, errorKey) {
+		if id, err := leadingInt(rest); err == nil {
+			if seq, ok := uintAfter(rest, seqKey); ok {
+				return frame{kind: frameReply, id: id, seq: seq}, nil
+			}
+		}
+	}
 	return decodeFrame(b)
 }
 
 // wireFrame is the part of a server frame the slow path decodes.
 type wireFrame struct {
-	Type  string `json:"type"`
-	ID    *int64 `json:"id"`
+	Type  string  `json:"type"`
+	ID    *int64  `json:"id"`
+	Seq   *uint64 `json:"seq"`
 	Error *struct {
 		Code    string `json:"code"`
 		Message string `json:"message"`
@@ -87,6 +100,9 @@ func decodeFrame(b []byte) (frame, error) {
 		f.kind = frameReply
 		if w.ID != nil {
 			f.id = *w.ID
+		}
+		if w.Seq != nil {
+			f.seq = *w.Seq
 		}
 		if w.Error != nil {
 			f.errCode, f.errMsg = w.Error.Code, w.Error.Message

@@ -24,6 +24,8 @@ type Result struct {
 	Duration      time.Duration `json:"duration_ns"`
 	Rate          float64       `json:"rate,omitempty"`
 	ReportsPerJob int           `json:"reports_per_job,omitempty"`
+	// Via is how Ingest sent its reports.
+	Via Via `json:"via,omitempty"`
 
 	Clients        int     `json:"clients"`         // asked for
 	Connected      int     `json:"connected"`       // subscribed (or, with no job, answered a ping)
@@ -83,6 +85,13 @@ type Result struct {
 	// updates included. Not measured (zero) past maxLoggedDeliveries.
 	LatencyUpdateOrNewer LatencyStats `json:"latency_update_or_newer"`
 
+	// Staleness (KeepCurrent) is, sampled every StalenessEvery for every
+	// viewer from the first report until every viewer has the final
+	// snapshot, how long the viewer has been behind: 0 while it holds
+	// the newest answered report, else the age of the oldest report it
+	// does not have (time since that report was sent).
+	Staleness LatencyStats `json:"staleness"`
+
 	Server ServerStats `json:"server_process"`
 	// ToolCPUSeconds is this process's CPU time in the window: on one
 	// machine the tool competes with the server for the CPUs.
@@ -105,6 +114,8 @@ type ServerStats struct {
 	CPUSeconds float64 `json:"cpu_seconds"`
 	// CPUSecondsPer100k is CPUSeconds per 100,000 deliveries.
 	CPUSecondsPer100k float64 `json:"cpu_seconds_per_100k_deliveries"`
+	// CPUSecondsPer100kReports is CPUSeconds per 100,000 reports answered.
+	CPUSecondsPer100kReports float64 `json:"cpu_seconds_per_100k_reports"`
 	// RSS in bytes: before connecting; with every client connected (Idle:
 	// at the end of the hold); the highest sampled; at the end of the
 	// window.

@@ -112,10 +112,12 @@ func (r *run) run(ctx context.Context) (_ *Result, err error) {
 	cfg := r.cfg
 	res := &Result{Scenario: cfg.Scenario, ServerURL: cfg.Server, ReportServerURL: cfg.ReportServer, Clients: cfg.Clients, Duration: cfg.Duration}
 	switch cfg.Scenario {
-	case Fanout:
+	case Fanout, KeepCurrent:
 		res.Rate = cfg.Rate
 	case PerJob:
 		res.ReportsPerJob = cfg.Reports
+	case Ingest:
+		res.ReportsPerJob, res.Via = cfg.Reports, cfg.Via
 	}
 	if err := r.api.healthy(ctx); err != nil {
 		return nil, err
@@ -129,10 +131,12 @@ func (r *run) run(ctx context.Context) (_ *Result, err error) {
 	// Jobs first, so their memory is not counted as the connections'.
 	var nJobs int
 	switch {
-	case cfg.Scenario == Fanout:
+	case cfg.Scenario.fanout():
 		nJobs = 1
 	case cfg.Scenario == PerJob, cfg.Scenario == Idle && cfg.IdleSubscribe:
 		nJobs = cfg.Clients
+	case cfg.Scenario == Ingest:
+		nJobs = cfg.Jobs
 	}
 	if nJobs > 0 {
 		r.log.Info("creating jobs", "jobs", nJobs)
@@ -144,11 +148,8 @@ func (r *run) run(ctx context.Context) (_ *Result, err error) {
 	r.clients = make([]*client, cfg.Clients)
 	for i := range r.clients {
 		c := &client{id: i}
-		switch {
-		case cfg.Scenario == Fanout:
-			c.job = r.jobs[0]
-		case nJobs > 0:
-			c.job = r.jobs[i]
+		if nJobs > 0 {
+			c.job = r.jobs[i%nJobs]
 		}
 		r.clients[i] = c
 	}
@@ -171,7 +172,7 @@ func (r *run) run(ctx context.Context) (_ *Result, err error) {
 	}
 	res.ConnectSeconds = time.Since(connectStart).Seconds()
 	r.log.Info("connected", "clients", r.connectedCount(), "seconds", fmt.Sprintf("%.1f", res.ConnectSeconds))
-	if r.connectedCount() == 0 {
+	if r.connectedCount() == 0 && cfg.Clients > 0 {
 		return nil, fmt.Errorf("no client could connect to %s: %s", r.wsURL, strings.Join(r.errs.list(), "; "))
 	}
 
@@ -194,17 +195,26 @@ func (r *run) run(ctx context.Context) (_ *Result, err error) {
 		pub, stopPublishing := r.startPublishing(ctx)
 		start = pub.start
 		r.log.Info("publishing", "scenario", cfg.Scenario, "duration", cfg.Duration)
-		if cfg.Scenario == Fanout {
+		var stale *staleSampler
+		switch cfg.Scenario {
+		case Fanout:
 			r.publishFanout(pub, r.jobs[0])
-		} else {
+		case KeepCurrent:
+			stale = r.startStaleness(r.jobs[0])
+			r.publishFanout(pub, r.jobs[0])
+		case Ingest:
+			r.publishIngest(pub)
+		default:
 			r.publishPerJob(pub)
 		}
 		stopPublishing()
 		if err := ctx.Err(); err != nil {
+			stale.stop()
 			return nil, err
 		}
 		r.drain(ctx)
 		cpu1, tool1 = r.sampleProc(), sampleSelf()
+		res.Staleness = stale.stop()
 	}
 	res.Server.RSSEnd = cpu1.RSS
 	if err := ctx.Err(); err != nil {
@@ -242,6 +252,9 @@ func (r *run) run(ctx context.Context) (_ *Result, err error) {
 		s.CPUSeconds = (cpu1.CPU - cpu0.CPU).Seconds()
 		if res.Delivered > 0 {
 			s.CPUSecondsPer100k = s.CPUSeconds / float64(res.Delivered) * 100_000
+		}
+		if res.Reports > 0 {
+			s.CPUSecondsPer100kReports = s.CPUSeconds / float64(res.Reports) * 100_000
 		}
 		if res.Connected > 0 && s.RSSBefore > 0 {
 			s.RSSPerConn = (float64(s.RSSConnected) - float64(s.RSSBefore)) / float64(res.Connected)

@@ -11,3 +11,11 @@ type JobReport struct {
 	JobID string `json:"job_id" required:"false" doc:"The job the report is about. An empty or unknown id fails this report only."`
 	Report
 }
+
+// Outcome is what one report of a batch came to: the seq of the snapshot
+// it produced, or why it was refused (the error the report alone would
+// have had).
+type Outcome struct {
+	Seq uint64
+	Err error
+}

@@ -126,29 +126,54 @@ func NewWriteBehind(db Store, interval time.Duration, log *slog.Logger) *WriteBe
 // it, and the error is returned. After Close every Save is durable, so
 // nothing reported during shutdown is lost.
 func (w *WriteBehind) Save(ctx context.Context, s progress.Snapshot, durable bool) error {
+	one := []progress.Snapshot{s}
+	if durable {
+		return w.SaveMany(ctx, nil, one)
+	}
+	return w.SaveMany(ctx, one, nil)
+}
+
+// SaveMany is Save for many snapshots at once, of different jobs: those in
+// pending wait for the next flush, those in durable are written in one
+// transaction before SaveMany returns. The error is the durable write's;
+// every snapshot of it is then kept as pending, so later flushes retry
+// it.
+func (w *WriteBehind) SaveMany(ctx context.Context, pending, durable []progress.Snapshot) error {
 	w.mu.Lock()
-	if !durable && !w.closed {
-		w.addPending(s)
-		w.mu.Unlock()
-		return nil
+	if w.closed {
+		durable = append(durable, pending...)
+	} else {
+		for _, s := range pending {
+			w.addPending(s)
+		}
 	}
 	w.mu.Unlock()
+	if len(durable) == 0 {
+		return nil
+	}
 
-	err := w.db.Save(ctx, []progress.Snapshot{s})
+	err := w.db.Save(ctx, durable)
 	w.noteWrite(err)
 	if err != nil {
 		w.failures.Add(1)
 		w.mu.Lock()
-		w.addPending(s)
+		for _, s := range durable {
+			w.addPending(s)
+		}
 		w.mu.Unlock()
-		return fmt.Errorf("store: durable save of job %s seq %d (kept for retry): %w", s.JobID, s.Seq, err)
+		if len(durable) == 1 {
+			return fmt.Errorf("store: durable save of job %s seq %d (kept for retry): %w", durable[0].JobID, durable[0].Seq, err)
+		}
+		return fmt.Errorf("store: durable save of %d jobs (kept for retry): %w", len(durable), err)
 	}
-	w.durable.Add(1)
-	w.written.Add(1)
+	w.durable.Add(uint64(len(durable)))
+	w.written.Add(uint64(len(durable)))
 	w.mu.Lock()
-	if p, ok := w.pending[s.JobID]; ok && p.Seq <= s.Seq {
-		delete(w.pending, s.JobID)
-		w.coalesced.Add(1)
+	for _, s := range durable {
+		if p, ok := w.pending[s.JobID]; ok && p.Seq <= s.Seq {
+			delete(w.pending, s.JobID)
+			w.coalesced.Add(1)
+		}
 	}
 	w.mu.Unlock()
 	return nil

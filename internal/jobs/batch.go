@@ -1,0 +1,98 @@
+package jobs
+
+import (
+	"context"
+
+	"github.com/progressd/progressd/internal/progress"
+)
+
+// jobChange is what a batch did to one job: the snapshot before its first
+// report in the batch, the newest after, and whether any report moved
+// its state.
+type jobChange struct {
+	first, last progress.Snapshot
+	moved       bool
+	moves       []move // the reports that moved the state
+}
+
+// move is a report that moved its job's state.
+type move struct {
+	report   int
+	from, to progress.State
+}
+
+// ReportMany applies reps in order, each exactly as ReportAs would apply
+// it alone — same checks, same next snapshot and seq — and records them
+// together: the snapshots of the jobs whose state moved are written to
+// the durable store in one transaction before ReportMany returns (a
+// report's state change is durable before its caller hears of it, as
+// alone), the others are left to the write-behind, and each job changed
+// is published once, at its newest snapshot (subscribers may be sent the
+// newest snapshot of a job in place of older ones; a state change is in
+// every later snapshot, and a terminal one is always the newest). This is
+// what makes a batch (POST /api/v1/reports) or a burst of WebSocket
+// report frames cheaper per report than one report per request: one
+// transaction and one publish per job per batch instead of one per
+// report.
+//
+// If the durable write fails, every report that moved a state in it gets
+// ErrUnavailable (its snapshot stays queued in the write-behind, which
+// retries it) and its job is not published; the other reports stand.
+func (s *Service) ReportMany(ctx context.Context, reps []progress.JobReport, allow func(progress.Snapshot) bool) []progress.Outcome {
+	out := make([]progress.Outcome, len(reps))
+	changed := make(map[string]*jobChange, len(reps))
+	order := make([]*jobChange, 0, len(reps))
+	for i := range reps {
+		prev, next, err := s.applyOne(ctx, reps[i].JobID, reps[i].Report, allow)
+		if err != nil {
+			out[i].Err = err
+			continue
+		}
+		out[i].Seq = next.Seq
+		c := changed[next.JobID]
+		if c == nil {
+			c = &jobChange{first: prev}
+			changed[next.JobID] = c
+			order = append(order, c)
+		}
+		c.last = next
+		if prev.State != next.State {
+			c.moved = true
+			c.moves = append(c.moves, move{report: i, from: prev.State, to: next.State})
+		}
+	}
+	var durable, pending []progress.Snapshot
+	for _, c := range order {
+		if c.moved {
+			durable = append(durable, c.last)
+		} else {
+			pending = append(pending, c.last)
+		}
+	}
+	if err := s.cfg.DB.SaveMany(ctx, pending, durable); err != nil {
+		err = s.reject(unavailable("record report", err))
+		for _, c := range order {
+			if !c.moved {
+				continue
+			}
+			for _, m := range c.moves {
+				out[m.report] = progress.Outcome{Err: err}
+			}
+			c.last = progress.Snapshot{} // not published: not recorded
+		}
+	}
+	for _, c := range order {
+		if c.last.JobID == "" {
+			continue
+		}
+		for _, m := range c.moves {
+			s.cfg.Metrics.stateChanged(m.from, m.to)
+		}
+		if c.last.State.Terminal() && c.moved {
+			s.endLogs(ctx, c.last.JobID)
+		}
+		s.publish(ctx, c.last)
+		s.agg.observe(&c.first, &c.last)
+	}
+	return out
+}
