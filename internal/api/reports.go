@@ -41,18 +41,10 @@ func decodeBatch(raw []byte) ([]progress.JobReport, error) {
 	var body struct {
 		Reports *[]progress.JobReport `json:"reports"`
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	err := dec.Decode(&body)
-	if err == nil {
-		if _, end := dec.Token(); end != io.EOF {
-			err = errors.New("more than one JSON value")
-		}
+	if err := decodeStrict(raw, &body, `{"reports": [{"job_id": …, …report…}, …]}`); err != nil {
+		return nil, err
 	}
 	switch {
-	case err != nil:
-		return nil, apiError(http.StatusBadRequest, "bad_request",
-			"the body must be {\"reports\": [{\"job_id\": …, …report…}, …]}: "+err.Error())
 	case body.Reports == nil:
 		return nil, apiError(http.StatusBadRequest, "bad_request", "the body has no \"reports\" list")
 	case len(*body.Reports) > progress.MaxBatchReports:
@@ -60,6 +52,34 @@ func decodeBatch(raw []byte) ([]progress.JobReport, error) {
 			"%d reports: a batch takes at most %d; send the rest in another", len(*body.Reports), progress.MaxBatchReports))
 	}
 	return *body.Reports, nil
+}
+
+// decodeStrict decodes one JSON value from raw into v, refusing unknown
+// fields and anything after the value (400 naming shape): what huma's
+// validation checked of a report's body, without its second decoding of
+// the body into maps. Value rules (ranges, states, sizes) are
+// progress.Apply's, as they always were.
+func decodeStrict(raw []byte, v any, shape string) error {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil {
+		if _, end := dec.Token(); end != io.EOF {
+			err = errors.New("more than one JSON value")
+		}
+	}
+	if err != nil {
+		return apiError(http.StatusBadRequest, "bad_request", "the body must be "+shape+": "+err.Error())
+	}
+	return nil
+}
+
+// documentBody shows body's schema as the request body of the operation
+// at path (POST), whose handler reads RawBody itself.
+func (a *API) documentBody(path string, body reflect.Type, name string) {
+	op := a.huma.OpenAPI().Paths[path].Post
+	op.RequestBody.Required = true
+	op.RequestBody.Content["application/json"].Schema = a.huma.OpenAPI().Components.Schemas.Schema(body, true, name)
 }
 
 // batchResult is the outcome of one report of a batch: the seq of the
@@ -88,10 +108,7 @@ func (a *API) registerReports() {
 		Tags: []string{"jobs"}, Security: secured, MaxBodyBytes: MaxBatchBodyBytes,
 		SkipValidateBody: true, // decodeBatch checks it
 	}, a.reportBatch)
-	// The body is read by decodeBatch, not huma: document its shape.
-	op := a.huma.OpenAPI().Paths["/api/v1/reports"].Post
-	op.RequestBody.Required = true
-	op.RequestBody.Content["application/json"].Schema = a.huma.OpenAPI().Components.Schemas.Schema(reflect.TypeFor[batchBody](), true, "BatchBody")
+	a.documentBody("/api/v1/reports", reflect.TypeFor[batchBody](), "BatchBody") // read by decodeBatch
 }
 
 func (a *API) reportBatch(ctx context.Context, in *batchInput) (*batchOutput, error) {

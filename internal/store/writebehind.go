@@ -66,6 +66,13 @@ type WriteBehind struct {
 
 	failing bool // the last background flush failed; guarded by flushMu
 
+	// Group commit of durable saves (commit): while one transaction is
+	// written, the saves that come meanwhile gather in next, written
+	// together by one of their callers as the next transaction.
+	commitMu   sync.Mutex
+	committing bool
+	next       *commitGroup
+
 	// The last write that failed, until one succeeds: Ready reports it.
 	healthMu   sync.Mutex
 	writeErr   error
@@ -152,8 +159,7 @@ func (w *WriteBehind) SaveMany(ctx context.Context, pending, durable []progress.
 		return nil
 	}
 
-	err := w.db.Save(ctx, durable)
-	w.noteWrite(err)
+	err := w.commit(ctx, durable)
 	if err != nil {
 		w.failures.Add(1)
 		w.mu.Lock()
@@ -177,6 +183,74 @@ func (w *WriteBehind) SaveMany(ctx context.Context, pending, durable []progress.
 	}
 	w.mu.Unlock()
 	return nil
+}
+
+// commitGroup is the durable saves written in one transaction.
+type commitGroup struct {
+	snaps   map[string]progress.Snapshot // the newest of each job
+	lead    chan struct{}                // closed: one waiter may write the group
+	done    chan struct{}                // closed once written; err is then set
+	claimed bool                         // a caller is writing it; guarded by commitMu
+	err     error
+}
+
+// commitTimeout bounds the write of a group, which its callers share:
+// none of their contexts may cut it short for the others.
+const commitTimeout = 10 * time.Second
+
+// commit writes snaps to the database before it returns, in one
+// transaction with the durable saves of other callers that came while
+// the previous one was being written (group commit): under concurrent
+// state changes — every job's start and end — SQLite pays one
+// transaction for several instead of one each, and a lone save is
+// written at once, as before. Two snapshots of one job in a group are
+// written as the newer (the store keeps the highest seq anyway).
+func (w *WriteBehind) commit(ctx context.Context, snaps []progress.Snapshot) error {
+	w.commitMu.Lock()
+	g := w.next
+	if g == nil {
+		g = &commitGroup{snaps: make(map[string]progress.Snapshot, len(snaps)), lead: make(chan struct{}), done: make(chan struct{})}
+		w.next = g
+	}
+	for _, s := range snaps {
+		if p, ok := g.snaps[s.JobID]; !ok || p.Seq < s.Seq {
+			g.snaps[s.JobID] = s
+		}
+	}
+	if !w.committing {
+		w.committing = true
+		close(g.lead)
+	}
+	w.commitMu.Unlock()
+	select {
+	case <-g.done:
+		return g.err
+	case <-g.lead:
+	}
+	w.commitMu.Lock()
+	if g.claimed {
+		w.commitMu.Unlock()
+		<-g.done
+		return g.err
+	}
+	g.claimed = true
+	w.next = nil // later saves gather in a new group
+	w.commitMu.Unlock()
+
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+	defer cancel()
+	g.err = w.db.Save(wctx, slices.Collect(maps.Values(g.snaps)))
+	w.noteWrite(g.err)
+	close(g.done)
+
+	w.commitMu.Lock()
+	if w.next != nil {
+		close(w.next.lead) // its callers wait: one of them writes it
+	} else {
+		w.committing = false
+	}
+	w.commitMu.Unlock()
+	return g.err
 }
 
 // addPending keeps s if it is the newest snapshot of its job not yet

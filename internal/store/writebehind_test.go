@@ -34,6 +34,9 @@ type faultyStore struct {
 	failNext  atomic.Int64 // fail this many Saves
 	hang      atomic.Bool  // Saves wait for their context to end
 	hung      chan struct{}
+	// gate, if set, holds every Save until it is closed (after telling
+	// hung).
+	gate chan struct{}
 	// afterRead, if set, runs once a Get or List has read the database and
 	// before it returns, to stage a race with a flush.
 	afterRead func()
@@ -58,6 +61,13 @@ func (f *faultyStore) List(ctx context.Context, q progress.Query) ([]progress.Sn
 var errInjected = errors.New("injected failure")
 
 func (f *faultyStore) Save(ctx context.Context, snaps []progress.Snapshot) error {
+	if f.gate != nil {
+		select {
+		case f.hung <- struct{}{}:
+		default:
+		}
+		<-f.gate
+	}
 	if f.hang.Load() {
 		select {
 		case f.hung <- struct{}{}:
@@ -169,6 +179,47 @@ func (b *bundle) save(t *testing.T, s progress.Snapshot, durable bool) {
 	t.Helper()
 	if err := b.wb.Save(t.Context(), s, durable); err != nil {
 		t.Fatalf("Save seq %d durable=%v: %v", s.Seq, durable, err)
+	}
+}
+
+// TestWriteBehindGroupCommit: durable saves that come while one is being
+// written are written together, in one transaction, and each caller
+// returns only once its snapshot is in the database.
+func TestWriteBehindGroupCommit(t *testing.T) {
+	b := setup(t, time.Hour, nil)
+	jobs := []progress.Snapshot{b.job}
+	for i := 1; i <= 4; i++ {
+		jobs = append(jobs, b.newJob(t, i))
+	}
+	b.db.gate = make(chan struct{})
+	var wg sync.WaitGroup
+	errs := make(chan error, len(jobs))
+	save := func(s progress.Snapshot) { wg.Go(func() { errs <- b.wb.Save(t.Context(), at(s, 5), true) }) }
+	save(jobs[0])
+	<-b.db.hung // the first save is being written
+	for _, j := range jobs[1:] {
+		save(j)
+	}
+	testsvc.Eventually(t, 10*time.Second, "four saves gathered for the next commit", func() bool { return store.Gathering(b.wb) == 4 })
+	close(b.db.gate)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := b.db.saves.Load(); n != 2 {
+		t.Fatalf("%d transactions for five durable saves, four of them waiting together: want 2", n)
+	}
+	ids := make([]string, len(jobs))
+	for i, j := range jobs {
+		ids[i] = j.JobID
+	}
+	for i, seq := range b.storedAll(t, ids...) {
+		if seq != 5 {
+			t.Errorf("job %d stored at seq %d, want 5", i, seq)
+		}
 	}
 }
 

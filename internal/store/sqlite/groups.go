@@ -15,16 +15,17 @@ import (
 // tallySQL applies a store.Tally in a transaction.
 var tallySQL = store.NewTallySQL("", false)
 
-// prepareTally prepares tallySQL's statements once: the driver would parse
-// each on every Exec, which was 13% of a batch's CPU (BenchmarkBatchHTTP).
-func (s *Store) prepareTally(ctx context.Context) error {
-	s.tally = map[string]*sql.Stmt{}
-	for _, q := range tallySQL.Statements() {
+// prepareStatements prepares tallySQL's and Save's statements once: the
+// driver would parse each on every Exec, which was 13% of a batch's CPU
+// (BenchmarkBatchHTTP).
+func (s *Store) prepareStatements(ctx context.Context) error {
+	s.stmts = map[string]*sql.Stmt{}
+	for _, q := range append(tallySQL.Statements(), saveSameState, saveReadState, saveNewState) {
 		st, err := s.db.PrepareContext(ctx, q)
 		if err != nil {
-			return fmt.Errorf("sqlite: prepare the counters' statements: %w", err)
+			return fmt.Errorf("sqlite: prepare the statements of saves and counters: %w", err)
 		}
-		s.tally[q] = st
+		s.stmts[q] = st
 	}
 	return nil
 }
@@ -32,7 +33,7 @@ func (s *Store) prepareTally(ctx context.Context) error {
 // applyTally writes t inside tx.
 func (s *Store) applyTally(ctx context.Context, tx *sql.Tx, t *store.Tally) error {
 	return tallySQL.Apply(ctx, func(ctx context.Context, q string, args ...any) error {
-		_, err := tx.StmtContext(ctx, s.tally[q]).ExecContext(ctx, args...)
+		_, err := tx.StmtContext(ctx, s.stmts[q]).ExecContext(ctx, args...)
 		return err
 	}, t)
 }

@@ -39,7 +39,7 @@ const busyTimeoutMS = 5000
 type Store struct {
 	db        *sql.DB
 	path      string
-	tally     map[string]*sql.Stmt // tallySQL's statements, prepared once
+	stmts     map[string]*sql.Stmt // tallySQL's and Save's statements, prepared once
 	onChange  store.ChangeHook[*sql.Tx]
 	closeOnce sync.Once
 	closeErr  error
@@ -76,7 +76,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		_ = db.Close()
 		return nil, err
 	}
-	if err := s.prepareTally(ctx); err != nil {
+	if err := s.prepareStatements(ctx); err != nil {
 		_ = db.Close()
 		return nil, err
 	}
@@ -106,7 +106,7 @@ func (s *Store) Close() error {
 	first := false
 	s.closeOnce.Do(func() {
 		first = true
-		for _, st := range s.tally {
+		for _, st := range s.stmts {
 			_ = st.Close()
 		}
 		s.closeErr = s.db.Close()
