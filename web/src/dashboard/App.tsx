@@ -59,6 +59,11 @@ function Dashboard({ token, setToken }: { token: string | null; setToken: (t: st
     [serverProjects, saved, selected],
   );
   const current = selected ?? projects[0]?.name ?? "demo";
+  const [find, setFind] = useState("");
+  const listed = useMemo(() => {
+    const q = find.trim().toLowerCase();
+    return q ? projects.filter((p) => p.name.toLowerCase().includes(q) || p.name === current) : projects;
+  }, [projects, find, current]);
 
   // Ask the server once whether it wants a token (single-user mode answers without one).
   useEffect(() => {
@@ -126,8 +131,14 @@ function Dashboard({ token, setToken }: { token: string | null; setToken: (t: st
       <div className="layout">
         <nav className="sidebar" aria-label="Projects">
           <h2 className="sidebar__title">Projects</h2>
+          {projects.length > 8 && (
+            <label className="project-search">
+              <span className="sr-only">Find a project</span>
+              <input type="search" placeholder="Find a project…" value={find} onChange={(e) => setFind(e.target.value)} />
+            </label>
+          )}
           <ul className="projects">
-            {projects.map((p) => (
+            {listed.map((p) => (
               <li key={p.name}>
                 <a
                   href={"#/p/" + encodeURIComponent(p.name)}

@@ -114,25 +114,16 @@ export const JobCard = memo(function JobCard({ job, selected, onSelect }: { job:
   );
 });
 
-/** Part two's lifecycle fields, on snapshots of servers that send them. */
-export interface Lifecycle {
-  attempt?: number;
-  max_attempts?: number;
-  retry_at?: string | null;
-  stalled?: boolean;
-}
-
 /** Badges for what needs a look: stalled, retrying. */
-export function Flags({ job }: { job: JobSnapshot }) {
-  const l = job as JobSnapshot & Lifecycle;
+export function Flags({ job: l }: { job: JobSnapshot }) {
   return (
     <>
-      {l.stalled && !isTerminal(job.state) && (
+      {l.stalled && !isTerminal(l.state) && (
         <span className="badge badge--stalled" title="No report for longer than the job's stall_after_seconds">
           stalled
         </span>
       )}
-      {l.retry_at && !isTerminal(job.state) && <span className="badge badge--retry">retrying</span>}
+      {l.retry_at && !isTerminal(l.state) && <span className="badge badge--retry">retrying</span>}
     </>
   );
 }

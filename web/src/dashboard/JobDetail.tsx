@@ -3,13 +3,10 @@ import { isTerminal, type JobSnapshot } from "@progressd/client";
 import { InlineProgressBar, formatDuration, useJob, useJobChildren, useProgressClient } from "@progressd/react";
 import { Confirm } from "./Confirm";
 import { cancelJob, deleteJob, isDeleted, useDeletedVersion, watchCommand } from "./jobActions";
-import { ChildrenLine, Flags, Stages, jobTitle, type Lifecycle } from "./JobCard";
+import { ChildrenLine, Flags, Stages, jobTitle } from "./JobCard";
 import { KeyValues } from "./KeyValues";
 import { JobLogs } from "./LogPanel";
 import { ago, when, useNow } from "./time";
-
-/** Part two's fields a detail page shows, on servers that send them. */
-type Detailed = JobSnapshot & Lifecycle & { metadata?: Record<string, unknown> | null; result?: Record<string, unknown> | null };
 
 /**
  * One job on a page of its own (#/jobs/<id>): everything the snapshot
@@ -18,7 +15,7 @@ type Detailed = JobSnapshot & Lifecycle & { metadata?: Record<string, unknown> |
  * not from the list.
  */
 export function JobDetail({ id }: { id: string }) {
-  const job = useJob(id) as Detailed | undefined;
+  const job = useJob(id);
   const children = useJobChildren(job?.children ? id : null);
   const now = useNow();
   useDeletedVersion();
@@ -158,7 +155,7 @@ function Durations({ job, now }: { job: JobSnapshot; now: number }) {
 }
 
 /** "Attempt 2 of 3 · retrying in 12 s after: <error>" for pipeline jobs that retry. */
-function Attempts({ job }: { job: Detailed }) {
+function Attempts({ job }: { job: JobSnapshot }) {
   const retrying = !!job.retry_at && !isTerminal(job.state);
   const [now, setNow] = useState(() => Date.now());
   useEffect(() => {
