@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import threading
 
 import pytest
 
@@ -93,6 +94,20 @@ def test_a_bar_stops_on_cancel(client):
         for i in job.tqdm(range(10**7), file=io.StringIO(), mininterval=0.01):
             pass
     assert job.canceled and i < 10**7 - 1
+    # The JobCanceled raised out of tqdm's refresh left tqdm's lock free
+    # (tqdm releases it without a finally): another thread can take it.
+    took = []
+    lock = progressd.tqdm.tqdm.get_lock()
+
+    def take() -> None:
+        if lock.locks[-1].acquire(timeout=5):
+            took.append(True)
+            lock.locks[-1].release()
+
+    t = threading.Thread(target=take)
+    t.start()
+    t.join(10)
+    assert took, "tqdm's lock is still held after the bar stopped on cancel"
 
 
 def test_rich_bar(client):

@@ -22,6 +22,7 @@ while the server comes back within the window, and never reported twice.
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import time
@@ -76,6 +77,7 @@ class Send:
     params: Optional[Dict[str, Any]] = None
     json: Any = None
     headers: Optional[Dict[str, str]] = None
+    content: Optional[bytes] = None  # a body encoded already (with a Content-Type in headers)
 
 
 @dataclass(frozen=True)
@@ -218,7 +220,7 @@ def get(cfg: Settings, job_id: str) -> Plan:
     return Snapshot.from_dict(data)
 
 
-def _after_finished(cfg: Settings, job_id: str, err: JobFinished, wanted: Optional[str]) -> Plan:
+def after_finished(cfg: Settings, job_id: str, err: JobFinished, wanted: Optional[str]) -> Plan:
     """A 409 job_finished: read the job back. If a retried request asking
     for ``wanted`` finds the job in that state, the first try landed and the
     call succeeded: return the snapshot. Otherwise raise the error with the
@@ -243,7 +245,7 @@ def report(cfg: Settings, job_id: str, body: Dict[str, Any]) -> Plan:
     try:
         data = yield from request(cfg, Send("POST", _job_path(job_id, "/progress"), json=body))
     except JobFinished as e:
-        return (yield from _after_finished(cfg, job_id, e, body.get("state")))
+        return (yield from after_finished(cfg, job_id, e, body.get("state")))
     return Snapshot.from_dict(data)
 
 
@@ -251,7 +253,7 @@ def cancel(cfg: Settings, job_id: str) -> Plan:
     try:
         data = yield from request(cfg, Send("POST", _job_path(job_id, "/cancel")))
     except JobFinished as e:
-        return (yield from _after_finished(cfg, job_id, e, "canceled"))
+        return (yield from after_finished(cfg, job_id, e, "canceled"))
     return Snapshot.from_dict(data)
 
 
@@ -263,12 +265,18 @@ def log(cfg: Settings, job_id: str, lines: Sequence[str]) -> Plan:
     try:
         data = yield from request(cfg, Send("POST", _job_path(job_id, "/logs"), json=body))
     except JobFinished as e:
-        return (yield from _after_finished(cfg, job_id, e, None))
+        return (yield from after_finished(cfg, job_id, e, None))
     return int((data or {}).get("last", 0))
 
 
 # The status a per-report error of a batch stands for, to pick its class.
-_BATCH_STATUS = {"unauthorized": 401, "forbidden": 403, "not_found": 404, "job_finished": 409, "conflict": 409, "too_large": 413}
+_BATCH_STATUS = {"unauthorized": 401, "forbidden": 403, "not_found": 404, "job_finished": 409, "conflict": 409,
+                 "too_large": 413, "unavailable": 503}
+
+
+def encode_batch_item(job_id: str, body: Mapping[str, Any]) -> bytes:
+    """One report of a batch, as JSON (``job_id`` and the report's fields)."""
+    return json.dumps(dict(body, job_id=job_id), separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 def report_many(cfg: Settings, reports: Sequence[Mapping[str, Any]]) -> Plan:
@@ -282,10 +290,22 @@ def report_many(cfg: Settings, reports: Sequence[Mapping[str, Any]]) -> Plan:
         job_id = fields.pop("job_id", None)
         if not job_id or not isinstance(job_id, str):
             raise ValueError("every report in a batch needs a job_id")
-        items.append(dict(report_body(**fields), job_id=job_id))
-    data = yield from request(cfg, Send("POST", "/api/v1/reports", json={"reports": items}))
+        items.append(encode_batch_item(job_id, report_body(**fields)))
+    return (yield from report_batch(cfg, items))
+
+
+def report_batch(cfg: Settings, items: Sequence[bytes]) -> Plan:
+    """POST /api/v1/reports with reports encoded already (encode_batch_item);
+    returns each one's seq or typed error, in order."""
+    content = b'{"reports":[' + b",".join(items) + b"]}"
+    data = yield from request(cfg, Send("POST", "/api/v1/reports", content=content,
+                                        headers={"Content-Type": "application/json"}))
+    results = (data or {}).get("results") or []
+    if len(results) != len(items):
+        raise APIError(200, "bad_answer", f"{len(items)} reports sent, {len(results)} results answered",
+                       method="POST", path="/api/v1/reports")
     out: List[Union[int, APIError]] = []
-    for res in (data or {}).get("results") or []:
+    for res in results:
         err = res.get("error") if isinstance(res, dict) else None
         if isinstance(err, dict):
             code = str(err.get("code") or "")

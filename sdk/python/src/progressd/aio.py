@@ -89,7 +89,8 @@ class AsyncClient(_ClientBase):
                     continue
                 assert isinstance(step, Send)
                 try:
-                    resp = await self._http.request(step.method, step.path, params=step.params, json=step.json, headers=step.headers)
+                    resp = await self._http.request(step.method, step.path, params=step.params, json=step.json,
+                                                    content=step.content, headers=step.headers)
                 except httpx.TransportError as e:
                     step = plan.throw(e)
                     continue

@@ -143,7 +143,8 @@ class Client(_ClientBase):
                     continue
                 assert isinstance(step, Send)
                 try:
-                    resp = self._http.request(step.method, step.path, params=step.params, json=step.json, headers=step.headers)
+                    resp = self._http.request(step.method, step.path, params=step.params, json=step.json,
+                                              content=step.content, headers=step.headers)
                 except httpx.TransportError as e:
                     step = plan.throw(e)
                     continue

@@ -5,7 +5,11 @@ pending for the job and returns. A background thread (``Reporter``) or task
 (``AsyncReporter``) sends what is pending at most once per ``min_interval``
 (default 0.1 s) — so a loop of a million iterations costs about ten
 requests a second — plus, when there are log lines, one ``/logs`` request
-in the same tick (log lines are batched, never coalesced).
+in the same tick (log lines are batched, never coalesced). The
+``Reporter``s of one client share one thread, and the reports of the jobs
+due at the same tick go in one ``POST /api/v1/reports`` (``progressd._batch``):
+a process reporting on a thousand jobs sends about ten requests a second,
+not ten thousand.
 
 Order: log lines go before the report of the same tick; the terminal report
 (succeeded, failed, canceled) is always the last thing sent, and reports or
@@ -30,12 +34,12 @@ import asyncio
 import atexit
 import logging
 import sys
-import threading
 import time
 import weakref
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from . import _plan
+from ._batch import Work, sender_of
 from .errors import ConnectionFailed, JobCanceled, JobFinished, ProgressdError, Unavailable
 from .models import TERMINAL_STATES, Snapshot
 
@@ -244,16 +248,18 @@ class _Base:
 
 
 class Reporter(_Base):
-    """Coalescing reporter with a background thread; see the module doc.
-    ``Reporter(client, job, min_interval=0.1)``, where ``job`` is a ``Job``
-    or a job id. Safe to call from any thread."""
+    """Coalescing reporter; see the module doc. ``Reporter(client, job,
+    min_interval=0.1)``, where ``job`` is a ``Job`` or a job id. Safe to
+    call from any thread. The reporters of one client share one sending
+    thread, which puts the reports of the jobs due together in one request
+    (see ``progressd._batch``)."""
 
     def __init__(self, client: "Client", job: Union["Job", str], min_interval: float = 0.1) -> None:
         super().__init__(client, job, min_interval)
-        self._cond = threading.Condition()  # guards everything; an RLock inside
-        self._thread: Optional[threading.Thread] = None
+        self._sender = sender_of(client)
+        self._cond = self._sender.cond  # guards everything; an RLock inside
         self._hurry = 0  # flushes waiting: send without waiting for the interval
-        self._stop = False
+        self._next_at = 0.0  # when the sender may send for this job again
         ref = weakref.ref(self)
 
         def at_exit() -> None:
@@ -274,47 +280,18 @@ class Reporter(_Base):
 
     def _wake(self) -> None:
         with self._cond:
-            if self._thread is None and not self._stop:
-                self._thread = threading.Thread(target=self._run, name=f"progressd-reporter-{self.job_id}", daemon=True)
-                self._thread.start()
-            self._cond.notify_all()
+            if not self._closed:
+                self._sender.wake(self)
 
-    def _run(self) -> None:
-        next_at = 0.0
-        while True:
-            with self._cond:
-                while True:
-                    if self._stop and (not self._pending.has_work() or not self._hurry):
-                        return
-                    now = time.monotonic()
-                    if self._pending.has_work() and (self._hurry or now >= next_at):
-                        break
-                    self._cond.wait(next_at - now if self._pending.has_work() else None)
-                lines, body = self._pending.take()
-                self._inflight = True
-            next_at = time.monotonic() + self.min_interval
-            try:
-                self._send(lines, body)
-            finally:
-                with self._cond:
-                    self._inflight = False
-                    self._cond.notify_all()
-
-    def _send(self, lines: List[str], body: Dict[str, Any]) -> None:
-        if lines:
-            try:
-                self.requests += 1
-                self.client.log(self.job_id, lines)
-            except Exception as e:  # anything, or the sender would die and flush wait forever
-                with self._cond:
-                    self._on_lines_error(e)
-        if body and self.finished is None:
-            try:
-                self.requests += 1
-                self.last = self.client.report(self.job_id, **body)
-            except Exception as e:  # anything, or the sender would die and flush wait forever
-                with self._cond:
-                    self._on_report_error(body, e)
+    def _settle(self, w: Work) -> None:
+        """The sender's report on this reporter's share of a tick (``cond`` held)."""
+        self._inflight = False
+        if w.lines_error is not None:
+            self._on_lines_error(w.lines_error)
+        if isinstance(w.outcome, Snapshot):
+            self.last = w.outcome
+        elif isinstance(w.outcome, BaseException):
+            self._on_report_error(w.body, w.outcome)
 
     def flush(self, timeout: Optional[float] = None) -> None:
         """Send what is pending now, without waiting for the interval, and
@@ -334,8 +311,7 @@ class Reporter(_Base):
             self._hurry += 1
             self._cond.notify_all()
             try:
-                ok = self._cond.wait_for(
-                    lambda: self._settled(failed_before) or not (self._thread and self._thread.is_alive()), timeout)
+                ok = self._cond.wait_for(lambda: self._settled(failed_before) or not self._sender.alive(), timeout)
             finally:
                 self._hurry -= 1
             if not ok:
@@ -344,7 +320,7 @@ class Reporter(_Base):
 
     def close(self, timeout: Optional[float] = None) -> None:
         """Deliver what is pending (trying again for the client's retry
-        window while the server is unreachable), then stop the thread.
+        window while the server is unreachable), then stop.
         Raises a refused report's error or ``ConnectionFailed`` if work is
         left undelivered. Idempotent."""
         if self._closed:
@@ -362,13 +338,9 @@ class Reporter(_Base):
                     if clock.over():
                         raise
         finally:
-            self._closed = True
             with self._cond:
-                self._stop = True
-                self._cond.notify_all()
-                t = self._thread
-            if t is not None and t is not threading.current_thread():
-                t.join(clock.left())
+                self._closed = True
+                self._sender.forget(self)
 
     def _close_at_exit(self) -> None:
         try:

@@ -86,6 +86,20 @@ class ReportingMixin:
             self._pd_report()
         return shown
 
+    def refresh(self, nolock: bool = False, lock_args: Any = None) -> Any:
+        """tqdm's refresh, without its lock leak: it takes tqdm's lock, calls
+        display() and releases the lock with no ``finally``, so the
+        JobCanceled our display raises would leave the lock held and hang
+        every later bar of the process (and its exit, which joins tqdm's
+        monitor thread, waiting for that lock)."""
+        try:
+            return super().refresh(nolock=nolock, lock_args=lock_args)  # type: ignore[misc]
+        except JobFinished:
+            if nolock:
+                return True  # tqdm's monitor thread, holding the lock itself: the loop's own next refresh raises
+            self._lock.release()  # type: ignore[attr-defined]
+            raise
+
     def _pd_chain(self) -> List[Any]:
         """The open bars of this job and stage, outermost first."""
         with _stacks_lock:
