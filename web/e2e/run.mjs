@@ -584,6 +584,12 @@ dashboardTests({
   url: () => S.url,
   context: () => context,
   // A server with a fresh data dir on the same port, for pictures of these jobs only.
+  // The same server stopped (SIGTERM) and started again on its data dir.
+  restartServer: async () => {
+    await closePages();
+    await S.stop();
+    S = await startServer(bin, port, dataDir, serverArgs());
+  },
   freshServer: async () => {
     await closePages();
     await S.stop();
