@@ -87,6 +87,11 @@ export function dashboardTests(h) {
     await waitFor(async () => (await shown(page)) === 1, "one job for its full id");
     await page.getByLabel("Search by id or name").fill("");
     await waitFor(async () => (await shown(page)) === 25, "all failed again");
+    // The filter is in the address: a reload (or a shared link) shows the same list.
+    expect(page.url().endsWith(`#/p/${project}?state=failed`), "the filter in the address, got " + page.url());
+    await page.reload();
+    await waitFor(async () => (await shown(page)) === 25, "the 25 failed jobs after a reload");
+    expect((await page.getByRole("button", { name: /^failed/ }).getAttribute("aria-pressed")) === "true", "the failed toggle pressed");
 
     // Bulk delete asks first; "Keep" keeps them.
     await page.getByLabel("Select all 25").check();

@@ -10,7 +10,7 @@ import { ProgressClient } from "@progressd/client";
 import type { JobSnapshot } from "@progressd/client";
 import { ProgressProvider } from "@progressd/react";
 import { JobList, PAGE_SIZE } from "../src/dashboard/JobList";
-import { isJobId, matches, NO_FILTER } from "../src/dashboard/jobFilter";
+import { filterFromQuery, filterToQuery, isJobId, matches, NO_FILTER } from "../src/dashboard/jobFilter";
 import { actionable, runBulk, watchCommand } from "../src/dashboard/jobActions";
 import { visibleRows } from "../src/dashboard/windowing";
 import { post, server, uniqueProject, waitFor } from "./server-helpers";
@@ -67,6 +67,17 @@ describe("matches", () => {
     for (const q of ["9e0f", "weekly", "nightly export"]) expect(matches(j, { ...NO_FILTER, search: q }), q).toBe(false);
     expect(isJobId(j.job_id)).toBe(true);
     expect(isJobId("01938f6e")).toBe(false);
+  });
+});
+
+describe("filters in the address", () => {
+  it("round-trip, and drop what the server would refuse", () => {
+    const f = { states: ["failed", "canceled"] as const, tag: "invoice:2026-11", search: "nightly import" };
+    const q = filterToQuery({ ...f, states: [...f.states] });
+    expect(q).toBe("state=failed%2Ccanceled&tag=invoice%3A2026-11&q=nightly+import");
+    expect(filterFromQuery(q)).toEqual({ ...f, states: ["failed", "canceled"] });
+    expect(filterToQuery(NO_FILTER)).toBe("");
+    expect(filterFromQuery("state=failed,bogus,failed&tag=has space")).toEqual({ states: ["failed"], tag: "", search: "" });
   });
 });
 

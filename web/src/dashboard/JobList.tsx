@@ -4,7 +4,7 @@ import { InlineProgressBar, useProgressClient, useProjectJobs } from "@progressd
 import { Confirm } from "./Confirm";
 import { actionable, anyDeleted, cancelJob, deleteJob, isDeleted, runBulk, useDeletedVersion, type BulkResult } from "./jobActions";
 import { Flags, JobCard, JobTime, SelectBox, jobTitle, shortId, type Selectable } from "./JobCard";
-import { NO_FILTER, STATES, isJobId, matches, serverQuery, validTag, type JobFilter } from "./jobFilter";
+import { STATES, filterFromQuery, filterToQuery, isJobId, matches, serverQuery, validTag, type JobFilter } from "./jobFilter";
 import { useWindowedRows } from "./windowing";
 
 /** From this many jobs on, the list is compact rows, and only those near the viewport are rendered. */
@@ -86,7 +86,13 @@ export const JobList = memo(function JobList({
   onAuthError: () => void;
 }) {
   const client = useProgressClient();
-  const [filter, setFilter] = useState<JobFilter>(NO_FILTER);
+  // The filters live in the address too, so a filtered list can be shared and reloaded.
+  const [filter, setFilterState] = useState<JobFilter>(() => filterFromQuery(location.hash.split("?")[1] ?? ""));
+  const setFilter = useCallback((f: JobFilter) => {
+    setFilterState(f);
+    const q = filterToQuery(f);
+    history.replaceState(history.state, "", location.pathname + location.search + location.hash.split("?")[0] + (q ? "?" + q : ""));
+  }, []);
   const search = useDeferredValue(filter.search);
   const paging = usePagedJobs(project, filter, onAuthError);
   const all = useProjectJobs(project, { list: false });

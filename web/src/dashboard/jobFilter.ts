@@ -54,3 +54,20 @@ export function serverQuery(project: string, f: JobFilter): ListQuery {
 export function validTag(t: string): boolean {
   return /^[A-Za-z0-9:_.-]{1,64}$/.test(t);
 }
+
+/** The filter as the query of a list's address: "state=failed,canceled&tag=t&q=word" ("" for none). */
+export function filterToQuery(f: JobFilter): string {
+  const p = new URLSearchParams();
+  if (f.states.length > 0) p.set("state", f.states.join(","));
+  if (f.tag) p.set("tag", f.tag);
+  if (f.search) p.set("q", f.search);
+  return p.toString();
+}
+
+/** The filter a list's address names; unknown states and bad tags are left out. */
+export function filterFromQuery(query: string): JobFilter {
+  const p = new URLSearchParams(query);
+  const states = (p.get("state") ?? "").split(",").filter((s): s is JobState => (STATES as readonly string[]).includes(s));
+  const tag = p.get("tag") ?? "";
+  return { states: [...new Set(states)], tag: validTag(tag) ? tag : "", search: p.get("q") ?? "" };
+}

@@ -87,9 +87,12 @@ export function useSavedProjects(): [string[], (list: string[]) => void] {
   return [list, set];
 }
 
-/** The selected project lives in the address (#/p/<name>), so it can be shared and bookmarked. */
+/**
+ * The selected project lives in the address (#/p/<name>), so it can be
+ * shared and bookmarked; the list's filters follow it (#/p/<name>?state=…).
+ */
 export function projectFromHash(): string | null {
-  const m = /^#\/p\/(.+)$/.exec(location.hash);
+  const m = /^#\/p\/([^?]+)/.exec(location.hash);
   if (m) {
     try {
       return decodeURIComponent(m[1]!);
