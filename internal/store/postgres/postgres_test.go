@@ -312,3 +312,17 @@ func BenchmarkPurgeWhileSaving(b *testing.B) {
 	defer s.Close()
 	storetest.BenchmarkPurgeWhileSaving(b, s, func(n int, project string) { postgres.SeedFinished(b, s, n, project) })
 }
+
+// TestOneChangePerTransition: two stores (two nodes) racing to finish the
+// same jobs report each job's end once.
+func TestOneChangePerTransition(t *testing.T) {
+	url := testsvc.PostgresSchema(t)
+	a, b := open(t, url), open(t, url)
+	defer a.Close()
+	defer b.Close()
+	var rec storetest.Changes
+	hook := func(_ context.Context, _ pgx.Tx, ch []store.Change) error { rec.Add(ch); return nil }
+	a.SetOnChange(hook)
+	b.SetOnChange(hook)
+	storetest.OneChangePerTransition(t, a, b, &rec)
+}

@@ -1,6 +1,8 @@
 package sqlite_test
 
 import (
+	"context"
+	"database/sql"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -155,4 +157,18 @@ func BenchmarkPurgeWhileSaving(b *testing.B) {
 	}
 	defer s.Close()
 	storetest.BenchmarkPurgeWhileSaving(b, s, func(n int, project string) { sqlite.SeedFinished(b, s, n, project) })
+}
+
+// TestOneChangePerTransition: two stores on one file (two processes)
+// racing to finish the same jobs report each job's end once.
+func TestOneChangePerTransition(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "progressd.db")
+	a, b := openFile(t, path), openFile(t, path)
+	defer a.Close()
+	defer b.Close()
+	var rec storetest.Changes
+	hook := func(_ context.Context, _ *sql.Tx, ch []store.Change) error { rec.Add(ch); return nil }
+	a.SetOnChange(hook)
+	b.SetOnChange(hook)
+	storetest.OneChangePerTransition(t, a, b, &rec)
 }
