@@ -189,7 +189,7 @@ func (n *Node) openWebhooks(ctx context.Context) error {
 		db.SetOnChange(q.Record)
 		n.webhooks = q
 	case *sqlite.Store:
-		q, err := webhook.OpenSQLite(ctx, whCfg, db.Path())
+		q, err := webhook.OpenSQLite(ctx, whCfg, db.DB())
 		if err != nil {
 			return err
 		}

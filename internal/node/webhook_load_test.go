@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/progressd/progressd/internal/testsvc"
 	"github.com/progressd/progressd/internal/webhook/webhooktest"
 )
 
@@ -18,11 +19,11 @@ import (
 //
 //	PROGRESSD_WEBHOOK_LOAD=1 go test -run TestWebhookLoad -v -timeout 20m ./internal/node/
 //
-// N jobs (PROGRESSD_WEBHOOK_LOAD_JOBS, 10,000) are created and finished over
-// HTTP by 8 clients, first on a node without webhooks (the baseline), then
-// on one whose receiver answers 503 for the first minute
-// (PROGRESSD_WEBHOOK_LOAD_DOWN) after the first event; with the product's
-// retry schedule and poll interval. It checks that every event is
+// N jobs (PROGRESSD_WEBHOOK_LOAD_JOBS, 10,000) are created, then finished
+// over HTTP by 8 clients (one report each), first on a node without
+// webhooks (the baseline), then on one whose receiver answers 503 for the
+// first minute (PROGRESSD_WEBHOOK_LOAD_DOWN) from the first event on; with
+// the product's retry schedule and poll interval. It checks that every event is
 // delivered exactly once (by id) and prints how long that took after the
 // receiver came back, and the terminal reports' latency in both runs.
 func TestWebhookLoad(t *testing.T) {
@@ -38,26 +39,39 @@ func TestWebhookLoad(t *testing.T) {
 		}
 	}
 
-	base := startNode(t, "", nil)
-	baseLat, baseTook := finishJobs(t, base.URL(), jobs)
+	// PROGRESSD_WEBHOOK_LOAD_DB=postgres runs both nodes on a fresh
+	// PostgreSQL schema instead of SQLite.
+	var db func(*Config)
+	if os.Getenv("PROGRESSD_WEBHOOK_LOAD_DB") == "postgres" {
+		url := testsvc.PostgresSchema(t)
+		db = func(c *Config) { c.DB = url }
+	}
+	base := startNode(t, "", db)
+	baseLat, baseTook := finishJobs(t, base.URL(), createJobs(t, base.URL(), jobs))
 	stopNode(t, base)
-	t.Logf("baseline, no webhooks: %d jobs created and finished in %s; terminal report p50 %s p99 %s max %s",
+	t.Logf("baseline, no webhooks: %d jobs finished in %s; terminal report p50 %s p99 %s max %s",
 		jobs, baseTook.Round(time.Millisecond), pct(baseLat, 50), pct(baseLat, 99), pct(baseLat, 100))
 
 	rcv := webhooktest.NewReceiver(t, webhookSecret)
 	rcv.SetStatus(http.StatusServiceUnavailable)
-	n := startNode(t, "", func(c *Config) { c.WebhookURLs, c.WebhookSecret = []string{rcv.URL}, webhookSecret })
-	start := time.Now()
+	n := startNode(t, "", func(c *Config) {
+		if db != nil {
+			db(c)
+		}
+		c.WebhookURLs, c.WebhookSecret = []string{rcv.URL}, webhookSecret
+	})
+	ids := createJobs(t, n.URL(), jobs)
+	start := time.Now() // the first event is made now
 	up := time.AfterFunc(down, func() { rcv.SetStatus(http.StatusOK) })
 	defer up.Stop()
-	lat, took := finishJobs(t, n.URL(), jobs)
-	t.Logf("webhooks on, receiver down: %d jobs created and finished in %s; terminal report p50 %s p99 %s max %s",
+	lat, took := finishJobs(t, n.URL(), ids)
+	t.Logf("webhooks on, receiver down: %d jobs finished in %s; terminal report p50 %s p99 %s max %s",
 		jobs, took.Round(time.Millisecond), pct(lat, 50), pct(lat, 99), pct(lat, 100))
 	if wait := time.Until(start.Add(down)); wait > 0 {
 		time.Sleep(wait) // the receiver comes back at start+down
 	}
 	failedTries := len(rcv.Tries())
-	back := time.Now()
+	back := start.Add(down)
 	rcv.WaitDelivered(t, jobs, 10*time.Minute)
 	all := time.Since(back)
 	events, dups := rcv.Delivered()
@@ -71,39 +85,51 @@ func TestWebhookLoad(t *testing.T) {
 	}
 }
 
-// finishJobs creates and finishes n jobs on the node at base with 8
-// clients, returning each terminal report's latency and the time it all
-// took.
-func finishJobs(t *testing.T, base string, n int) ([]time.Duration, time.Duration) {
-	const clients = 8
-	lat := make([]time.Duration, n)
+// createJobs creates n jobs on the node at base with 8 clients.
+func createJobs(t *testing.T, base string, n int) []string {
+	ids := make([]string, n)
+	each(n, func(c client, i int) {
+		r := c.do("POST", "/api/v1/jobs", `{"project":"load"}`)
+		var s struct {
+			JobID string `json:"job_id"`
+		}
+		if err := r.decodeErr(&s); err != nil || r.status != http.StatusCreated {
+			t.Errorf("create: %d %s", r.status, r.body)
+		}
+		ids[i] = s.JobID
+	}, client{t: t, base: base})
+	return ids
+}
+
+// finishJobs reports succeeded on each job with 8 clients, returning each
+// report's latency, sorted, and the time it all took.
+func finishJobs(t *testing.T, base string, ids []string) ([]time.Duration, time.Duration) {
+	lat := make([]time.Duration, len(ids))
 	start := time.Now()
+	each(len(ids), func(c client, i int) {
+		t0 := time.Now()
+		if r := c.do("POST", "/api/v1/jobs/"+ids[i]+"/progress", `{"state":"succeeded"}`); r.status != http.StatusOK {
+			t.Errorf("report: %d %s", r.status, r.body)
+		}
+		lat[i] = time.Since(t0)
+	}, client{t: t, base: base})
+	took := time.Since(start)
+	slices.Sort(lat)
+	return lat, took
+}
+
+// each runs fn for 0…n-1 on 8 goroutines.
+func each(n int, fn func(c client, i int), c client) {
+	const clients = 8
 	var wg sync.WaitGroup
 	for w := range clients {
 		wg.Go(func() {
-			c := client{t: t, base: base}
 			for i := w; i < n; i += clients {
-				r := c.do("POST", "/api/v1/jobs", `{"project":"load"}`)
-				var s struct {
-					JobID string `json:"job_id"`
-				}
-				if err := r.decodeErr(&s); err != nil || r.status != http.StatusCreated {
-					t.Errorf("create: %d %s", r.status, r.body)
-					return
-				}
-				t0 := time.Now()
-				if r := c.do("POST", "/api/v1/jobs/"+s.JobID+"/progress", `{"state":"succeeded"}`); r.status != http.StatusOK {
-					t.Errorf("report: %d %s", r.status, r.body)
-					return
-				}
-				lat[i] = time.Since(t0)
+				fn(c, i)
 			}
 		})
 	}
 	wg.Wait()
-	took := time.Since(start)
-	slices.Sort(lat)
-	return lat, took
 }
 
 // pct is the p-th percentile of sorted durations.

@@ -40,16 +40,26 @@ func OpenSQLite(ctx context.Context, path string, log *slog.Logger) (*sql.DB, *r
 	db.SetMaxIdleConns(1)
 	db.SetConnMaxLifetime(0)
 	db.SetConnMaxIdleTime(0)
+	driver, err := MigrateSQLite(ctx, db, log)
+	if err != nil {
+		_ = db.Close()
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return db, driver, nil
+}
+
+// MigrateSQLite runs River's migrations on db, a SQLite database opened
+// by its owner, and returns River's driver on it.
+func MigrateSQLite(ctx context.Context, db *sql.DB, log *slog.Logger) (*riversqlite.Driver, error) {
 	driver := riversqlite.New(db)
 	migrator, err := rivermigrate.New(driver, &rivermigrate.Config{Logger: QuietLog(log)})
 	if err == nil {
 		_, err = migrator.Migrate(ctx, rivermigrate.DirectionUp, nil)
 	}
 	if err != nil {
-		_ = db.Close()
-		return nil, nil, fmt.Errorf("migrate River's tables in %s: %w", path, err)
+		return nil, fmt.Errorf("migrate River's tables: %w", err)
 	}
-	return db, driver, nil
+	return driver, nil
 }
 
 // MigratePostgres brings River's tables in pool's database (the first

@@ -19,8 +19,8 @@
 // and is the same on every try, so a receiver can drop duplicates by it.
 //
 // With SQLite, River's tables are in the job store's own file (a
-// transaction cannot span two files), reached by the worker through a
-// connection of its own. With PostgreSQL they are in the store's database,
+// transaction cannot span two files), and the worker uses the store's one
+// connection (see OpenSQLite for why). With PostgreSQL they are in the store's database,
 // shared by every node: any node delivers any event, so a node that stops
 // or dies leaves its queued events to the others. Only the orchestrator's
 // River client leads there (its leader runs River's maintenance for both

@@ -33,16 +33,19 @@ type Queue[TTx any] struct {
 // waitingStates are the states of a delivery not yet done with.
 const waitingStates = `('available', 'pending', 'retryable', 'running', 'scheduled')`
 
-// OpenSQLite opens the queue in the SQLite file at path, the job store's
-// own (store/sqlite.Store.Path): River's tables are created there, and the
-// worker reaches them through a connection of its own. Give Record to the
-// store's SetOnChange.
-func OpenSQLite(ctx context.Context, cfg Config, path string) (*Queue[*sql.Tx], error) {
+// OpenSQLite opens the queue in db, the job store's own SQLite database
+// (store/sqlite.Store.DB), creating River's tables there. The worker
+// shares the store's one connection: its statements then queue with the
+// store's writes for that connection, each a few milliseconds, instead of
+// taking SQLite's write lock from a second connection, whose waiters back
+// off in sleeps of up to 100 ms — the tail latency of reports. Give Record
+// to the store's SetOnChange.
+func OpenSQLite(ctx context.Context, cfg Config, db *sql.DB) (*Queue[*sql.Tx], error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	db, driver, err := riverdb.OpenSQLite(ctx, path, cfg.Log)
+	driver, err := riverdb.MigrateSQLite(ctx, db, cfg.Log)
 	if err != nil {
 		return nil, fmt.Errorf("webhook queue: %w", err)
 	}
@@ -51,10 +54,9 @@ func OpenSQLite(ctx context.Context, cfg Config, path string) (*Queue[*sql.Tx], 
 		return n, err
 	})
 	if err != nil {
-		_ = db.Close()
 		return nil, err
 	}
-	q.close = func() { _ = db.Close() }
+	q.close = func() {} // the store closes db
 	return q, nil
 }
 

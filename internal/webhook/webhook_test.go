@@ -56,7 +56,7 @@ func setup(t *testing.T, cfg webhook.Config) *bundle {
 	cfg.Registerer = b.reg
 	cfg.RetryBackoff = cmpOr(cfg.RetryBackoff, 50*time.Millisecond)
 	cfg.PollInterval = cmpOr(cfg.PollInterval, 20*time.Millisecond)
-	if b.q, err = webhook.OpenSQLite(ctx, cfg, path); err != nil {
+	if b.q, err = webhook.OpenSQLite(ctx, cfg, b.db.DB()); err != nil {
 		t.Fatal(err)
 	}
 	b.db.SetOnChange(b.q.Record)

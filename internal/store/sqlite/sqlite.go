@@ -87,6 +87,11 @@ func Open(ctx context.Context, path string) (*Store, error) {
 // its transactions makes, inside it; nil stops it.
 func (s *Store) SetOnChange(fn store.OnChange[*sql.Tx]) { s.onChange.Set(fn) }
 
+// DB is the store's one connection to its file, for River's tables in
+// the same file (package webhook), whose rows must be written in the
+// store's transactions. The store closes it.
+func (s *Store) DB() *sql.DB { return s.db }
+
 // Path returns the file the store was opened on.
 func (s *Store) Path() string { return s.path }
 
