@@ -119,6 +119,13 @@ type CreateRequest struct {
 	ExpectedChildren int      `json:"expected_children,omitempty"`
 	Owner            string   `json:"owner,omitempty"`
 
+	// StallAfterSeconds (> 0) marks the job "stalled" while it is running
+	// and has not reported for that long; AbandonAfterSeconds (> 0) fails
+	// it when it has not reported for that long, in place of the server's
+	// --abandon-after. 0 sends neither.
+	StallAfterSeconds   float64 `json:"stall_after_seconds,omitempty"`
+	AbandonAfterSeconds float64 `json:"abandon_after_seconds,omitempty"`
+
 	// IdempotencyKey is sent as the Idempotency-Key header: the server
 	// makes one job per key and user, however often the create is sent
 	// (within 24 h). Create picks a random one when it is empty; set it to

@@ -57,6 +57,7 @@ Every flag can also be set as PROGRESSD_<FLAG>, e.g. PROGRESSD_DATA_DIR.`,
 	f.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
 	f.DurationVar(&cfg.FlushInterval, "flush-interval", cfg.FlushInterval, "how often intermediate progress and log lines are written to the database")
 	f.DurationVar(&cfg.Retention, "retention", cfg.Retention, "delete finished jobs (with their log lines) this long after they finished, swept every minute in small batches; 0 keeps everything")
+	f.DurationVar(&cfg.AbandonAfter, "abandon-after", cfg.AbandonAfter, "fail a job that is not finished and has had no report for this long (counted from its creation; pipeline jobs excepted: their stages' timeouts rule), with the error \"no report for …\"; a job's abandon_after_seconds replaces it; 0 turns it off")
 	f.IntVar(&cfg.LogLines, "log-lines", cfg.LogLines, "log lines kept per job (the newest; each at most 4 KiB)")
 	f.IntVar(&cfg.MaxFrameBytes, "max-frame-bytes", cfg.MaxFrameBytes, "largest WebSocket frame accepted")
 	f.IntVar(&cfg.MaxSubscriptions, "max-subscriptions", cfg.MaxSubscriptions, "subscriptions per connection")

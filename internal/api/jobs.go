@@ -32,6 +32,8 @@ type createInput struct {
 		ExpectedChildren int             `json:"expected_children,omitempty" doc:"How many children are coming (a floor). Missing ones count as 0 in the parent's progress; a parent without stages finishes by itself once that many are finished."`
 		Owner            string          `json:"owner,omitempty" doc:"Create the job for this user: admin tokens only (a backend creating jobs for its users)."`
 		Metadata         json.RawMessage `json:"metadata,omitempty" doc:"A JSON object shown with the job; reports merge into it key by key (null removes a key). At most 16 KiB."`
+		StallAfter       *float64        `json:"stall_after_seconds,omitempty" doc:"Seconds (> 0, at most a year): a running job with no report of its own for that long gets \"stalled\": true (one update) until its next report. Else 400 invalid_stall_after."`
+		AbandonAfter     *float64        `json:"abandon_after_seconds,omitempty" doc:"Seconds (> 0, at most a year; not for pipeline jobs): a job with no report for that long, counted from its creation, fails with \"no report for …\". Replaces the server's --abandon-after (default 24 h) for this job. Else 400 invalid_abandon_after."`
 	}
 }
 
@@ -142,6 +144,7 @@ func (a *API) createJob(ctx context.Context, in *createInput) (*snapshotOutput, 
 	snap, err := a.jobs.Create(ctx, owner, jobs.CreateRequest{
 		Project: project, Pipeline: b.Pipeline, Params: b.Params, Stages: b.Stages,
 		Name: b.Name, Tags: b.Tags, ParentID: b.ParentID, Weight: b.Weight, ExpectedChildren: b.ExpectedChildren, Metadata: b.Metadata,
+		StallAfter: b.StallAfter, AbandonAfter: b.AbandonAfter,
 		MaySee: p.CanSee, IdempotencyKey: in.IdempotencyKey, Caller: p.Subject, TraceID: a.traceID(ctx, in.Traceparent),
 	})
 	if err != nil {

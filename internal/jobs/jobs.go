@@ -69,9 +69,9 @@ const (
 // without one accepts only jobs that external workers report on.
 type Runner interface {
 	// Stages validates a pipeline and its params and returns the stages a
-	// job of it has. Errors are *progress.Error with CodeUnknownPipeline or
-	// CodeInvalidParam.
-	Stages(pipeline string, params map[string]string) ([]progress.StageSpec, error)
+	// job of it has and how many attempts it may take. Errors are
+	// *progress.Error with CodeUnknownPipeline or CodeInvalidParam.
+	Stages(pipeline string, params map[string]string) (stages []progress.StageSpec, maxAttempts int, err error)
 	// Start queues the job, whose first snapshot s is already stored.
 	Start(ctx context.Context, s progress.Snapshot) error
 	// Cancel stops the job if it runs on this node. It is called after
@@ -195,6 +195,10 @@ type CreateRequest struct {
 	ExpectedChildren int
 	// Metadata is the job's first metadata, a JSON object (nil: none).
 	Metadata json.RawMessage
+	// StallAfter and AbandonAfter are stall_after_seconds and
+	// abandon_after_seconds (nil: none), checked by progress.New.
+	StallAfter   *float64
+	AbandonAfter *float64
 	// MaySee says whether the caller may use a job as a parent (nil:
 	// any); a parent it may not see answers as an unknown one.
 	MaySee func(progress.Snapshot) bool `json:"-"`
@@ -215,6 +219,7 @@ type CreateRequest struct {
 // Runner; one without waits for reports.
 func (s *Service) Create(ctx context.Context, owner string, req CreateRequest) (progress.Snapshot, error) {
 	stages := req.Stages
+	maxAttempts := 0
 	if req.Pipeline != "" {
 		if s.cfg.Runner == nil {
 			return progress.Snapshot{}, s.reject(&progress.Error{Code: CodeUnknownPipeline,
@@ -225,7 +230,7 @@ func (s *Service) Create(ctx context.Context, owner string, req CreateRequest) (
 				Message: "a pipeline job takes its stages from the pipeline: send \"pipeline\" or \"stages\", not both"})
 		}
 		var err error
-		if stages, err = s.cfg.Runner.Stages(req.Pipeline, req.Params); err != nil {
+		if stages, maxAttempts, err = s.cfg.Runner.Stages(req.Pipeline, req.Params); err != nil {
 			return progress.Snapshot{}, s.reject(err)
 		}
 	} else if len(req.Params) > 0 {
@@ -241,6 +246,7 @@ func (s *Service) Create(ctx context.Context, owner string, req CreateRequest) (
 		Pipeline: req.Pipeline, Params: req.Params, Stages: stages,
 		Name: req.Name, Tags: req.Tags, ParentID: req.ParentID, Weight: req.Weight,
 		ExpectedChildren: req.ExpectedChildren, Metadata: req.Metadata,
+		StallAfter: req.StallAfter, AbandonAfter: req.AbandonAfter, MaxAttempts: maxAttempts,
 	}
 	if job.Name == "" && req.Pipeline != "" {
 		job.Name = pipelineName(req.Pipeline, req.Params)
@@ -368,15 +374,15 @@ func (s *Service) update(ctx context.Context, id string, fn func(progress.Snapsh
 }
 
 // commit records the change from prev to next: durably before returning
-// when the state moved (progress within a state is written behind, at
-// most about once a second per job), then to subscribers, then to the
-// parent's aggregate.
+// when the state moved or a stall began or ended (progress within a state
+// is written behind, at most about once a second per job), then to
+// subscribers, then to the parent's aggregate.
 func (s *Service) commit(ctx context.Context, prev, next *progress.Snapshot) error {
-	durable := next.State != prev.State
-	if err := s.cfg.DB.Save(ctx, *next, durable); err != nil {
+	moved := next.State != prev.State
+	if err := s.cfg.DB.Save(ctx, *next, moved || next.Stalled != prev.Stalled); err != nil {
 		return err
 	}
-	if durable {
+	if moved {
 		s.cfg.Metrics.stateChanged(prev.State, next.State)
 		if next.State.Terminal() {
 			s.endLogs(ctx, next.JobID)

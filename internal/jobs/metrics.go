@@ -16,6 +16,7 @@ type Metrics struct {
 	jobs        *prometheus.GaugeVec
 	logLines    prometheus.Counter
 	deleted     *prometheus.CounterVec
+	lapsed      *prometheus.CounterVec
 }
 
 // NewMetrics makes the series and registers them with reg (nil: none).
@@ -45,7 +46,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		deleted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "progressd_jobs_deleted_total", Help: "Finished jobs deleted on this node, by why: request (DELETE /api/v1/jobs/{id}) or retention (--retention).",
 		}, []string{"reason"}),
+		lapsed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "progressd_jobs_lapsed_total", Help: "Jobs marked stalled (stall_after_seconds) or failed as abandoned (--abandon-after, abandon_after_seconds) by this node's sweep.",
+		}, []string{"reason"}),
 	}
+	m.lapsed.WithLabelValues("stalled")
+	m.lapsed.WithLabelValues("abandoned")
 	m.deleted.WithLabelValues("request")
 	m.deleted.WithLabelValues("retention")
 	for _, st := range progress.States {
@@ -53,7 +59,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.jobs.WithLabelValues(string(st))
 	}
 	if reg != nil {
-		reg.MustRegister(m.created, m.replayed, m.accepted, m.rejected, m.transitions, m.jobs, m.logLines, m.deleted)
+		reg.MustRegister(m.created, m.replayed, m.accepted, m.rejected, m.transitions, m.jobs, m.logLines, m.deleted, m.lapsed)
 	}
 	return m
 }

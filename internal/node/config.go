@@ -14,6 +14,7 @@ import (
 
 	"github.com/progressd/progressd/internal/auth"
 	"github.com/progressd/progressd/internal/gateway"
+	"github.com/progressd/progressd/internal/jobs"
 	"github.com/progressd/progressd/internal/origin"
 	"github.com/progressd/progressd/internal/progress"
 	"github.com/progressd/progressd/internal/webhook"
@@ -42,6 +43,7 @@ type Config struct {
 	FlushInterval  time.Duration // write-behind interval for intermediate progress and log lines
 	LogLines       int           // log lines kept per job (--log-lines)
 	Retention      time.Duration // finished jobs older than this are deleted; 0 keeps all (--retention)
+	AbandonAfter   time.Duration // unfinished jobs silent this long fail; 0 never (--abandon-after)
 	ShutdownGrace  time.Duration // how long SIGTERM may take in all
 
 	MaxFrameBytes    int // WebSocket frame limit
@@ -76,6 +78,9 @@ type Config struct {
 	WebhookRetryBackoff time.Duration
 	WebhookPollInterval time.Duration
 	WebhookTimeout      time.Duration
+	// LapseInterval is how often the node looks for stalled and
+	// abandoned jobs (default: every second).
+	LapseInterval time.Duration
 	// NoWebSocket leaves /ws unmounted, like a server without the gateway,
 	// for the clients' HTTP fallback.
 	NoWebSocket bool
@@ -90,6 +95,7 @@ func Defaults() Config {
 		RedisPrefix:      "progressd:",
 		FlushInterval:    time.Second,
 		Retention:        720 * time.Hour,
+		AbandonAfter:     jobs.DefaultAbandonAfter,
 		LogLines:         progress.DefaultLogLines,
 		ShutdownGrace:    14 * time.Second,
 		MaxFrameBytes:    64 << 10,
@@ -151,6 +157,9 @@ func (c *Config) Validate() error {
 	}
 	if c.FlushInterval <= 0 {
 		errs = append(errs, errors.New("--flush-interval must be positive"))
+	}
+	if c.AbandonAfter < 0 {
+		errs = append(errs, fmt.Errorf("--abandon-after %s is negative: give how long an unfinished job may go without a report (e.g. 24h), or 0 never to fail one for it", c.AbandonAfter))
 	}
 	if c.Retention < 0 {
 		errs = append(errs, fmt.Errorf("--retention %s is negative: give how long finished jobs are kept (e.g. 720h), or 0 to keep them all", c.Retention))

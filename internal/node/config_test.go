@@ -36,6 +36,7 @@ func TestValidateNamesTheFlag(t *testing.T) {
 		{"--min-write-interval", func(c *Config) { c.MinWriteInterval = 2 * time.Second }},
 		{"--min-write-interval", func(c *Config) { c.MinWriteInterval = -time.Millisecond }},
 		{"--kill-grace", func(c *Config) { c.KillGrace = 0 }},
+		{"--abandon-after", func(c *Config) { c.AbandonAfter = -time.Hour }},
 		{"--node-timeout", func(c *Config) { c.NodeTimeout = 500 * time.Millisecond }},
 		{"--max-subscriptions", func(c *Config) { c.MaxSubscriptions = 0 }},
 		{"--workers", func(c *Config) { c.Workers = -1 }},

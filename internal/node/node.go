@@ -5,6 +5,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -275,6 +276,11 @@ func (n *Node) startJobs(ctx context.Context) error {
 	if n.cfg.Retention > 0 {
 		housekeeping.Go(func() { n.Jobs.RetainFor(keysCtx, n.cfg.Retention) })
 	}
+	// Stalls and abandoned jobs: always on, since a job's own
+	// stall_after_seconds or abandon_after_seconds needs it even with
+	// --abandon-after 0.
+	lapseEvery := cmp.Or(n.cfg.LapseInterval, time.Second)
+	housekeeping.Go(func() { n.Jobs.WatchLapses(keysCtx, lapseEvery, n.cfg.AbandonAfter) })
 	n.stopKeys = func() { cancelKeys(); housekeeping.Wait() }
 	return n.Jobs.Warm(ctx)
 }

@@ -173,7 +173,7 @@ var _ jobs.Runner = Runner{}
 func (o *Orchestrator) Runner() Runner { return Runner{o} }
 
 // Stages implements jobs.Runner: it validates the pipeline and params.
-func (r Runner) Stages(pipeline string, params map[string]string) ([]progress.StageSpec, error) {
+func (r Runner) Stages(pipeline string, params map[string]string) ([]progress.StageSpec, int, error) {
 	return r.o.stages(pipeline, params)
 }
 
@@ -388,15 +388,15 @@ func (o *Orchestrator) queueName() string {
 // Pipelines returns the loaded pipelines.
 func (o *Orchestrator) Pipelines() *Pipelines { return o.pipelines }
 
-func (o *Orchestrator) stages(pipeline string, params map[string]string) ([]progress.StageSpec, error) {
+func (o *Orchestrator) stages(pipeline string, params map[string]string) ([]progress.StageSpec, int, error) {
 	p, err := o.pipelines.lookup(pipeline)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if err := p.CheckParams(params); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	return p.StageSpecs(), nil
+	return p.StageSpecs(), p.MaxAttempts, nil
 }
 
 func (o *Orchestrator) enqueue(ctx context.Context, s progress.Snapshot) error {

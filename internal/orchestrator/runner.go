@@ -151,8 +151,13 @@ func (o *Orchestrator) finish(ctx, runCtx context.Context, job *river.Job[pipeli
 		delay := (&retryPolicy{base: o.cfg.RetryBackoff}).delay(job.Attempt)
 		log.Warn("job attempt failed; retrying", "err", err, "in", delay)
 		o.metrics.attempt("retried")
-		o.report(id, progress.Report{Message: ptr(tidy(fmt.Sprintf("attempt %d of %d failed: %v; retrying in %s",
-			job.Attempt, job.MaxAttempts, err, delay), progress.MaxMessageBytes))})
+		// The job stays running and its bar where it was; retry_at and
+		// error say why it waits, until the next attempt starts.
+		o.report(id, progress.Report{
+			Message: ptr(tidy(fmt.Sprintf("attempt %d of %d failed: %v; retrying in %s",
+				job.Attempt, job.MaxAttempts, err, delay), progress.MaxMessageBytes)),
+			Retry: &progress.Retry{At: time.Now().Add(delay), Error: tidy(err.Error(), progress.MaxMessageBytes)},
+		})
 		return err
 	}
 	msg := err.Error()
@@ -239,11 +244,13 @@ func (o *Orchestrator) runStages(ctx context.Context, job *river.Job[pipelineArg
 		if ctx.Err() != nil {
 			return context.Cause(ctx)
 		}
-		msg := ""
+		r := progress.Report{Stage: &st.Name, Message: ptr("")}
 		if i == 0 {
-			msg = note
+			// The attempt starts: its number, and the end of the wait
+			// for it (retry_at and the last attempt's error clear).
+			r.Message, r.Attempt, r.MaxAttempts = &note, job.Attempt, job.MaxAttempts
 		}
-		if o.report(id, progress.Report{Stage: &st.Name, Message: &msg}) == errJobEnded {
+		if o.report(id, r) == errJobEnded {
 			return errJobEnded
 		}
 		env, err := o.stageEnv(id, pl.owner, st, job.Attempt)

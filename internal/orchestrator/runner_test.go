@@ -286,6 +286,13 @@ pipelines:
 				t.Errorf("messages do not mention %q:\n%s", want, msgs)
 			}
 		}
+		if snap.Attempt != 1 || snap.MaxAttempts != 3 {
+			t.Errorf("created with attempt %d of %d, want 1 of 3", snap.Attempt, snap.MaxAttempts)
+		}
+		if done.Attempt != 3 || done.MaxAttempts != 3 || done.RetryAt != nil {
+			t.Errorf("ended at attempt %d of %d, retry_at %v; want 3 of 3 and no retry_at", done.Attempt, done.MaxAttempts, done.RetryAt)
+		}
+		checkAttempts(t, rec.Snapshots(), 3)
 	})
 	t.Run("succeeds-on-retry", func(t *testing.T) {
 		counter := filepath.Join(dir, "succeeds")
@@ -298,13 +305,47 @@ pipelines:
 		if n, _ := os.ReadFile(counter); strings.TrimSpace(string(n)) != "2" {
 			t.Errorf("the stage ran %q times, want 2", n)
 		}
-		snaps := rec.Snapshots()
-		for i := 1; i < len(snaps); i++ {
-			if snaps[i].Progress < snaps[i-1].Progress {
-				t.Fatalf("progress went down on retry:\n%s", dump(snaps))
-			}
+		checkAttempts(t, rec.Snapshots(), 2)
+		if done.Attempt != 2 || done.RetryAt != nil {
+			t.Errorf("succeeded at attempt %d, retry_at %v; want 2 and none", done.Attempt, done.RetryAt)
 		}
 	})
+}
+
+// checkAttempts checks what a subscriber saw of a job whose attempts
+// 1…last-1 failed: the bar never went back; attempts only went up; each
+// failed attempt was followed by a wait with retry_at and the failure in
+// error while the job stayed running, cleared when the next attempt began.
+func checkAttempts(t *testing.T, snaps []progress.Snapshot, last int) {
+	t.Helper()
+	waited := map[int]bool{}
+	for i, s := range snaps {
+		if i > 0 && s.Progress < snaps[i-1].Progress {
+			t.Fatalf("progress went down on retry:\n%s", dump(snaps))
+		}
+		if i > 0 && s.Attempt < snaps[i-1].Attempt {
+			t.Fatalf("attempt went down (%d after %d):\n%s", s.Attempt, snaps[i-1].Attempt, dump(snaps))
+		}
+		if s.MaxAttempts != 3 {
+			t.Fatalf("snapshot %d: max_attempts %d, want 3", s.Seq, s.MaxAttempts)
+		}
+		if s.RetryAt != nil {
+			if s.State != progress.Running || s.Error == nil || !strings.Contains(*s.Error, "exit status 1") {
+				t.Fatalf("waiting for a retry: state %s, error %v; want running with the failure", s.State, s.Error)
+			}
+			if !s.RetryAt.After(s.UpdatedAt.Add(-time.Second)) {
+				t.Fatalf("retry_at %s is before the failure at %s", s.RetryAt, s.UpdatedAt)
+			}
+			waited[s.Attempt] = true
+		} else if s.State == progress.Running && s.Error != nil {
+			t.Fatalf("running with error %q but no retry_at", *s.Error)
+		}
+	}
+	for n := 1; n < last; n++ {
+		if !waited[n] {
+			t.Errorf("no snapshot showed the wait for a retry after attempt %d:\n%s", n, dump(snaps))
+		}
+	}
 }
 
 func TestParamsReachArgvLiterally(t *testing.T) {

@@ -39,6 +39,14 @@ type Report struct {
 	// of the report request's traceparent header (see TraceID), never
 	// from the body.
 	TraceID string `json:"-"`
+
+	// Attempt, MaxAttempts and Retry come from the orchestrator, never
+	// from a request body: Attempt > 0 starts that attempt (clearing
+	// retry_at and the error of the last one); Retry says an attempt
+	// failed and the next runs at Retry.At (see lifecycle.go).
+	Attempt     int    `json:"-"`
+	MaxAttempts int    `json:"-"`
+	Retry       *Retry `json:"-"`
 }
 
 // Apply is the message adapter: it validates r against prev and returns the
@@ -78,6 +86,9 @@ func Apply(prev Snapshot, r Report, now time.Time) (Snapshot, error) {
 	next := prev.Clone()
 	next.Seq = prev.Seq + 1
 	next.UpdatedAt = at
+	next.ReportedAt = nil // a report of its own: its last report is now
+	next.Stalled = false
+	applyAttempt(&next, &r)
 	if r.TraceID != "" {
 		next.TraceID = r.TraceID
 	}
@@ -131,6 +142,7 @@ func Apply(prev Snapshot, r Report, now time.Time) (Snapshot, error) {
 		next.FinishedAt = at.Ptr()
 		next.ETASeconds = nil
 		next.Rate = Rate{}
+		next.RetryAt = nil
 		return next, nil
 	}
 	next.Rate = prev.Rate.observe(next.Progress, at)
@@ -183,6 +195,14 @@ func validate(prev *Snapshot, r *Report) (State, error) {
 	}
 	if r.Error != nil {
 		if err := checkText("error", *r.Error); err != nil {
+			return "", err
+		}
+	}
+	if r.Retry != nil {
+		if r.State != nil {
+			return "", errorf(CodeInvalidState, "a retry keeps the job running; it cannot also set state %s", *r.State)
+		}
+		if err := checkText("error", r.Retry.Error); err != nil {
 			return "", err
 		}
 	}

@@ -110,7 +110,8 @@ func (s *Snapshot) AppendJSON(b []byte) ([]byte, error) {
 	}
 	if s.Name != "" || len(s.Tags) > 0 || s.ParentID != "" || s.RootID != "" || s.Weight != 0 ||
 		s.ExpectedChildren != 0 || s.Children != nil || s.TraceID != "" ||
-		len(s.Metadata) > 0 || len(s.Result) > 0 {
+		len(s.Metadata) > 0 || len(s.Result) > 0 || s.Attempt != 0 || s.MaxAttempts != 0 || s.RetryAt != nil ||
+		s.StallAfter != 0 || s.AbandonAfter != 0 || s.Stalled || s.ReportedAt != nil {
 		var err error
 		if b, err = s.appendGroup(b); err != nil {
 			return b, err
@@ -184,6 +185,42 @@ func (s *Snapshot) appendGroup(b []byte) ([]byte, error) {
 	if len(s.Result) > 0 {
 		b = append(b, `,"result":`...)
 		b = append(b, s.Result...)
+	}
+	return s.appendLifecycle(b)
+}
+
+// appendLifecycle writes the fields of attempts, stalls and abandoned
+// jobs, each only when set (omitempty).
+func (s *Snapshot) appendLifecycle(b []byte) ([]byte, error) {
+	if s.Attempt != 0 {
+		b = append(b, `,"attempt":`...)
+		b = strconv.AppendInt(b, int64(s.Attempt), 10)
+	}
+	if s.MaxAttempts != 0 {
+		b = append(b, `,"max_attempts":`...)
+		b = strconv.AppendInt(b, int64(s.MaxAttempts), 10)
+	}
+	if s.RetryAt != nil {
+		b = append(b, `,"retry_at":`...)
+		b = appendTime(b, s.RetryAt)
+	}
+	if !finite(s.StallAfter) || !finite(s.AbandonAfter) {
+		return b, errNotFinite
+	}
+	if s.StallAfter != 0 {
+		b = append(b, `,"stall_after_seconds":`...)
+		b = appendFloat(b, s.StallAfter)
+	}
+	if s.AbandonAfter != 0 {
+		b = append(b, `,"abandon_after_seconds":`...)
+		b = appendFloat(b, s.AbandonAfter)
+	}
+	if s.Stalled {
+		b = append(b, `,"stalled":true`...)
+	}
+	if s.ReportedAt != nil {
+		b = append(b, `,"reported_at":`...)
+		b = appendTime(b, s.ReportedAt)
 	}
 	return b, nil
 }

@@ -93,7 +93,7 @@ type ChildUpdate struct {
 
 // ErrUnchanged is returned by ApplyChildren when the update would change
 // nothing: the caller stores and publishes nothing.
-var ErrUnchanged = errors.New("progress: the children's update changes nothing")
+var ErrUnchanged = errors.New("progress: the update changes nothing")
 
 // ApplyChildren returns the parent's next snapshot after u, seq one higher.
 // The rules (SPEC "Groups"):
@@ -165,6 +165,10 @@ func ApplyChildren(prev Snapshot, u ChildUpdate, now time.Time) (Snapshot, error
 		return prev, ErrUnchanged
 	}
 	next.Seq = prev.Seq + 1
+	if next.ReportedAt == nil {
+		// Not a report of the parent's own: its last report stays.
+		next.ReportedAt = prev.UpdatedAt.Ptr()
+	}
 	next.UpdatedAt = at
 	if next.State.Terminal() {
 		next.FinishedAt = at.Ptr()

@@ -36,6 +36,12 @@ type NewJob struct {
 	ExpectedChildren int
 	// Metadata is the job's first metadata: a JSON object (nil: none).
 	Metadata json.RawMessage
+	// StallAfter and AbandonAfter are create's stall_after_seconds and
+	// abandon_after_seconds (nil: none; else > 0). MaxAttempts is a
+	// pipeline job's (0: not a pipeline job's); see lifecycle.go.
+	StallAfter   *float64
+	AbandonAfter *float64
+	MaxAttempts  int
 }
 
 // New validates j and returns its first snapshot: queued, progress 0, seq 1.
@@ -102,6 +108,9 @@ func New(j NewJob, now time.Time) (Snapshot, error) {
 	}
 	if j.ExpectedChildren > 0 {
 		s.Children = &Children{}
+	}
+	if err := checkLifecycle(&j, &s); err != nil {
+		return Snapshot{}, err
 	}
 	if len(j.Params) > 0 {
 		s.Params = make(map[string]string, len(j.Params))

@@ -74,6 +74,26 @@ type Snapshot struct {
 	Metadata json.RawMessage `json:"metadata,omitempty"`
 	Result   json.RawMessage `json:"result,omitempty"`
 
+	// Attempt and MaxAttempts are a pipeline job's: which run of its
+	// stages this is (from 1) and how many it may have. RetryAt is set
+	// while the job waits for its next attempt; Error then holds the
+	// failure that caused the retry, and both clear when it starts.
+	Attempt     int   `json:"attempt,omitempty" doc:"A pipeline job's attempt, from 1."`
+	MaxAttempts int   `json:"max_attempts,omitempty" doc:"How many attempts a pipeline job may take (its pipeline's max_attempts)."`
+	RetryAt     *Time `json:"retry_at,omitempty" doc:"Set while a pipeline job waits for its next attempt; error then holds the failure that caused the retry."`
+	// StallAfter and AbandonAfter are the job's own limits, in seconds
+	// (create's stall_after_seconds and abandon_after_seconds; see
+	// lifecycle.go).
+	StallAfter   float64 `json:"stall_after_seconds,omitempty" doc:"The job's stall limit, as created."`
+	AbandonAfter float64 `json:"abandon_after_seconds,omitempty" doc:"The job's own abandon limit, as created (else the server's --abandon-after)."`
+	// Stalled is set on a running job that has had no report of its own
+	// for StallAfter, until its next report.
+	Stalled bool `json:"stalled,omitempty" doc:"A running job that has had no report of its own for stall_after_seconds; cleared by its next report."`
+	// ReportedAt is when the job last reported (or was created), present
+	// only when that is not UpdatedAt: after a parent changed because of
+	// its children. LastReport reads it.
+	ReportedAt *Time `json:"reported_at,omitempty" doc:"When the job last reported, when that is not updated_at (a parent changed by its children, a job abandoned)."`
+
 	// Agg is a parent's aggregation state, beside Rate and for the same
 	// reason: not on the wire, carried by stores that share snapshots.
 	Agg Aggregate `json:"-"`
@@ -103,6 +123,8 @@ func (s Snapshot) Clone() Snapshot {
 	c.Error = clonePtr(s.Error)
 	c.Tags = slices.Clone(s.Tags)
 	c.Children = clonePtr(s.Children)
+	c.RetryAt = clonePtr(s.RetryAt)
+	c.ReportedAt = clonePtr(s.ReportedAt)
 	return c
 }
 

@@ -87,6 +87,14 @@ type Store interface {
 	// database take turns. PurgePaced sizes and spaces the calls.
 	Purge(ctx context.Context, before time.Time, limit int) ([]Deleted, error)
 
+	// Lapsing calls act with the ids of up to q.Limit jobs whose due_at
+	// has come, then of up to q.Limit whose idle_since is at or before
+	// q.IdleBefore (unless it is zero): the jobs a sweep for stalls and
+	// abandoned jobs looks at (see lapse.go), and returns act's error. On
+	// PostgreSQL one node at a time sweeps: act runs while this node holds
+	// an advisory lock, and a node that does not get it calls nothing.
+	Lapsing(ctx context.Context, q LapseQuery, act func(ids []string) error) error
+
 	// Ping reports whether the database answers, for /readyz.
 	Ping(ctx context.Context) error
 	// Close releases the database. The store is unusable afterwards.

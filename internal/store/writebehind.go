@@ -475,6 +475,12 @@ func (w *WriteBehind) PurgeBatchTime() time.Duration {
 	return 0
 }
 
+// Lapsing finds the jobs a sweep for stalls and abandoned jobs looks at
+// (Store.Lapsing).
+func (w *WriteBehind) Lapsing(ctx context.Context, q LapseQuery, act func([]string) error) error {
+	return w.db.Lapsing(ctx, q, act)
+}
+
 func (w *WriteBehind) forget(id string) {
 	w.mu.Lock()
 	delete(w.pending, id)

@@ -13,11 +13,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/progressd/progressd/internal/broker"
+	"github.com/progressd/progressd/internal/broker/brokertest"
 	"github.com/progressd/progressd/internal/jobs"
 	"github.com/progressd/progressd/internal/node"
 	"github.com/progressd/progressd/internal/orchestrator"
@@ -153,39 +152,9 @@ func (s *Server) WaitTerminal(t testing.TB, id string, timeout time.Duration) pr
 }
 
 // Recorder keeps every snapshot of one job the node publishes.
-type Recorder struct {
-	mu    sync.Mutex
-	snaps []progress.Snapshot
-}
+type Recorder = brokertest.JobRecorder
 
 // Record starts recording job id's snapshots; it stops when the test ends.
 func (s *Server) Record(t testing.TB, id string) *Recorder {
-	r := &Recorder{}
-	stop := s.Broker().Subscribe(func(u broker.Update) {
-		if u.Snapshot.JobID == id && !u.Log {
-			r.mu.Lock()
-			r.snaps = append(r.snaps, u.Snapshot.Clone())
-			r.mu.Unlock()
-		}
-	})
-	t.Cleanup(stop)
-	return r
-}
-
-// Snapshots returns what was recorded so far, in publish order.
-func (r *Recorder) Snapshots() []progress.Snapshot {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]progress.Snapshot(nil), r.snaps...)
-}
-
-// Messages returns the distinct messages recorded, in order.
-func (r *Recorder) Messages() []string {
-	var out []string
-	for _, s := range r.Snapshots() {
-		if s.Message != "" && (len(out) == 0 || out[len(out)-1] != s.Message) {
-			out = append(out, s.Message)
-		}
-	}
-	return out
+	return brokertest.RecordJob(t, s.Broker(), id)
 }

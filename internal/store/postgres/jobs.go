@@ -27,6 +27,7 @@ type row struct {
 	snapshot                  string
 	parentID                  *string
 	weight, progress          float64
+	dueAt, idleSince          *int64 // store.LapseColumns
 }
 
 func encode(s progress.Snapshot) (row, error) {
@@ -59,6 +60,7 @@ func encode(s progress.Snapshot) (row, error) {
 		t := s.FinishedAt.Time
 		r.finishedAt = &t
 	}
+	r.dueAt, r.idleSince = store.LapseColumns(&s)
 	return r, nil
 }
 
@@ -110,11 +112,11 @@ func (s *Store) create(ctx context.Context, snap progress.Snapshot, key *store.I
 		}
 	}
 	tag, err := tx.Exec(ctx, `
-		INSERT INTO progressd_jobs (id, project, owner, state, seq, created_at, updated_at, finished_at, snapshot, parent_id, weight, progress)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+		INSERT INTO progressd_jobs (id, project, owner, state, seq, created_at, updated_at, finished_at, snapshot, parent_id, weight, progress, due_at, idle_since)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
 		ON CONFLICT (id) DO NOTHING`,
 		r.id, r.project, r.owner, r.state, r.seq, r.createdAt, r.updatedAt, r.finishedAt, r.snapshot,
-		r.parentID, r.weight, r.progress)
+		r.parentID, r.weight, r.progress, r.dueAt, r.idleSince)
 	if err != nil {
 		return store.IdempotencyKey{}, fmt.Errorf("postgres: create job %s: %w", r.id, err)
 	}
@@ -176,13 +178,13 @@ const saveRows = `
 	WITH u AS (
 		SELECT DISTINCT ON (id) *
 		FROM unnest($1::text[], $2::text[], $3::bigint[], $4::timestamptz[], $5::timestamptz[], $6::text[],
-			$7::float8[], $8::bigint[])
-			AS t(id, state, seq, updated_at, finished_at, snapshot, progress, updated_ms)
+			$7::float8[], $8::bigint[], $10::bigint[], $11::bigint[])
+			AS t(id, state, seq, updated_at, finished_at, snapshot, progress, updated_ms, due_at, idle_since)
 		ORDER BY id, seq DESC
 	), upd AS (
 		UPDATE progressd_jobs AS j
 		SET state = u.state, seq = u.seq, updated_at = u.updated_at, finished_at = u.finished_at,
-			snapshot = u.snapshot, progress = u.progress
+			snapshot = u.snapshot, progress = u.progress, due_at = u.due_at, idle_since = u.idle_since
 		FROM u JOIN progressd_jobs AS o ON o.id = u.id
 		WHERE j.id = u.id AND j.seq < u.seq
 		RETURNING j.id, j.seq, j.parent_id, j.weight, j.project, j.owner, o.state AS old, u.state AS new, u.progress, u.updated_ms
@@ -243,6 +245,7 @@ func (s *Store) Save(ctx context.Context, snaps []progress.Snapshot) error {
 	progresses := make([]float64, n)
 	updated := make([]time.Time, n)
 	finished := make([]*time.Time, n)
+	dueAt, idleSince := make([]*int64, n), make([]*int64, n)
 	for i, snap := range snaps {
 		r, err := encode(snap)
 		if err != nil {
@@ -251,12 +254,13 @@ func (s *Store) Save(ctx context.Context, snaps []progress.Snapshot) error {
 		ids[i], states[i], seqs[i], updated[i], finished[i], snapshots[i] =
 			r.id, r.state, r.seq, r.updatedAt, r.finishedAt, r.snapshot
 		progresses[i], updatedMS[i] = r.progress, snap.UpdatedAt.UnixMilli()
+		dueAt[i], idleSince[i] = r.dueAt, r.idleSince
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("postgres: save %d snapshots: %w", n, err)
 	}
 
-	args := []any{ids, states, seqs, updated, finished, snapshots, progresses, updatedMS, time.Now().UnixMilli()}
+	args := []any{ids, states, seqs, updated, finished, snapshots, progresses, updatedMS, time.Now().UnixMilli(), dueAt, idleSince}
 	if fn := s.onChange.Get(); fn != nil && slices.ContainsFunc(snaps, func(s progress.Snapshot) bool { return store.MayChange(&s) }) {
 		if err := s.saveRecording(ctx, fn, snaps, snapshots, args); err != nil {
 			return fmt.Errorf("postgres: save %d snapshots: %w", n, err)

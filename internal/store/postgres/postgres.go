@@ -205,6 +205,15 @@ var migrations = []string{
 
 	// 5: retention (store/purge.go) picks finished jobs oldest first.
 	`CREATE INDEX progressd_jobs_finished_at ON progressd_jobs (finished_at) WHERE finished_at IS NOT NULL;`,
+
+	// 6: stalls and abandoned jobs, as in the SQLite store's migration 6
+	// (store/lapse.go).
+	`ALTER TABLE progressd_jobs ADD COLUMN due_at bigint;
+	ALTER TABLE progressd_jobs ADD COLUMN idle_since bigint;
+	UPDATE progressd_jobs SET idle_since = (extract(epoch FROM updated_at) * 1000)::bigint
+		WHERE finished_at IS NULL AND coalesce(snapshot::json->>'pipeline', '') = '';
+	CREATE INDEX progressd_jobs_due_at ON progressd_jobs (due_at) WHERE due_at IS NOT NULL;
+	CREATE INDEX progressd_jobs_idle_since ON progressd_jobs (idle_since) WHERE idle_since IS NOT NULL;`,
 }
 
 // migrate applies the migrations the database has not run yet, in one

@@ -25,6 +25,7 @@ type row struct {
 	snapshot                  string
 	parentID                  sql.NullString
 	weight, progress          float64
+	dueAt, idleSince          sql.NullInt64 // store.LapseColumns
 }
 
 func encode(s progress.Snapshot) (row, error) {
@@ -54,7 +55,16 @@ func encode(s progress.Snapshot) (row, error) {
 	if s.FinishedAt != nil {
 		r.finishedAt = sql.NullInt64{Int64: s.FinishedAt.UnixMilli(), Valid: true}
 	}
+	due, idle := store.LapseColumns(&s)
+	r.dueAt, r.idleSince = nullInt(due), nullInt(idle)
 	return r, nil
+}
+
+func nullInt(v *int64) sql.NullInt64 {
+	if v == nil {
+		return sql.NullInt64{}
+	}
+	return sql.NullInt64{Int64: *v, Valid: true}
 }
 
 func decode(id, text string) (progress.Snapshot, error) {
@@ -103,11 +113,11 @@ func (s *Store) create(ctx context.Context, snap progress.Snapshot, key *store.I
 		}
 	}
 	res, err := tx.ExecContext(ctx, `
-		INSERT INTO jobs (id, project, owner, state, seq, created_at, updated_at, finished_at, snapshot, parent_id, weight, progress)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		INSERT INTO jobs (id, project, owner, state, seq, created_at, updated_at, finished_at, snapshot, parent_id, weight, progress, due_at, idle_since)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO NOTHING`,
 		r.id, r.project, r.owner, r.state, r.seq, r.createdAt, r.updatedAt, r.finishedAt, r.snapshot,
-		r.parentID, r.weight, r.progress)
+		r.parentID, r.weight, r.progress, r.dueAt, r.idleSince)
 	if err != nil {
 		return store.IdempotencyKey{}, fmt.Errorf("sqlite: create job %s: %w", r.id, err)
 	}
@@ -141,11 +151,11 @@ func (s *Store) create(ctx context.Context, snap progress.Snapshot, key *store.I
 // a tenth of a durable save.
 const (
 	saveSameState = `
-		UPDATE jobs SET seq = ?, updated_at = ?, finished_at = ?, snapshot = ?, progress = ?
+		UPDATE jobs SET seq = ?, updated_at = ?, finished_at = ?, snapshot = ?, progress = ?, due_at = ?, idle_since = ?
 		WHERE id = ? AND seq < ? AND state = ?`
 	saveReadState = `SELECT state, coalesce(parent_id, ''), weight FROM jobs WHERE id = ? AND seq < ?`
 	saveNewState  = `
-		UPDATE jobs SET state = ?, seq = ?, updated_at = ?, finished_at = ?, snapshot = ?, progress = ?
+		UPDATE jobs SET state = ?, seq = ?, updated_at = ?, finished_at = ?, snapshot = ?, progress = ?, due_at = ?, idle_since = ?
 		WHERE id = ? AND seq < ?`
 )
 
@@ -188,7 +198,7 @@ func (s *Store) Save(ctx context.Context, snaps []progress.Snapshot) error {
 	t := store.NewTally()
 	var changes []store.Change
 	for i, r := range rows {
-		res, err := same.ExecContext(ctx, r.seq, r.updatedAt, r.finishedAt, r.snapshot, r.progress, r.id, r.seq, r.state)
+		res, err := same.ExecContext(ctx, r.seq, r.updatedAt, r.finishedAt, r.snapshot, r.progress, r.dueAt, r.idleSince, r.id, r.seq, r.state)
 		if err != nil {
 			return fmt.Errorf("sqlite: save job %s: %w", r.id, err)
 		}
@@ -205,7 +215,7 @@ func (s *Store) Save(ctx context.Context, snaps []progress.Snapshot) error {
 		if err != nil {
 			return fmt.Errorf("sqlite: save job %s: %w", r.id, err)
 		}
-		if _, err := full.ExecContext(ctx, r.state, r.seq, r.updatedAt, r.finishedAt, r.snapshot, r.progress, r.id, r.seq); err != nil {
+		if _, err := full.ExecContext(ctx, r.state, r.seq, r.updatedAt, r.finishedAt, r.snapshot, r.progress, r.dueAt, r.idleSince, r.id, r.seq); err != nil {
 			return fmt.Errorf("sqlite: save job %s: %w", r.id, err)
 		}
 		t.Moved(parent, weight, progress.State(from), &snaps[i])

@@ -236,6 +236,18 @@ var migrations = []string{
 
 	// 5: retention (store/purge.go) picks finished jobs oldest first.
 	`CREATE INDEX jobs_finished_at ON jobs (finished_at) WHERE finished_at IS NOT NULL;`,
+
+	// 6: stalls and abandoned jobs (store/lapse.go): the earliest
+	// deadline of a job's own limits, and since when a job the server's
+	// --abandon-after applies to has been idle (Unix ms), each indexed
+	// where set. Unfinished jobs that workers report on start idle from
+	// their last change.
+	`ALTER TABLE jobs ADD COLUMN due_at INTEGER;
+	ALTER TABLE jobs ADD COLUMN idle_since INTEGER;
+	UPDATE jobs SET idle_since = updated_at
+		WHERE finished_at IS NULL AND coalesce(json_extract(snapshot, '$.pipeline'), '') = '';
+	CREATE INDEX jobs_due_at ON jobs (due_at) WHERE due_at IS NOT NULL;
+	CREATE INDEX jobs_idle_since ON jobs (idle_since) WHERE idle_since IS NOT NULL;`,
 }
 
 // migrate applies the migrations the file has not run yet, in one

@@ -74,7 +74,7 @@ func Run(t *testing.T, h Harness) {
 		{"CloseTwice", testCloseTwice},
 		{"CanceledContext", testCanceledContext},
 	}
-	for _, tc := range slices.Concat(tests, groupTests, keyTests, logTests, purgeTests) {
+	for _, tc := range slices.Concat(tests, groupTests, keyTests, logTests, purgeTests, lapseTests) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			tc.fn(t, setup(t, h))

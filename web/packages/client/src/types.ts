@@ -77,6 +77,11 @@ export interface JobSnapshot {
   retry_at?: string | null;
   /** No report for the job's stall_after_seconds: true until the next report. */
   stalled?: boolean;
+  /** The job's limits, as created, in seconds. */
+  stall_after_seconds?: number;
+  abandon_after_seconds?: number;
+  /** When the job last reported, when that is not updated_at. */
+  reported_at?: string;
 }
 
 /** One log line of a job (SPEC "Log lines"): n counts the job's lines from 1, with no gaps. */

@@ -1,0 +1,198 @@
+package node
+
+import (
+	"testing"
+	"time"
+
+	"github.com/progressd/progressd/internal/broker/brokertest"
+	"github.com/progressd/progressd/internal/progress"
+	"github.com/progressd/progressd/internal/testsvc"
+)
+
+// TestLifecycleBadInput: stall_after_seconds and abandon_after_seconds
+// that are not a number > 0 are refused with their own code (or, when not
+// JSON or not a number at all, bad_request) and create nothing.
+func TestLifecycleBadInput(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, "", nil)
+	c := client{t: t, base: n.URL(), contentType: "application/json"}
+	for _, tc := range []struct {
+		name, body string
+		code       string
+	}{
+		{"stall 0", `{"project":"p","stall_after_seconds":0}`, progress.CodeInvalidStallAfter},
+		{"stall -1", `{"project":"p","stall_after_seconds":-1}`, progress.CodeInvalidStallAfter},
+		{"stall over a year", `{"project":"p","stall_after_seconds":1e12}`, progress.CodeInvalidStallAfter},
+		{"stall a string", `{"project":"p","stall_after_seconds":"x"}`, "bad_request"},
+		{"stall NaN", `{"project":"p","stall_after_seconds":NaN}`, "bad_request"},
+		{"abandon 0", `{"project":"p","abandon_after_seconds":0}`, progress.CodeInvalidAbandonAfter},
+		{"abandon -1", `{"project":"p","abandon_after_seconds":-1}`, progress.CodeInvalidAbandonAfter},
+		{"abandon a string", `{"project":"p","abandon_after_seconds":"x"}`, "bad_request"},
+		{"abandon NaN", `{"project":"p","abandon_after_seconds":NaN}`, "bad_request"},
+		{"abandon on a pipeline job", `{"project":"p","pipeline":"demo","abandon_after_seconds":60}`, progress.CodeInvalidAbandonAfter},
+	} {
+		if r := c.do("POST", "/api/v1/jobs", tc.body); r.status != 400 || r.errCode() != tc.code {
+			t.Errorf("%s: %d %s, want 400 %s", tc.name, r.status, r.body, tc.code)
+		}
+	}
+	var page struct{ Jobs []progress.Snapshot }
+	c.do("GET", "/api/v1/jobs?project=p", nil).decode(t, &page)
+	if len(page.Jobs) != 0 {
+		t.Fatalf("bad creates made %d jobs", len(page.Jobs))
+	}
+	s := create(t, c, `{"project":"p","stall_after_seconds":0.5,"abandon_after_seconds":3600}`)
+	if s.StallAfter != 0.5 || s.AbandonAfter != 3600 {
+		t.Fatalf("created with stall_after_seconds %v, abandon_after_seconds %v", s.StallAfter, s.AbandonAfter)
+	}
+}
+
+func isStalled(s progress.Snapshot) bool { return s.Stalled }
+
+func waitJob(t *testing.T, c client, id, what string, cond func(progress.Snapshot) bool) progress.Snapshot {
+	t.Helper()
+	var last progress.Snapshot
+	testsvc.Eventually(t, 30*time.Second, what, func() bool {
+		last = get(t, c, id)
+		return cond(last)
+	})
+	return last
+}
+
+// fastLapses makes a node look for stalls and abandoned jobs often.
+func fastLapses(c *Config) { c.LapseInterval = 20 * time.Millisecond }
+
+// TestStallSetAndCleared: a running job silent for stall_after_seconds is
+// marked stalled with one update, written durably at once; its next
+// report clears it; it may stall again. A queued job does not stall.
+func TestStallSetAndCleared(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, "", fastLapses)
+	c := client{t: t, base: n.URL(), contentType: "application/json"}
+	queued := create(t, c, `{"project":"p","stall_after_seconds":0.1}`)
+	s := create(t, c, `{"project":"p","stall_after_seconds":0.2}`)
+	rec := brokertest.RecordJob(t, n.broker, s.JobID)
+	report(t, c, s.JobID, `{"progress":0.3}`)
+
+	stalled := waitJob(t, c, s.JobID, "the job to stall", isStalled)
+	if stalled.State != progress.Running || stalled.Progress != 0.3 {
+		t.Fatalf("stalled snapshot %+v", stalled)
+	}
+	stored, err := n.db.Get(t.Context(), s.JobID) // the store itself, not the write-behind
+	if err != nil || !stored.Stalled {
+		t.Fatalf("the stall is not in the database at once: %v %+v", err, stored)
+	}
+	testsvc.Eventually(t, 10*time.Second, "the stalled update to be published", func() bool { return rec.Count(isStalled) == 1 })
+
+	cleared := report(t, c, s.JobID, `{"progress":0.4}`)
+	if cleared.Stalled {
+		t.Fatalf("the next report did not clear the stall: %+v", cleared)
+	}
+	if stored, err := n.db.Get(t.Context(), s.JobID); err != nil || stored.Stalled {
+		t.Fatalf("the cleared stall is not in the database at once: %v %+v", err, stored)
+	}
+	if got := rec.Count(isStalled); got != 1 {
+		t.Fatalf("%d stalled updates for one stall", got)
+	}
+	waitJob(t, c, s.JobID, "the job to stall again", isStalled)
+	testsvc.Eventually(t, 10*time.Second, "the second stall's update", func() bool { return rec.Count(isStalled) == 2 })
+	if q := get(t, c, queued.JobID); q.Stalled || q.State != progress.Queued {
+		t.Fatalf("a queued job stalled: %+v", q)
+	}
+}
+
+// TestAbandonFiresOnce: a job with no report for its abandon_after_seconds
+// fails once with "no report for …", whatever its stall; a report after
+// that is refused; the server's --abandon-after applies to jobs without
+// their own limit, and 0 turns it off.
+func TestAbandonFiresOnce(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, "", func(c *Config) { fastLapses(c); c.AbandonAfter = 0 })
+	c := client{t: t, base: n.URL(), contentType: "application/json"}
+	kept := create(t, c, `{"project":"p"}`)
+	s := create(t, c, `{"project":"p","abandon_after_seconds":0.3,"stall_after_seconds":0.1}`)
+	rec := brokertest.RecordJob(t, n.broker, s.JobID)
+	report(t, c, s.JobID, `{"progress":0.5}`)
+
+	done := waitJob(t, c, s.JobID, "the job to be abandoned", func(s progress.Snapshot) bool { return s.State.Terminal() })
+	if done.State != progress.Failed || done.Error == nil || *done.Error != "no report for 300ms" || done.Progress != 0.5 || done.Stalled {
+		t.Fatalf("abandoned job: %+v (error %v)", done, ptrString(done.Error))
+	}
+	if r := c.do("POST", "/api/v1/jobs/"+s.JobID+"/progress", `{"progress":0.6}`); r.status != 409 {
+		t.Fatalf("a report after the job was abandoned: %d %s", r.status, r.body)
+	}
+	testsvc.Eventually(t, 10*time.Second, "the failed update", func() bool {
+		return rec.Count(func(s progress.Snapshot) bool { return s.State.Terminal() }) == 1
+	})
+	if k := get(t, c, kept.JobID); k.State != progress.Queued {
+		t.Fatalf("with --abandon-after 0, a job without a limit of its own ended: %+v", k)
+	}
+
+	server := startNode(t, "", func(c *Config) { fastLapses(c); c.AbandonAfter = 200 * time.Millisecond })
+	cs := client{t: t, base: server.URL(), contentType: "application/json"}
+	plain := create(t, cs, `{"project":"p"}`)
+	got := waitJob(t, cs, plain.JobID, "--abandon-after to fail a queued job", func(s progress.Snapshot) bool { return s.State.Terminal() })
+	if got.Error == nil || *got.Error != "no report for 200ms" {
+		t.Fatalf("abandoned by the server's limit: %+v", got)
+	}
+}
+
+// TestLapseDeadlinesSurviveRestart: the deadlines are in the database, so
+// a node started after the one that took the job's reports stalls and
+// abandons it on time, having never seen it.
+func TestLapseDeadlinesSurviveRestart(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	first := startNode(t, dir, func(c *Config) { c.LapseInterval = time.Hour }) // never sweeps
+	c := client{t: t, base: first.URL(), contentType: "application/json"}
+	s := create(t, c, `{"project":"p","stall_after_seconds":0.2,"abandon_after_seconds":1.5}`)
+	report(t, c, s.JobID, `{"progress":0.25}`)
+	stopNode(t, first)
+
+	second := startNode(t, dir, fastLapses)
+	c.base = second.URL()
+	waitJob(t, c, s.JobID, "the job to stall after the restart", isStalled)
+	done := waitJob(t, c, s.JobID, "the job to be abandoned after the restart", func(s progress.Snapshot) bool { return s.State.Terminal() })
+	if done.Error == nil || *done.Error != "no report for 1.5s" || done.Progress != 0.25 {
+		t.Fatalf("after the restart: %+v", done)
+	}
+}
+
+// TestLapseTwoNodes: with PostgreSQL and Redis, a job stalls and is
+// abandoned once while both nodes sweep, and when the node that created
+// it and took its reports is gone, the other acts.
+func TestLapseTwoNodes(t *testing.T) {
+	shared := scaleOut(t)
+	both := func(c *Config) { shared(c); fastLapses(c) }
+	a, b := startNode(t, "", both), startNode(t, "", both)
+	ca, cb := client{t: t, base: a.URL(), contentType: "application/json"}, client{t: t, base: b.URL(), contentType: "application/json"}
+
+	s := create(t, ca, `{"project":"p","stall_after_seconds":0.2,"abandon_after_seconds":1}`)
+	rec := brokertest.RecordJob(t, b.broker, s.JobID) // b hears what either node publishes
+	report(t, ca, s.JobID, `{"progress":0.5}`)
+	waitJob(t, cb, s.JobID, "the job to stall", isStalled)
+	done := waitJob(t, cb, s.JobID, "the job to be abandoned", func(s progress.Snapshot) bool { return s.State.Terminal() })
+	if done.Error == nil || *done.Error != "no report for 1s" {
+		t.Fatalf("abandoned: %+v", done)
+	}
+	testsvc.Eventually(t, 10*time.Second, "the updates to arrive", func() bool {
+		return rec.Count(func(s progress.Snapshot) bool { return s.State.Terminal() }) == 1
+	})
+	if n := rec.Count(isStalled); n != 1 {
+		t.Fatalf("two nodes published %d stalled updates for one stall", n)
+	}
+
+	// The node that created the job and took its reports stops; the
+	// other stalls and abandons it.
+	orphan := create(t, ca, `{"project":"p","stall_after_seconds":0.3,"abandon_after_seconds":1.5}`)
+	rec = brokertest.RecordJob(t, b.broker, orphan.JobID)
+	report(t, ca, orphan.JobID, `{"progress":0.1}`)
+	stopNode(t, a)
+	waitJob(t, cb, orphan.JobID, "the other node to mark the stall", isStalled)
+	done = waitJob(t, cb, orphan.JobID, "the other node to abandon the job", func(s progress.Snapshot) bool { return s.State.Terminal() })
+	if done.Error == nil || *done.Error != "no report for 1.5s" {
+		t.Fatalf("abandoned by the other node: %+v", done)
+	}
+	if n := rec.Count(isStalled); n != 1 {
+		t.Fatalf("%d stalled updates", n)
+	}
+}
