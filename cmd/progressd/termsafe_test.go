@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/progressd/progressd/client"
@@ -159,4 +160,18 @@ func FuzzTermSafe(f *testing.F) {
 			t.Fatalf("termSafe(%q) = %q, but there was nothing to escape", s, out)
 		}
 	})
+}
+
+// TestDescribeAttemptsAndStalls: watch says which attempt runs, when the
+// next starts, and that a job stalled.
+func TestDescribeAttemptsAndStalls(t *testing.T) {
+	retry := progress.At(time.Now().Add(90 * time.Second))
+	s := client.Snapshot{State: client.Running, Attempt: 1, MaxAttempts: 3, RetryAt: &retry}
+	if got := describeJob(s); !strings.HasPrefix(got, "attempt 1 of 3 · retrying in 1m") {
+		t.Errorf("waiting for a retry: %q", got)
+	}
+	s = client.Snapshot{State: client.Running, Attempt: 1, MaxAttempts: 1, Stalled: true, UpdatedAt: progress.At(time.Now().Add(-2 * time.Minute))}
+	if got := describeJob(s); !strings.HasPrefix(got, "stalled: no report for 2m") {
+		t.Errorf("stalled: %q", got)
+	}
 }

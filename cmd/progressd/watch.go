@@ -174,6 +174,15 @@ func describeJob(s client.Snapshot) string {
 		}
 		parts = append(parts, st)
 	}
+	if s.MaxAttempts > 1 {
+		parts = append(parts, fmt.Sprintf("attempt %d of %d", s.Attempt, s.MaxAttempts))
+	}
+	if s.RetryAt != nil && !s.State.Terminal() {
+		parts = append(parts, "retrying in "+formatETA(max(0, time.Until(s.RetryAt.Time).Seconds())))
+	}
+	if s.Stalled {
+		parts = append(parts, "stalled: no report for "+formatETA(time.Since(s.LastReport().Time).Seconds()))
+	}
 	if s.ETASeconds != nil && !s.State.Terminal() {
 		parts = append(parts, "ETA "+formatETA(*s.ETASeconds))
 	}

@@ -137,62 +137,65 @@ func TestAbandonFiresOnce(t *testing.T) {
 }
 
 // TestLapseDeadlinesSurviveRestart: the deadlines are in the database, so
-// a node started after the one that took the job's reports stalls and
-// abandons it on time, having never seen it.
+// a node started after the one that took the jobs' reports stalls one and
+// abandons the other, having never seen them.
 func TestLapseDeadlinesSurviveRestart(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	first := startNode(t, dir, func(c *Config) { c.LapseInterval = time.Hour }) // never sweeps
 	c := client{t: t, base: first.URL(), contentType: "application/json"}
-	s := create(t, c, `{"project":"p","stall_after_seconds":0.2,"abandon_after_seconds":1.5}`)
-	report(t, c, s.JobID, `{"progress":0.25}`)
+	stall := create(t, c, `{"project":"p","stall_after_seconds":0.2}`)
+	report(t, c, stall.JobID, `{"progress":0.25}`)
+	silent := create(t, c, `{"project":"p","abandon_after_seconds":0.5}`)
+	report(t, c, silent.JobID, `{"progress":0.75}`)
 	stopNode(t, first)
 
 	second := startNode(t, dir, fastLapses)
 	c.base = second.URL()
-	waitJob(t, c, s.JobID, "the job to stall after the restart", isStalled)
-	done := waitJob(t, c, s.JobID, "the job to be abandoned after the restart", func(s progress.Snapshot) bool { return s.State.Terminal() })
-	if done.Error == nil || *done.Error != "no report for 1.5s" || done.Progress != 0.25 {
+	waitJob(t, c, stall.JobID, "the job to stall after the restart", isStalled)
+	done := waitJob(t, c, silent.JobID, "the job to be abandoned after the restart", isTerminal)
+	if done.Error == nil || *done.Error != "no report for 500ms" || done.Progress != 0.75 {
 		t.Fatalf("after the restart: %+v", done)
 	}
 }
 
-// TestLapseTwoNodes: with PostgreSQL and Redis, a job stalls and is
-// abandoned once while both nodes sweep, and when the node that created
-// it and took its reports is gone, the other acts.
+func isTerminal(s progress.Snapshot) bool { return s.State.Terminal() }
+
+// TestLapseTwoNodes: with PostgreSQL and Redis and both nodes sweeping, a
+// job stalls once and another is abandoned once; when the node that
+// created them and took their reports is gone, the other acts.
 func TestLapseTwoNodes(t *testing.T) {
 	shared := scaleOut(t)
 	both := func(c *Config) { shared(c); fastLapses(c) }
 	a, b := startNode(t, "", both), startNode(t, "", both)
 	ca, cb := client{t: t, base: a.URL(), contentType: "application/json"}, client{t: t, base: b.URL(), contentType: "application/json"}
 
-	s := create(t, ca, `{"project":"p","stall_after_seconds":0.2,"abandon_after_seconds":1}`)
-	rec := brokertest.RecordJob(t, b.broker, s.JobID) // b hears what either node publishes
-	report(t, ca, s.JobID, `{"progress":0.5}`)
-	waitJob(t, cb, s.JobID, "the job to stall", isStalled)
-	done := waitJob(t, cb, s.JobID, "the job to be abandoned", func(s progress.Snapshot) bool { return s.State.Terminal() })
-	if done.Error == nil || *done.Error != "no report for 1s" {
-		t.Fatalf("abandoned: %+v", done)
+	check := func(on client, via *Node, stallAfter, abandonAfter string, before func()) {
+		t.Helper()
+		stall := create(t, ca, `{"project":"p","stall_after_seconds":`+stallAfter+`}`)
+		silent := create(t, ca, `{"project":"p","abandon_after_seconds":`+abandonAfter+`}`)
+		stalls := brokertest.RecordJob(t, via.broker, stall.JobID) // via hears what either node publishes
+		ends := brokertest.RecordJob(t, via.broker, silent.JobID)
+		report(t, ca, stall.JobID, `{"progress":0.5}`)
+		report(t, ca, silent.JobID, `{"progress":0.5}`)
+		before()
+		waitJob(t, on, stall.JobID, "the job to stall", isStalled)
+		done := waitJob(t, on, silent.JobID, "the job to be abandoned", isTerminal)
+		if done.Error == nil || *done.Error != "no report for "+abandonAfter+"s" {
+			t.Fatalf("abandoned: %+v", done)
+		}
+		testsvc.Eventually(t, 10*time.Second, "the updates to arrive", func() bool {
+			return stalls.Count(isStalled) >= 1 && ends.Count(isTerminal) >= 1
+		})
+		if n, m := stalls.Count(isStalled), ends.Count(isTerminal); n != 1 || m != 1 {
+			t.Fatalf("%d stalled updates for one stall, %d terminal ones for one abandoned job", n, m)
+		}
+		if r := report(t, on, stall.JobID, `{"progress":0.6}`); r.Stalled {
+			t.Fatalf("a report did not clear the stall: %+v", r)
+		}
 	}
-	testsvc.Eventually(t, 10*time.Second, "the updates to arrive", func() bool {
-		return rec.Count(func(s progress.Snapshot) bool { return s.State.Terminal() }) == 1
-	})
-	if n := rec.Count(isStalled); n != 1 {
-		t.Fatalf("two nodes published %d stalled updates for one stall", n)
-	}
-
-	// The node that created the job and took its reports stops; the
-	// other stalls and abandons it.
-	orphan := create(t, ca, `{"project":"p","stall_after_seconds":0.3,"abandon_after_seconds":1.5}`)
-	rec = brokertest.RecordJob(t, b.broker, orphan.JobID)
-	report(t, ca, orphan.JobID, `{"progress":0.1}`)
-	stopNode(t, a)
-	waitJob(t, cb, orphan.JobID, "the other node to mark the stall", isStalled)
-	done = waitJob(t, cb, orphan.JobID, "the other node to abandon the job", func(s progress.Snapshot) bool { return s.State.Terminal() })
-	if done.Error == nil || *done.Error != "no report for 1.5s" {
-		t.Fatalf("abandoned by the other node: %+v", done)
-	}
-	if n := rec.Count(isStalled); n != 1 {
-		t.Fatalf("%d stalled updates", n)
-	}
+	check(cb, b, "0.2", "1", func() {})
+	// The node that created the jobs and took their reports stops; the
+	// other stalls one and abandons the other.
+	check(cb, b, "0.3", "1.5", func() { stopNode(t, a) })
 }

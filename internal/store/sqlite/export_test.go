@@ -32,6 +32,17 @@ func Exec(t *testing.T, s *Store, query string) {
 func ExplainList(t *testing.T, s *Store, q progress.Query) string {
 	t.Helper()
 	query, args := queries.List(q)
+	return explain(t, s, query, args...)
+}
+
+// ExplainLapsing returns the query plans of Lapsing's two reads.
+func ExplainLapsing(t *testing.T, s *Store) (due, idle string) {
+	t.Helper()
+	return explain(t, s, lapseSQL.Due(), 1, 500), explain(t, s, lapseSQL.Idle(), 1, 500)
+}
+
+func explain(t *testing.T, s *Store, query string, args ...any) string {
+	t.Helper()
 	rows, err := s.db.QueryContext(t.Context(), "EXPLAIN QUERY PLAN "+query, args...)
 	if err != nil {
 		t.Fatalf("EXPLAIN: %v", err)

@@ -104,6 +104,20 @@ func TestListUsesIndexes(t *testing.T) {
 	}
 }
 
+// TestLapsingUsesIndexes: the sweep for stalls and abandoned jobs reads
+// one range of a partial index, oldest first, whatever the number of
+// jobs: no scan of the table and no sort.
+func TestLapsingUsesIndexes(t *testing.T) {
+	s := openFile(t, filepath.Join(t.TempDir(), "progressd.db"))
+	defer s.Close()
+	due, idle := sqlite.ExplainLapsing(t, s)
+	for _, tc := range []struct{ plan, index string }{{due, "jobs_due_at"}, {idle, "jobs_idle_since"}} {
+		if strings.Contains(tc.plan, "TEMP B-TREE") || !strings.Contains(tc.plan, "INDEX "+tc.index) {
+			t.Errorf("plan:\n%s\nwant a range of index %s without a sort", tc.plan, tc.index)
+		}
+	}
+}
+
 // BenchmarkSave measures one Save of a batch of 100 snapshots: the write
 // the write-behind makes once a second at most.
 func BenchmarkSave(b *testing.B) {
