@@ -38,22 +38,12 @@ type Misfits<From, To> = {
   [K in keyof From & keyof To]-?: unknown extends From[K] ? never : [From[K]] extends [To[K]] ? never : K;
 }[keyof From & keyof To];
 
-/**
- * Fields SPEC defines ("Metadata, result, attempts, stalls") that the
- * server's document does not list yet; the client reads them when present.
- * When the server adds one, the check below says to take it off this list.
- */
-type PendingSnapshotFields = "attempt" | "max_attempts" | "retry_at" | "stalled";
-/** Create fields SPEC defines that the server's document does not list yet. */
-type PendingCreateFields = "stall_after_seconds" | "abandon_after_seconds";
-
 /** The snapshot fields the client narrows: their own checks follow. */
 type Narrowed = "state" | "stages";
 
 export type SnapshotChecks = [
   MustBeNever<Missing<Wire.Snapshot, JobSnapshot>>,
-  MustBeNever<Exclude<Missing<JobSnapshot, Wire.Snapshot>, PendingSnapshotFields>>,
-  MustBeNever<Extract<PendingSnapshotFields, keyof Wire.Snapshot>>, // the server has it now: take it off PendingSnapshotFields
+  MustBeNever<Missing<JobSnapshot, Wire.Snapshot>>,
   MustBeNever<Misfits<Sent<Omit<Wire.Snapshot, Narrowed>>, JobSnapshot>>,
   MustBeNever<Missing<Wire.Stage, StageSnapshot> | Missing<StageSnapshot, Wire.Stage>>,
   MustBeNever<Misfits<Omit<Wire.Stage, "state">, StageSnapshot>>,
@@ -78,7 +68,6 @@ export type RequestChecks = [
   MustBeNever<Missing<Wire.Report, ProgressReport> | Missing<ProgressReport, Wire.Report>>,
   MustBeNever<Misfits<ProgressReport, Wire.Report>>,
   MustBeNever<Missing<Wire.CreateInputBody, CreateJob>>,
-  MustBeNever<Exclude<Missing<CreateJob, Wire.CreateInputBody>, PendingCreateFields>>,
-  MustBeNever<Extract<PendingCreateFields, keyof Wire.CreateInputBody>>, // the server takes it now: take it off PendingCreateFields
+  MustBeNever<Missing<CreateJob, Wire.CreateInputBody>>,
   MustBeNever<Misfits<CreateJob, Wire.CreateInputBody>>,
 ];

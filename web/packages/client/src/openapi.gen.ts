@@ -2,6 +2,10 @@
 // The wire types as the server describes them; web/test/openapi-types.ts holds the client's types equal to them.
 
 export interface Snapshot {
+  /** The job's own abandon limit, as created (else the server's --abandon-after). */
+  abandon_after_seconds?: number;
+  /** A pipeline job's attempt, from 1. */
+  attempt?: number;
   children?: Children;
   created_at: string;
   current: number | null;
@@ -10,6 +14,8 @@ export interface Snapshot {
   expected_children?: number;
   finished_at: string | null;
   job_id: string;
+  /** How many attempts a pipeline job may take (its pipeline's max_attempts). */
+  max_attempts?: number;
   message: string;
   metadata?: unknown;
   name?: string;
@@ -19,11 +25,19 @@ export interface Snapshot {
   pipeline: string;
   progress: number;
   project: string;
+  /** When the job last reported, when that is not updated_at (a parent changed by its children, a job abandoned). */
+  reported_at?: string;
   result?: unknown;
+  /** Set while a pipeline job waits for its next attempt; error then holds the failure that caused the retry. */
+  retry_at?: string;
   root_id?: string;
   seq: number;
   stage: string;
   stages: Stage[] | null;
+  /** The job's stall limit, as created. */
+  stall_after_seconds?: number;
+  /** A running job that has had no report of its own for stall_after_seconds; cleared by its next report. */
+  stalled?: boolean;
   started_at: string | null;
   state: string;
   tags?: string[] | null;
@@ -137,6 +151,8 @@ export interface JobReport {
 }
 
 export interface CreateInputBody {
+  /** Seconds (> 0, at most a year; not for pipeline jobs): a job with no report for that long, counted from its creation, fails with "no report for …". Replaces the server's --abandon-after (default 24 h) for this job. Else 400 invalid_abandon_after. */
+  abandon_after_seconds?: number;
   /** How many children are coming (a floor). Missing ones count as 0 in the parent's progress; a parent without stages finishes by itself once that many are finished. */
   expected_children?: number;
   /** A JSON object shown with the job; reports merge into it key by key (null removes a key). At most 16 KiB. */
@@ -155,6 +171,8 @@ export interface CreateInputBody {
   project?: string;
   /** For a job an external worker reports on: its stages, in order, with weights (default 1); one may be marked "children": true to take the mean of the job's children. */
   stages?: StageSpec[] | null;
+  /** Seconds (> 0, at most a year): a running job with no report of its own for that long gets "stalled": true (one update) until its next report. Else 400 invalid_stall_after. */
+  stall_after_seconds?: number;
   /** At most 16 tags, each 1–64 characters of A–Z a–z 0–9 : _ . -; they cannot change later. */
   tags?: string[] | null;
   /** The child's share of its parent's progress (> 0, default 1); only with parent_id. */
