@@ -12,8 +12,8 @@ deadline whether or not it kept the pace), then reports each job
 
 - ``sync``: ``Reporter``s of one ``Client`` (one sender thread, the jobs
   due together in one ``POST /api/v1/reports``);
-- ``async``: ``AsyncReporter``s of one ``AsyncClient`` (a task per job,
-  each sending its own ``/progress`` requests).
+- ``async``: ``AsyncReporter``s of one ``AsyncClient`` (one sender task,
+  batching the same way).
 
 ``PROGRESSD_SDK_SRC=<dir>`` runs another copy of the SDK (its ``src``
 folder), to compare with an earlier version.
@@ -111,6 +111,13 @@ class Meter:
         self.wall = time.monotonic() - self.wall
 
 
+def requests_sent(client: Any, reporters: List[Any]) -> int:
+    """The requests the reporters sent: the client's shared sender counts
+    them (an SDK without one counts per reporter)."""
+    sender = getattr(client, "_sender", None)
+    return sender.requests if sender is not None else sum(r.requests for r in reporters)
+
+
 def run_sync(url: str, a: argparse.Namespace, m: Meter) -> Tuple[int, float, List[Any], int]:
     steps = int(a.rate * a.seconds)
     with progressd.Client(url, timeout=30, retry_window=60) as client:
@@ -125,8 +132,7 @@ def run_sync(url: str, a: argparse.Namespace, m: Meter) -> Tuple[int, float, Lis
         for r in reporters:
             r.close()
         m.stop()
-        sender = getattr(client, "_sender", None)  # an SDK without a shared sender counts per reporter
-        return made, took, jobs, sender.requests if sender is not None else sum(r.requests for r in reporters)
+        return made, took, jobs, requests_sent(client, reporters)
 
 
 async def run_async(url: str, a: argparse.Namespace, m: Meter) -> Tuple[int, float, List[Any], int]:
@@ -153,7 +159,7 @@ async def run_async(url: str, a: argparse.Namespace, m: Meter) -> Tuple[int, flo
             r.report(state="succeeded")
         await asyncio.gather(*(r.aclose() for r in reporters))
         m.stop()
-        return made, took, jobs, sum(r.requests for r in reporters)
+        return made, took, jobs, requests_sent(client, reporters)
 
 
 def main() -> None:

@@ -3,12 +3,13 @@ together go in one POST /api/v1/reports, against the real server."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
 
 import progressd
-from progressd._batch import sender_of
+from progressd._batch import AsyncSender, sender_of
 
 
 @pytest.fixture
@@ -101,3 +102,19 @@ def test_the_sender_thread_ends_when_idle(client):
     r.report(0.75)  # a new report starts it again
     r.close()
     assert client.get(job.id).progress == 0.75
+
+
+@pytest.mark.asyncio
+async def test_async_reporters_share_requests(server):
+    async with progressd.AsyncClient(server.url, timeout=5, retry_window=5) as c:
+        jobs = [await c.create_job("py-batch-async", stages=["a"]) for _ in range(20)]
+        rs = [progressd.AsyncReporter(c, j, min_interval=0.05) for j in jobs]
+        for r in rs:  # no await in between: all twenty are due at the sender's first tick
+            r.report(0.5, stage="a")
+        await rs[0].flush(10)
+        for r in rs:
+            r.report(state="succeeded")
+        await asyncio.gather(*(r.aclose() for r in rs))
+        assert sender_of(c, AsyncSender).requests <= 3
+        for j in jobs:
+            assert (await c.get(j.id)).state == "succeeded"

@@ -29,6 +29,7 @@ thread here drives it with the client's blocking I/O.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from dataclasses import dataclass
@@ -43,7 +44,7 @@ BATCH_MAX = 1000
 BATCH_BYTES = 960 * 1024
 
 # How long the sender's thread waits for new work before it ends (a new
-# report starts another).
+# report starts another). The asyncio sender's task ends at once.
 IDLE_SECONDS = 1.0
 
 
@@ -119,17 +120,62 @@ def tick(cfg: Settings, work: List[Work]) -> Plan:
     return requests
 
 
-class Sender:
-    """The thread that sends for every Reporter of one Client. Reporters
-    share its condition (``cond``) as their lock; ``requests`` counts the
-    requests sent (retries not counted), for tests and benchmarks."""
+class _SenderBase:
+    """What both senders share: the reporters with work, and a tick's
+    taking and settling. Reporters keep their own state; the sender only
+    picks who is due."""
 
     def __init__(self, client: Any) -> None:
         self.client = client
-        self.cond = threading.Condition()
         self.active: Dict[int, Any] = {}  # reporters with work pending or in flight, by id()
+        self.requests = 0  # requests sent, retries not counted: for tests and benchmarks
+
+    def forget(self, reporter: Any) -> None:
+        """Called (with the lock held, for the threaded one) when ``reporter`` closes."""
+        self.active.pop(id(reporter), None)
+
+    def _due(self) -> Tuple[List[Work], Optional[float]]:
+        """The work to send now (taken from the due reporters), or how long
+        until the next reporter is due."""
+        now = time.monotonic()
+        work: List[Work] = []
+        wait: Optional[float] = None
+        for key, r in list(self.active.items()):
+            if not r._pending.has_work():
+                del self.active[key]  # nothing held: no reference kept either
+            elif r._hurry or now >= r._next_at:
+                lines, body = r._pending.take()
+                r._inflight = True
+                r._next_at = now + r.min_interval
+                r.requests += bool(lines) + bool(body)
+                work.append(Work(r, lines, body))
+            else:
+                left = r._next_at - now
+                wait = left if wait is None else min(wait, left)
+        return work, wait
+
+    @staticmethod
+    def _settle_all(work: List[Work], err: Optional[BaseException]) -> None:
+        """Hand each reporter its outcome; ``err``: the tick itself failed
+        (the client was closed under it), and every part not done yet
+        learns why."""
+        for w in work:
+            if err is not None:
+                if w.lines and w.lines_error is None:
+                    w.lines_error = err
+                if w.body and w.outcome is None and not isinstance(w.lines_error, JobFinished):
+                    w.outcome = err
+            w.reporter._settle(w)
+
+
+class Sender(_SenderBase):
+    """The thread that sends for every Reporter of one Client. Reporters
+    share its condition (``cond``) as their lock."""
+
+    def __init__(self, client: Any) -> None:
+        super().__init__(client)
+        self.cond = threading.Condition()
         self.thread: Optional[threading.Thread] = None
-        self.requests = 0
 
     def wake(self, reporter: Any) -> None:
         """Called with ``cond`` held when ``reporter`` has new work."""
@@ -143,31 +189,12 @@ class Sender:
         t = self.thread
         return t is not None and t.is_alive()
 
-    def forget(self, reporter: Any) -> None:
-        """Called with ``cond`` held when ``reporter`` closes."""
-        self.active.pop(id(reporter), None)
-
-    def _due(self) -> Tuple[List[Any], Optional[float]]:
-        """The reporters to send for now, or how long until the next one is due."""
-        now = time.monotonic()
-        due: List[Any] = []
-        wait: Optional[float] = None
-        for key, r in list(self.active.items()):
-            if not r._pending.has_work():
-                del self.active[key]  # nothing held: no reference kept either
-            elif r._hurry or now >= r._next_at:
-                due.append(r)
-            else:
-                left = r._next_at - now
-                wait = left if wait is None else min(wait, left)
-        return due, wait
-
     def _run(self) -> None:
         while True:
             with self.cond:
                 while True:
-                    due, wait = self._due()
-                    if due:
+                    work, wait = self._due()
+                    if work:
                         break
                     if not self.active:
                         self.cond.wait(IDLE_SECONDS)
@@ -176,38 +203,77 @@ class Sender:
                             return
                         continue
                     self.cond.wait(wait)
-                now = time.monotonic()
-                work = []
-                for r in due:
-                    lines, body = r._pending.take()
-                    r._inflight = True
-                    r._next_at = now + r.min_interval
-                    r.requests += bool(lines) + bool(body)
-                    work.append(Work(r, lines, body))
+            err: Optional[BaseException] = None
             try:
                 self.requests += self.client._run(tick(self.client._cfg, work))
             except Exception as e:  # the client was closed under it: each reporter of the tick learns why
-                for w in work:
-                    if w.lines and w.lines_error is None:
-                        w.lines_error = e
-                    if w.body and w.outcome is None and not isinstance(w.lines_error, JobFinished):
-                        w.outcome = e
+                err = e
             finally:
                 with self.cond:
-                    for w in work:
-                        w.reporter._settle(w)
+                    self._settle_all(work, err)
                     self.cond.notify_all()
+
+
+class AsyncSender(_SenderBase):
+    """The task that sends for every AsyncReporter of one AsyncClient, on
+    the loop that first needed it. ``changed`` is set after every tick."""
+
+    def __init__(self, client: Any) -> None:
+        super().__init__(client)
+        self.task: Optional["asyncio.Task[None]"] = None
+        # Made with the task, on its loop (Python 3.9 binds an Event to a loop).
+        self.wakeup: Optional[asyncio.Event] = None
+        self.changed: Optional[asyncio.Event] = None
+
+    def wake(self, reporter: Any) -> None:
+        self.active[id(reporter)] = reporter
+        if self.task is None or self.task.done():
+            self.wakeup, self.changed = asyncio.Event(), asyncio.Event()
+            self.task = asyncio.get_running_loop().create_task(self._run())
+        assert self.wakeup is not None
+        self.wakeup.set()
+
+    def alive(self) -> bool:
+        return self.task is not None and not self.task.done()
+
+    async def _sleep(self, seconds: Optional[float]) -> None:
+        """Wait for a wake-up or ``seconds``."""
+        assert self.wakeup is not None
+        try:
+            await asyncio.wait_for(self.wakeup.wait(), seconds)
+        except asyncio.TimeoutError:
+            pass
+
+    async def _run(self) -> None:
+        assert self.wakeup is not None and self.changed is not None
+        while True:
+            self.wakeup.clear()
+            work, wait = self._due()
+            if not work:
+                if not self.active:
+                    return  # nothing held anywhere: the next report starts another task (cheap, and no task outlives the work)
+                await self._sleep(wait)
+                continue
+            err: Optional[BaseException] = None
+            try:
+                self.requests += await self.client._run(tick(self.client._cfg, work))
+            except Exception as e:  # the client was closed under it: each reporter of the tick learns why
+                err = e
+            finally:
+                self._settle_all(work, err)
+                self.changed.set()
 
 
 _senders_lock = threading.Lock()
 
 
-def sender_of(client: Any) -> Sender:
-    """The client's sender, made on first use."""
+def sender_of(client: Any, kind: type = Sender) -> Any:
+    """The client's sender (a ``Sender``, or an ``AsyncSender`` for an
+    AsyncClient), made on first use."""
     s = getattr(client, "_sender", None)
     if s is None:
         with _senders_lock:
             s = getattr(client, "_sender", None)
             if s is None:
-                s = client._sender = Sender(client)
+                s = client._sender = kind(client)
     return s

@@ -6,7 +6,8 @@ pending for the job and returns. A background thread (``Reporter``) or task
 (default 0.1 s) — so a loop of a million iterations costs about ten
 requests a second — plus, when there are log lines, one ``/logs`` request
 in the same tick (log lines are batched, never coalesced). The
-``Reporter``s of one client share one thread, and the reports of the jobs
+``Reporter``s of one client share one thread (the ``AsyncReporter``s of an
+``AsyncClient`` one task), and the reports of the jobs
 due at the same tick go in one ``POST /api/v1/reports`` (``progressd._batch``):
 a process reporting on a thousand jobs sends about ten requests a second,
 not ten thousand.
@@ -39,7 +40,7 @@ import weakref
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from . import _plan
-from ._batch import Work, sender_of
+from ._batch import AsyncSender, Work, sender_of
 from .errors import ConnectionFailed, JobCanceled, JobFinished, ProgressdError, Unavailable
 from .models import TERMINAL_STATES, Snapshot
 
@@ -243,6 +244,16 @@ class _Base:
             raise ConnectionFailed(f"job {self.job_id}: reports are still pending: progressd at "
                                    f"{self.client.server} was unreachable for the retry window")
 
+    def _settle(self, w: Work) -> None:
+        """The sender's report on this reporter's share of a tick (``cond`` held)."""
+        self._inflight = False
+        if w.lines_error is not None:
+            self._on_lines_error(w.lines_error)
+        if isinstance(w.outcome, Snapshot):
+            self.last = w.outcome
+        elif isinstance(w.outcome, BaseException):
+            self._on_report_error(w.body, w.outcome)
+
     def _undelivered(self) -> bool:
         return self.finished is None and self._pending.has_work()
 
@@ -282,16 +293,6 @@ class Reporter(_Base):
         with self._cond:
             if not self._closed:
                 self._sender.wake(self)
-
-    def _settle(self, w: Work) -> None:
-        """The sender's report on this reporter's share of a tick (``cond`` held)."""
-        self._inflight = False
-        if w.lines_error is not None:
-            self._on_lines_error(w.lines_error)
-        if isinstance(w.outcome, Snapshot):
-            self.last = w.outcome
-        elif isinstance(w.outcome, BaseException):
-            self._on_report_error(w.body, w.outcome)
 
     def flush(self, timeout: Optional[float] = None) -> None:
         """Send what is pending now, without waiting for the interval, and
@@ -357,84 +358,41 @@ class Reporter(_Base):
 
 class AsyncReporter(_Base):
     """The same reporter for asyncio: ``report()`` stays a plain call that
-    never awaits; a task on the running loop sends. Close it with ``async
+    never awaits; one task per client on the running loop sends for all its
+    reporters, batching as the threaded one does. Close it with ``async
     with`` or ``await aclose()``: a loop that ends first cancels the task."""
 
     def __init__(self, client: "AsyncClient", job: Union["AsyncJob", str], min_interval: float = 0.1) -> None:
         super().__init__(client, job, min_interval)
-        self._task: Optional["asyncio.Task[None]"] = None
-        self._wakeup: Optional[asyncio.Event] = None  # set by report(), flush() and close()
-        self._changed: Optional[asyncio.Event] = None  # set after every tick
+        self._sender = sender_of(client, AsyncSender)
         self._hurry = 0
-        self._stop = False
+        self._next_at = 0.0
 
     def _wake(self) -> None:
-        if self._task is None:
-            self._wakeup, self._changed = asyncio.Event(), asyncio.Event()
-            self._task = asyncio.get_running_loop().create_task(self._run())
-        assert self._wakeup is not None
-        self._wakeup.set()
-
-    async def _sleep_until(self, at: Optional[float]) -> None:
-        assert self._wakeup is not None
-        self._wakeup.clear()
-        try:
-            await asyncio.wait_for(self._wakeup.wait(), None if at is None else max(0.0, at - time.monotonic()))
-        except asyncio.TimeoutError:
-            pass
-
-    async def _run(self) -> None:
-        assert self._changed is not None
-        next_at = 0.0
-        while True:
-            if self._stop and (not self._pending.has_work() or not self._hurry):
-                return
-            if not self._pending.has_work():
-                await self._sleep_until(None)
-                continue
-            if not self._hurry and time.monotonic() < next_at:
-                await self._sleep_until(next_at)
-                continue
-            lines, body = self._pending.take()
-            next_at = time.monotonic() + self.min_interval
-            self._inflight = True
-            try:
-                if lines:
-                    try:
-                        self.requests += 1
-                        await self.client.log(self.job_id, lines)
-                    except Exception as e:  # anything, or the sender would die and flush wait forever
-                        self._on_lines_error(e)
-                if body and self.finished is None:
-                    try:
-                        self.requests += 1
-                        self.last = await self.client.report(self.job_id, **body)
-                    except Exception as e:  # anything, or the sender would die and flush wait forever
-                        self._on_report_error(body, e)
-            finally:
-                self._inflight = False
-                self._changed.set()
+        if not self._closed:
+            self._sender.wake(self)
 
     async def flush(self, timeout: Optional[float] = None) -> None:
         """Send what is pending now and wait for it; see ``Reporter.flush``."""
-        if self._task is None:
+        s = self._sender
+        if self._pending.has_work():
+            self._wake()
+        if not s.alive():
             self._after_flush()
             return
-        assert self._wakeup is not None and self._changed is not None
+        assert s.wakeup is not None and s.changed is not None
         failed_before = self._failed_rounds
         self._hurry += 1
-        self._wakeup.set()
+        s.wakeup.set()
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
-            while not self._settled(failed_before):
-                if self._task.done():
-                    break
-                self._changed.clear()
+            while not self._settled(failed_before) and s.alive():
+                s.changed.clear()
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     raise TimeoutError(f"job {self.job_id}: pending reports were not sent within {timeout} s")
                 try:
-                    await asyncio.wait_for(self._changed.wait(), left)
+                    await asyncio.wait_for(s.changed.wait(), left)
                 except asyncio.TimeoutError:
                     pass
         finally:
@@ -442,7 +400,7 @@ class AsyncReporter(_Base):
         self._after_flush()
 
     async def aclose(self, timeout: Optional[float] = None) -> None:
-        """Deliver what is pending and stop the task; see ``Reporter.close``."""
+        """Deliver what is pending, then stop; see ``Reporter.close``."""
         if self._closed:
             return
         clock = _Closing(timeout, self.client.retry_window)
@@ -456,16 +414,7 @@ class AsyncReporter(_Base):
                         raise
         finally:
             self._closed = True
-            self._stop = True
-            if self._task is not None:
-                assert self._wakeup is not None
-                self._wakeup.set()
-                if self._inflight or self._pending.has_work():
-                    self._task.cancel()
-                try:
-                    await self._task
-                except asyncio.CancelledError:
-                    pass
+            self._sender.forget(self)
 
     async def __aenter__(self) -> "AsyncReporter":
         return self
