@@ -21,7 +21,7 @@ func Pragma(t *testing.T, s *Store, name string) string {
 	return strings.ToLower(v)
 }
 
-func Exec(t *testing.T, s *Store, query string) {
+func Exec(t testing.TB, s *Store, query string) {
 	t.Helper()
 	if _, err := s.db.ExecContext(t.Context(), query); err != nil {
 		t.Fatalf("%s: %v", query, err)
