@@ -186,6 +186,22 @@ export function dashboardTests(h) {
     await page.close();
   });
 
+  test("stalled: a running job silent past stall_after_seconds gets a badge and a warning, gone with its next report", async () => {
+    const project = "e2e-stall";
+    const job = await h.api(h.url(), "POST", "/api/v1/jobs", { project, name: "quiet worker", stages: [{ name: "work" }], stall_after_seconds: 1 });
+    await h.report(job.job_id, { progress: 0.2 });
+    const page = await h.newPage();
+    await page.goto(h.url() + "/#/p/" + project);
+    const card = page.locator(`article.job[data-job-id="${job.job_id}"]`);
+    await card.locator(".badge--stalled").waitFor({ timeout: 15_000 });
+    await card.locator("a.job__open").click();
+    const detail = page.locator(`section.detail[data-job-id="${job.job_id}"]`);
+    await detail.locator(".warning", { hasText: "Stalled: no report since" }).waitFor({ timeout: 10_000 });
+    await h.report(job.job_id, { progress: 0.5 });
+    await waitFor(async () => (await detail.locator(".warning, .badge--stalled").count()) === 0, "the warning gone after a report");
+    await page.close();
+  });
+
   test("sidebar: projects from the server, found by a search", async () => {
     for (let i = 0; i < 10; i++) await h.createReported(`e2e-find-${i}`, [{ name: "work" }]);
     const page = await h.newPage();
