@@ -136,3 +136,36 @@ func TestWebhooksTwoNodesOnPostgres(t *testing.T) {
 		return strings.HasSuffix(metric(cb, "progressd_webhook_deliveries_total"), " 4")
 	})
 }
+
+// TestWebhookStalls: a running job silent for stall_after_seconds sends
+// one job.stalled event carrying its stalled snapshot; its next report
+// clears the stall (no event), and a second stall sends a second event.
+func TestWebhookStalls(t *testing.T) {
+	rcv := webhooktest.NewReceiver(t, webhookSecret)
+	n := startNode(t, "", withWebhooks(rcv, fastLapses))
+	c := client{t: t, base: n.URL()}
+	s := create(t, c, `{"project":"p","stall_after_seconds":0.3}`)
+	report(t, c, s.JobID, `{"progress":0.25}`)
+	first := rcv.WaitDelivered(t, 1, 20*time.Second)[0]
+	if first.Type != "job.stalled" || !first.Job.Stalled || first.Job.JobID != s.JobID || first.Job.Progress != 0.25 {
+		t.Fatalf("first event %+v", first)
+	}
+	if after := report(t, c, s.JobID, `{"progress":0.5}`); after.Stalled {
+		t.Fatalf("a report did not clear the stall: %+v", after)
+	}
+	events := rcv.WaitDelivered(t, 2, 20*time.Second)
+	if second := events[1]; second.Type != "job.stalled" || second.ID == first.ID || second.Job.Progress != 0.5 {
+		t.Fatalf("second event %+v (first %s)", second, first.ID)
+	}
+	report(t, c, s.JobID, `{"state":"succeeded"}`)
+	events = rcv.WaitDelivered(t, 3, 20*time.Second)
+	if events[2].Type != "job.succeeded" {
+		t.Fatalf("third event %+v", events[2])
+	}
+	testsvc.Eventually(t, 10*time.Second, "an empty webhook queue", func() bool {
+		return metric(c, "progressd_webhook_queue") == "progressd_webhook_queue 0"
+	})
+	if len(rcv.Tries()) != 3 {
+		t.Fatalf("%d tries for 3 events", len(rcv.Tries()))
+	}
+}

@@ -14,6 +14,9 @@ type ChangeKind uint8
 const (
 	// Ended: the stored job went from not terminal to terminal.
 	Ended ChangeKind = iota + 1
+	// Stalled: the stored job went from not stalled to stalled
+	// (progress.Snapshot.Stalled).
+	Stalled
 )
 
 // Change is one such transition. A store decides it inside the
@@ -36,8 +39,8 @@ type Change struct {
 type OnChange[TTx any] func(ctx context.Context, tx TTx, changes []Change) error
 
 // MayChange reports whether writing s can make a Change: only a terminal
-// snapshot can. Stores take their plain path for the rest.
-func MayChange(s *progress.Snapshot) bool { return s.State.Terminal() }
+// or stalled snapshot can. Stores take their plain path for the rest.
+func MayChange(s *progress.Snapshot) bool { return s.State.Terminal() || s.Stalled }
 
 // ChangeHook holds a store's OnChange. Its methods are safe for
 // concurrent use; the zero value holds none.

@@ -163,7 +163,9 @@ const lockRows = `SELECT 1 FROM progressd_jobs WHERE id = ANY($1::text[]) ORDER 
 // so a stale snapshot is skipped even when batches race.
 //
 // Its result is the rows it moved from not terminal to terminal
-// (store.Ended), decided from o, the row as it was.
+// (store.Ended) or from not stalled to stalled (store.Stalled, whose
+// stored snapshot is parsed only for a stalled one), decided from o, the
+// row as it was.
 //
 // The same statement moves the durable counters (store.Tally's, here in
 // SQL): the UPDATE returns each written row's state before (o, read after
@@ -178,8 +180,8 @@ const saveRows = `
 	WITH u AS (
 		SELECT DISTINCT ON (id) *
 		FROM unnest($1::text[], $2::text[], $3::bigint[], $4::timestamptz[], $5::timestamptz[], $6::text[],
-			$7::float8[], $8::bigint[], $10::bigint[], $11::bigint[])
-			AS t(id, state, seq, updated_at, finished_at, snapshot, progress, updated_ms, due_at, idle_since)
+			$7::float8[], $8::bigint[], $10::bigint[], $11::bigint[], $12::bool[])
+			AS t(id, state, seq, updated_at, finished_at, snapshot, progress, updated_ms, due_at, idle_since, stalled)
 		ORDER BY id, seq DESC
 	), upd AS (
 		UPDATE progressd_jobs AS j
@@ -187,7 +189,8 @@ const saveRows = `
 			snapshot = u.snapshot, progress = u.progress, due_at = u.due_at, idle_since = u.idle_since
 		FROM u JOIN progressd_jobs AS o ON o.id = u.id
 		WHERE j.id = u.id AND j.seq < u.seq
-		RETURNING j.id, j.seq, j.parent_id, j.weight, j.project, j.owner, o.state AS old, u.state AS new, u.progress, u.updated_ms
+		RETURNING j.id, j.seq, j.parent_id, j.weight, j.project, j.owner, o.state AS old, u.state AS new, u.progress, u.updated_ms,
+			CASE WHEN u.stalled THEN coalesce(o.snapshot::json->>'stalled', '') <> 'true' ELSE false END AS stalls
 	), d AS (
 		SELECT *,
 			(new = 'queued')::int - (old = 'queued')::int AS dq,
@@ -224,8 +227,8 @@ const saveRows = `
 		ON CONFLICT (project) DO UPDATE SET ` + addCounts + `
 		RETURNING 1
 	)
-	SELECT id, seq FROM d, (SELECT count(*) FROM prj) AS after_prj
-	WHERE new IN ('succeeded', 'failed', 'canceled') AND old NOT IN ('succeeded', 'failed', 'canceled')`
+	SELECT id, seq, stalls FROM d, (SELECT count(*) FROM prj) AS after_prj
+	WHERE new IN ('succeeded', 'failed', 'canceled') AND old NOT IN ('succeeded', 'failed', 'canceled') OR stalls`
 
 const addCounts = `queued = p.queued + excluded.queued, running = p.running + excluded.running,
 			succeeded = p.succeeded + excluded.succeeded, failed = p.failed + excluded.failed,
@@ -246,6 +249,7 @@ func (s *Store) Save(ctx context.Context, snaps []progress.Snapshot) error {
 	updated := make([]time.Time, n)
 	finished := make([]*time.Time, n)
 	dueAt, idleSince := make([]*int64, n), make([]*int64, n)
+	stalled := make([]bool, n)
 	for i, snap := range snaps {
 		r, err := encode(snap)
 		if err != nil {
@@ -255,12 +259,13 @@ func (s *Store) Save(ctx context.Context, snaps []progress.Snapshot) error {
 			r.id, r.state, r.seq, r.updatedAt, r.finishedAt, r.snapshot
 		progresses[i], updatedMS[i] = r.progress, snap.UpdatedAt.UnixMilli()
 		dueAt[i], idleSince[i] = r.dueAt, r.idleSince
+		stalled[i] = snap.Stalled
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("postgres: save %d snapshots: %w", n, err)
 	}
 
-	args := []any{ids, states, seqs, updated, finished, snapshots, progresses, updatedMS, time.Now().UnixMilli(), dueAt, idleSince}
+	args := []any{ids, states, seqs, updated, finished, snapshots, progresses, updatedMS, time.Now().UnixMilli(), dueAt, idleSince, stalled}
 	if fn := s.onChange.Get(); fn != nil && slices.ContainsFunc(snaps, func(s progress.Snapshot) bool { return store.MayChange(&s) }) {
 		if err := s.saveRecording(ctx, fn, snaps, snapshots, args); err != nil {
 			return fmt.Errorf("postgres: save %d snapshots: %w", n, err)
@@ -295,15 +300,16 @@ func (s *Store) saveRecording(ctx context.Context, fn store.OnChange[pgx.Tx], sn
 	}
 	defer func() { _ = tx.Rollback(context.Background()) }()
 	type key struct {
-		id  string
-		seq int64
+		id     string
+		seq    int64
+		stalls bool
 	}
 	var written []key
 	b := &pgx.Batch{}
 	b.Queue(lockRows, args[0])
 	b.Queue(saveRows, args...).Query(func(rows pgx.Rows) error {
 		var k key
-		_, err := pgx.ForEachRow(rows, []any{&k.id, &k.seq}, func() error {
+		_, err := pgx.ForEachRow(rows, []any{&k.id, &k.seq, &k.stalls}, func() error {
 			written = append(written, k)
 			return nil
 		})
@@ -317,7 +323,11 @@ func (s *Store) saveRecording(ctx context.Context, fn store.OnChange[pgx.Tx], sn
 		for _, k := range written {
 			for i := range snaps {
 				if snaps[i].JobID == k.id && int64(snaps[i].Seq) == k.seq {
-					changes = append(changes, store.Change{Kind: store.Ended, Snapshot: &snaps[i], JSON: encoded[i]})
+					kind := store.Ended
+					if k.stalls {
+						kind = store.Stalled
+					}
+					changes = append(changes, store.Change{Kind: kind, Snapshot: &snaps[i], JSON: encoded[i]})
 					break
 				}
 			}

@@ -313,7 +313,7 @@ func BenchmarkPurgeWhileSaving(b *testing.B) {
 	storetest.BenchmarkPurgeWhileSaving(b, s, func(n int, project string) { postgres.SeedFinished(b, s, n, project) })
 }
 
-// TestOneChangePerTransition: two stores (two nodes) racing to finish the
+// TestOneChangePerTransition: one stall is reported once, and two stores (two nodes) racing to finish the
 // same jobs report each job's end once.
 func TestOneChangePerTransition(t *testing.T) {
 	url := testsvc.PostgresSchema(t)
@@ -325,4 +325,5 @@ func TestOneChangePerTransition(t *testing.T) {
 	a.SetOnChange(hook)
 	b.SetOnChange(hook)
 	storetest.OneChangePerTransition(t, a, b, &rec)
+	storetest.OneChangePerStall(t, b, &rec)
 }

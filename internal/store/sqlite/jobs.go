@@ -153,7 +153,9 @@ const (
 	saveSameState = `
 		UPDATE jobs SET seq = ?, updated_at = ?, finished_at = ?, snapshot = ?, progress = ?, due_at = ?, idle_since = ?
 		WHERE id = ? AND seq < ? AND state = ?`
-	saveReadState = `SELECT state, coalesce(parent_id, ''), weight FROM jobs WHERE id = ? AND seq < ?`
+	saveReadState = `SELECT state, coalesce(parent_id, ''), weight,
+		CASE WHEN ? THEN coalesce(json_extract(snapshot, '$.stalled'), 0) ELSE 0 END
+		FROM jobs WHERE id = ? AND seq < ?`
 	saveNewState  = `
 		UPDATE jobs SET state = ?, seq = ?, updated_at = ?, finished_at = ?, snapshot = ?, progress = ?, due_at = ?, idle_since = ?
 		WHERE id = ? AND seq < ?`
@@ -191,24 +193,31 @@ func (s *Store) Save(ctx context.Context, snaps []progress.Snapshot) error {
 	//
 	// A state change also moves the durable counters (store.Tally), so the
 	// full path reads the stored state first; the write lock is held for
-	// the whole transaction, so nothing changes the row in between.
+	// the whole transaction, so nothing changes the row in between. So
+	// does a stalled snapshot while changes are recorded (store.Change:
+	// whether the stored one was stalled is read there too).
 	same := tx.StmtContext(ctx, s.stmts[saveSameState])
 	old := tx.StmtContext(ctx, s.stmts[saveReadState])
 	full := tx.StmtContext(ctx, s.stmts[saveNewState])
 	t := store.NewTally()
 	var changes []store.Change
+	onChange := s.onChange.Get()
 	for i, r := range rows {
-		res, err := same.ExecContext(ctx, r.seq, r.updatedAt, r.finishedAt, r.snapshot, r.progress, r.dueAt, r.idleSince, r.id, r.seq, r.state)
-		if err != nil {
-			return fmt.Errorf("sqlite: save job %s: %w", r.id, err)
-		}
-		if n, err := res.RowsAffected(); err == nil && n == 1 {
-			t.Touched(&snaps[i])
-			continue
+		stall := onChange != nil && snaps[i].Stalled
+		if !stall {
+			res, err := same.ExecContext(ctx, r.seq, r.updatedAt, r.finishedAt, r.snapshot, r.progress, r.dueAt, r.idleSince, r.id, r.seq, r.state)
+			if err != nil {
+				return fmt.Errorf("sqlite: save job %s: %w", r.id, err)
+			}
+			if n, err := res.RowsAffected(); err == nil && n == 1 {
+				t.Touched(&snaps[i])
+				continue
+			}
 		}
 		var from, parent string
 		var weight float64
-		err = old.QueryRowContext(ctx, r.id, r.seq).Scan(&from, &parent, &weight)
+		var wasStalled bool
+		err = old.QueryRowContext(ctx, stall, r.id, r.seq).Scan(&from, &parent, &weight, &wasStalled)
 		if errors.Is(err, sql.ErrNoRows) {
 			continue // unknown job, or the stored snapshot is as new
 		}
@@ -219,15 +228,18 @@ func (s *Store) Save(ctx context.Context, snaps []progress.Snapshot) error {
 			return fmt.Errorf("sqlite: save job %s: %w", r.id, err)
 		}
 		t.Moved(parent, weight, progress.State(from), &snaps[i])
-		if !progress.State(from).Terminal() && snaps[i].State.Terminal() {
+		switch {
+		case !progress.State(from).Terminal() && snaps[i].State.Terminal():
 			changes = append(changes, store.Change{Kind: store.Ended, Snapshot: &snaps[i], JSON: r.snapshot})
+		case stall && !wasStalled:
+			changes = append(changes, store.Change{Kind: store.Stalled, Snapshot: &snaps[i], JSON: r.snapshot})
 		}
 	}
 	if err := s.applyTally(ctx, tx, t); err != nil {
 		return fmt.Errorf("sqlite: save %d snapshots: %w", len(rows), err)
 	}
-	if fn := s.onChange.Get(); fn != nil && len(changes) > 0 {
-		if err := fn(ctx, tx, changes); err != nil {
+	if onChange != nil && len(changes) > 0 {
+		if err := onChange(ctx, tx, changes); err != nil {
 			return fmt.Errorf("sqlite: save %d snapshots: record %d changes: %w", len(rows), len(changes), err)
 		}
 	}

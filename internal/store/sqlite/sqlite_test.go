@@ -174,7 +174,7 @@ func BenchmarkPurgeWhileSaving(b *testing.B) {
 	storetest.BenchmarkPurgeWhileSaving(b, s, func(n int, project string) { sqlite.SeedFinished(b, s, n, project) })
 }
 
-// TestOneChangePerTransition: two stores on one file (two processes)
+// TestOneChangePerTransition: one stall is reported once, and two stores on one file (two processes)
 // racing to finish the same jobs report each job's end once.
 func TestOneChangePerTransition(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "progressd.db")
@@ -186,6 +186,7 @@ func TestOneChangePerTransition(t *testing.T) {
 	a.SetOnChange(hook)
 	b.SetOnChange(hook)
 	storetest.OneChangePerTransition(t, a, b, &rec)
+	storetest.OneChangePerStall(t, b, &rec)
 }
 
 // BenchmarkLapsing: the once-a-second sweep for stalls and abandoned jobs

@@ -108,3 +108,40 @@ func OneChangePerTransition(t *testing.T, a, b store.Store, rec *Changes) {
 		t.Fatalf("jobs whose end was reported other than once: %v", wrong)
 	}
 }
+
+// OneChangePerStall checks that a job's stall is reported once per stall:
+// the write that marks it stalled reports it, another write while it
+// stays stalled does not, and after a report clears it the next stall is
+// reported again.
+func OneChangePerStall(t *testing.T, s store.Store, rec *Changes) {
+	t.Helper()
+	job, err := progress.New(progress.NewJob{ID: "0195522a-0000-7000-8000-00000000beef", Project: "p", Owner: "u"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Create(t.Context(), job); err != nil {
+		t.Fatal(err)
+	}
+	seq := job.Seq
+	save := func(stalled bool) {
+		t.Helper()
+		seq++
+		next := withSeq(job, seq)
+		next.State, next.Stalled = progress.Running, stalled
+		if err := s.Save(t.Context(), []progress.Snapshot{next}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, step := range []struct {
+		stalled bool
+		want    int // stalls reported so far
+	}{{false, 0}, {true, 1}, {true, 1}, {false, 1}, {true, 2}} {
+		save(step.stalled)
+		if got := rec.get(job.JobID, store.Stalled); got != step.want {
+			t.Fatalf("after write %d (stalled=%v): %d stalls reported, want %d", i+1, step.stalled, got, step.want)
+		}
+	}
+	if n := rec.get(job.JobID, store.Ended); n != 0 {
+		t.Fatalf("a running job reported %d ends", n)
+	}
+}
