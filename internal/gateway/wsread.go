@@ -145,12 +145,32 @@ func (c *wsConn) read() (graceful bool, err error) {
 			msg = nil
 			continue
 		}
-		c.handle(op, msg)
+		c.handleAside(op, msg)
 		msg = nil
 		if len(c.reports) > 0 && (c.rd.buffered() == 0 || len(c.reports) >= maxReportBurst) {
 			c.flushReports() // the burst has ended: nothing more waits to be read
 		}
 	}
+}
+
+// handleAside serves a message on a goroutine of its own and waits for
+// it, so the reader's stack stays the size reading needs: an idle
+// connection parks in read, and a stack grown by a subscribe or an auth
+// (JSON, the token, the job store) would stay with it — half its memory
+// (issue 17: 13 KiB per idle connection, 6 of them stack). A connection
+// that reports (it has a read buffer) is served in place: its frames come
+// fast, and it is not the idle kind.
+func (c *wsConn) handleAside(op ws.OpCode, msg []byte) {
+	if c.rd.buf != nil {
+		c.handle(op, msg)
+		return
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.handle(op, msg)
+	}()
+	<-done
 }
 
 // readPayload appends the unmasked payload of the frame h heads to msg.
