@@ -115,7 +115,11 @@ func (c *wsConn) write() {
 		// bytes can reach the peer, so whoever sees them sees the stamp.
 		c.lastWrite = c.g.cfg.clock.Now()
 		wb.msgs = c.g.expandLogs(c.sub, wb.msgs)
+		burst := c.growForBurst(wb.msgs)
 		n, cut, err := c.writeBatch(wb)
+		if burst {
+			boundSendBuffer(c.conn, c.sendBuffer)
+		}
 		if n > 0 {
 			c.g.m.sentWS.Add(float64(n))
 		}
@@ -321,4 +325,19 @@ func truncateUTF8(s string, n int) string {
 		n--
 	}
 	return s[:n]
+}
+
+// growForBurst raises the socket's send buffer for one batch much larger
+// than it — a logs: subscriber's scrollback (1,000 kept lines, ~100 KB),
+// a project subscriber's first snapshots — and reports whether it did;
+// the writer bounds it again once the batch is written. See sendbuf.go.
+func (c *wsConn) growForBurst(msgs []*message) bool {
+	if c.sendBuffer == 0 {
+		return false
+	}
+	total := 0
+	for _, m := range msgs {
+		total += len(m.frame)
+	}
+	return total > burstFactor*c.sendBuffer && boundSendBuffer(c.conn, min(total, maxBurstBuffer))
 }

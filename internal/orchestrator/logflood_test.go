@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -12,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -235,4 +237,122 @@ func processCPU(b *testing.B) time.Duration {
 		b.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkLogFanIn is issue 13's second log benchmark: N jobs (default
+// 1,000, PROGRESSD_BENCH_LOG_JOBS) each appending a line every 100 ms over
+// HTTP (POST /logs) for 10 s, with one logs:<id> WebSocket subscriber per
+// job. Each line carries the time it was sent; a subscriber compares on
+// arrival. Reports the lines sent (an appender that falls behind skips
+// ticks rather than queue them), the lines received, the lag p50/p99 and
+// the CPU per line sent (this process: the node, the appenders and the
+// subscribers together). b.N is ignored; run with -benchtime 1x.
+func BenchmarkLogFanIn(b *testing.B) {
+	n := 1000
+	if v := os.Getenv("PROGRESSD_BENCH_LOG_JOBS"); v != "" {
+		n, _ = strconv.Atoi(v)
+	}
+	const every, run = 100 * time.Millisecond, 10 * time.Second
+	s := nodetest.Start(b, nodetest.Options{})
+	c, err := client.New(s.URL, "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	c.HTTP = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
+	url := "ws" + strings.TrimPrefix(s.URL, "http") + "/ws"
+	for b.Loop() {
+		ids := make([]string, n)
+		conns := make([]*websocket.Conn, n)
+		for i := range ids {
+			job, err := c.Create(b.Context(), client.CreateRequest{Project: "bench"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			ids[i] = job.JobID
+			if conns[i], _, err = websocket.Dial(b.Context(), url, nil); err != nil {
+				b.Fatal(err)
+			}
+			conns[i].SetReadLimit(1 << 20)
+			sub := []byte(`{"op": "subscribe", "id": 1, "channel": "logs:` + job.JobID + `"}`)
+			if err := conns[i].Write(b.Context(), websocket.MessageText, sub); err != nil {
+				b.Fatal(err)
+			}
+		}
+		var (
+			mu             sync.Mutex
+			lags           []time.Duration
+			sent, received atomic.Int64
+			readers, sends sync.WaitGroup
+		)
+		for _, conn := range conns {
+			readers.Go(func() {
+				var mine []time.Duration
+				defer func() { mu.Lock(); lags = append(lags, mine...); mu.Unlock() }()
+				for {
+					_, data, err := conn.Read(context.Background())
+					if err != nil {
+						return
+					}
+					var fr struct {
+						Type  string `json:"type"`
+						Lines []struct {
+							Text string `json:"text"`
+						} `json:"lines"`
+					}
+					if json.Unmarshal(data, &fr) != nil || fr.Type != "log" {
+						continue
+					}
+					at := time.Now()
+					for _, l := range fr.Lines {
+						if ns, err := strconv.ParseInt(strings.TrimPrefix(l.Text, "t="), 10, 64); err == nil {
+							mine = append(mine, at.Sub(time.Unix(0, ns)))
+							received.Add(1)
+						}
+					}
+				}
+			})
+		}
+		cpu0 := processCPU(b)
+		ctx, cancel := context.WithTimeout(b.Context(), run)
+		for i, id := range ids {
+			sends.Go(func() {
+				// Spread the appenders over the interval.
+				time.Sleep(every * time.Duration(i) / time.Duration(n))
+				t := time.NewTicker(every)
+				defer t.Stop()
+				for {
+					select {
+					case <-ctx.Done():
+						return
+					case <-t.C:
+					}
+					if _, err := c.AppendLogs(ctx, id, "t="+strconv.FormatInt(time.Now().UnixNano(), 10)); err == nil {
+						sent.Add(1)
+					}
+				}
+			})
+		}
+		sends.Wait()
+		cancel()
+		cpu := processCPU(b) - cpu0
+		deadline := time.Now().Add(10 * time.Second)
+		for received.Load() < sent.Load() && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		for _, conn := range conns {
+			_ = conn.CloseNow()
+		}
+		readers.Wait()
+		if len(lags) == 0 {
+			b.Fatal("no line arrived")
+		}
+		slices.Sort(lags)
+		ms := func(d time.Duration) float64 { return float64(d) / 1e6 }
+		b.ReportMetric(float64(sent.Load()), "lines-sent")
+		b.ReportMetric(float64(received.Load()), "lines-received")
+		b.ReportMetric(float64(sent.Load())/run.Seconds(), "lines/s")
+		b.ReportMetric(ms(lags[len(lags)/2]), "lag-p50-ms")
+		b.ReportMetric(ms(lags[len(lags)*99/100]), "lag-p99-ms")
+		b.ReportMetric(float64(cpu.Microseconds())/float64(sent.Load()), "cpu-µs/line")
+	}
 }

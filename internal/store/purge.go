@@ -251,7 +251,10 @@ func PurgePaced(ctx context.Context, s Purger, before time.Time, each func([]Del
 		if each != nil && len(gone) > 0 {
 			each(gone)
 		}
-		if err != nil || len(gone) < size {
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return total, ctx.Err() // the batch was cut short and rolled back
+		case err != nil || len(gone) < size:
 			return total, err
 		}
 		if target > 0 {
