@@ -8,11 +8,12 @@ import (
 
 // jobChange is what a batch did to one job: the snapshot before its first
 // report in the batch, the newest after, and whether any report moved
-// its state.
+// its state or began or ended a stall (then the job is written durably,
+// as commit writes such a report alone).
 type jobChange struct {
 	first, last progress.Snapshot
 	moved       bool
-	moves       []move // the reports that moved the state
+	moves       []move // the reports that moved the state or the stall
 }
 
 // move is a report that moved its job's state.
@@ -23,7 +24,8 @@ type move struct {
 
 // ReportMany applies reps in order, each exactly as ReportAs would apply
 // it alone — same checks, same next snapshot and seq — and records them
-// together: the snapshots of the jobs whose state moved are written to
+// together: the snapshots of the jobs whose state moved (or whose stall
+// began or ended) are written to
 // the durable store in one transaction before ReportMany returns (a
 // report's state change is durable before its caller hears of it, as
 // alone), the others are left to the write-behind, and each job changed
@@ -56,7 +58,7 @@ func (s *Service) ReportMany(ctx context.Context, reps []progress.JobReport, all
 			order = append(order, c)
 		}
 		c.last = next
-		if prev.State != next.State {
+		if prev.State != next.State || prev.Stalled != next.Stalled {
 			c.moved = true
 			c.moves = append(c.moves, move{report: i, from: prev.State, to: next.State})
 		}
@@ -86,9 +88,11 @@ func (s *Service) ReportMany(ctx context.Context, reps []progress.JobReport, all
 			continue
 		}
 		for _, m := range c.moves {
-			s.cfg.Metrics.stateChanged(m.from, m.to)
+			if m.from != m.to {
+				s.cfg.Metrics.stateChanged(m.from, m.to)
+			}
 		}
-		if c.last.State.Terminal() && c.moved {
+		if c.last.State.Terminal() && c.first.State != c.last.State {
 			s.endLogs(ctx, c.last.JobID)
 		}
 		s.publish(ctx, c.last)
