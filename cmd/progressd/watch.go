@@ -272,8 +272,8 @@ func (l *lineView) update(s client.Snapshot) {
 }
 
 func (l *lineView) log(line client.LogLine) { fmt.Fprintln(l.out, formatLogLine(line)) }
-func (l *lineView) done(s client.Snapshot)   { fmt.Fprintln(l.out, finishedLine(s)) }
-func (l *lineView) abort()                   {}
+func (l *lineView) done(s client.Snapshot)  { fmt.Fprintln(l.out, finishedLine(s)) }
+func (l *lineView) abort()                  {}
 
 // barView draws a progress bar on a terminal.
 type barView struct {

@@ -156,7 +156,7 @@ const (
 	saveReadState = `SELECT state, coalesce(parent_id, ''), weight,
 		CASE WHEN ? THEN coalesce(json_extract(snapshot, '$.stalled'), 0) ELSE 0 END
 		FROM jobs WHERE id = ? AND seq < ?`
-	saveNewState  = `
+	saveNewState = `
 		UPDATE jobs SET state = ?, seq = ?, updated_at = ?, finished_at = ?, snapshot = ?, progress = ?, due_at = ?, idle_since = ?
 		WHERE id = ? AND seq < ?`
 )
