@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the linters a reviewer would: staticcheck (bugs, style, unused code)
+# Runs the linters a reviewer would: gofmt (formatting), staticcheck (bugs, style, unused code)
 # and deadcode -test (functions no program or test reaches). Both are pinned
 # and installed with `go install pkg@version` into a cache folder named for
 # the version, so a machine installs each once and a version bump here is
@@ -24,6 +24,14 @@ install() { # install NAME PKG VERSION: prints the binary's path
 }
 staticcheck=$(install staticcheck honnef.co/go/tools/cmd/staticcheck "$STATICCHECK_VERSION")
 deadcode=$(install deadcode golang.org/x/tools/cmd/deadcode "$XTOOLS_VERSION")
+
+echo "== gofmt -l"
+unformatted=$(gofmt -l $(git ls-files '*.go'))
+if [ -n "$unformatted" ]; then
+  echo "$unformatted"
+  echo "gofmt: the files above are not formatted; run gofmt -w on them" >&2
+  exit 1
+fi
 
 echo "== staticcheck ./..."
 "$staticcheck" ./...
