@@ -40,13 +40,19 @@ func (s *Service) WatchLapses(ctx context.Context, every, abandonAfter time.Dura
 	})
 }
 
-// SweepLapses acts once on every job whose stall or abandonment is due.
+// SweepLapses acts once on every job whose stall or abandonment is due:
+// a stall as it comes, an abandonment within store.IdleStep(abandonAfter)
+// after it (under the job's own limit, as it comes). The durable store
+// must have been given that step (Store.SetIdleStep), as node does.
 func (s *Service) SweepLapses(ctx context.Context, abandonAfter time.Duration) error {
 	for range lapseBatches {
 		now := s.cfg.Now()
 		q := store.LapseQuery{Now: now, Limit: lapseBatch}
 		if abandonAfter > 0 {
-			q.IdleBefore = now.Add(-abandonAfter)
+			// The stored idle_since may be up to a step older than the
+			// job's last change (store.IdleStep): asking for a step more
+			// never finds a job before its limit.
+			q.IdleBefore = now.Add(-abandonAfter - store.IdleStep(abandonAfter))
 		}
 		acted := 0
 		err := s.cfg.DB.Lapsing(ctx, q, func(ids []string) error {

@@ -157,6 +157,7 @@ func (n *Node) openStores(ctx context.Context) (err error) {
 		return err
 	}
 	n.db = db
+	db.SetIdleStep(store.IdleStep(cfg.AbandonAfter)) // the sweep's margin (jobs.SweepLapses)
 	if err := n.openWebhooks(ctx); err != nil {
 		return err
 	}

@@ -22,7 +22,33 @@ import (
 //
 // Both are written with the snapshot on every Create and Save, so they
 // are as current as the durable copy (at most --flush-interval behind a
-// report); the sweep checks the live snapshot before it acts.
+// report); the sweep checks the live snapshot before it acts. One
+// exception: a Save keeps the stored idle_since while the new one is at
+// most a step (IdleStep) after it, so a job that reports all the time
+// does not rewrite its index entry at every flush (SQLite rewrites the
+// entry of every indexed column an UPDATE sets, which made a flush 2–3×
+// costlier). The stored value is then a lower bound, less than a step
+// older than the true one, and the sweep asks for idle_since ≤ now −
+// limit − step: never a job before its limit, at most a step after.
+
+// maxIdleStep bounds IdleStep. A minute is 1/60 of the flushes of a job
+// that reports every second (the default --flush-interval), which takes
+// the index write off nearly all of them, and is 0.07% of the default
+// 24h limit; a longer step would save little more and make the sweep
+// later.
+const maxIdleStep = time.Minute
+
+// IdleStep is how much older than the job's updated_at the stored
+// idle_since may be under a server limit of abandonAfter: a hundredth of
+// the limit, at most a minute, so a short limit (a test's 200 ms) is
+// still met within 1%. With the limit off (0) the column is not read, but
+// a restart may turn it on: it is kept within the largest step.
+func IdleStep(abandonAfter time.Duration) time.Duration {
+	if abandonAfter <= 0 {
+		return maxIdleStep
+	}
+	return min(abandonAfter/100, maxIdleStep)
+}
 
 // LapseColumns returns due_at and idle_since for s (nil for NULL).
 func LapseColumns(s *progress.Snapshot) (dueAt, idleSince *int64) {
@@ -72,8 +98,9 @@ func (q LapseSQL) Idle() string {
 // LapseQuery asks for the jobs a sweep at Now may have to act on.
 type LapseQuery struct {
 	Now time.Time
-	// IdleBefore: jobs under the server's limit that have not changed
-	// since; zero when --abandon-after is off.
+	// IdleBefore: jobs under the server's limit whose stored idle_since
+	// is at or before it (now − limit − IdleStep(limit)); zero when
+	// --abandon-after is off.
 	IdleBefore time.Time
 	Limit      int
 }

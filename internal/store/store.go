@@ -94,6 +94,10 @@ type Store interface {
 	// PostgreSQL one node at a time sweeps: act runs while this node holds
 	// an advisory lock, and a node that does not get it calls nothing.
 	Lapsing(ctx context.Context, q LapseQuery, act func(ids []string) error) error
+	// SetIdleStep makes Save keep a job's stored idle_since while the new
+	// one is less than step after it (IdleStep; lapse.go). 0, the
+	// default, writes it at every Save.
+	SetIdleStep(step time.Duration)
 
 	// Ping reports whether the database answers, for /readyz.
 	Ping(ctx context.Context) error

@@ -162,6 +162,11 @@ const lockRows = `SELECT 1 FROM progressd_jobs WHERE id = ANY($1::text[]) ORDER 
 // against the newest row version after waiting for a concurrent writer,
 // so a stale snapshot is skipped even when batches race.
 //
+// idle_since stays as stored while the new one is at most a step ($13,
+// ms; SetIdleStep) after it: an indexed column that keeps its value
+// leaves the row's update eligible for HOT (no index entries written)
+// when no other indexed column changes.
+//
 // Its result is the rows it moved from not terminal to terminal
 // (store.Ended) or from not stalled to stalled (store.Stalled, whose
 // stored snapshot is parsed only for a stalled one), decided from o, the
@@ -186,7 +191,8 @@ const saveRows = `
 	), upd AS (
 		UPDATE progressd_jobs AS j
 		SET state = u.state, seq = u.seq, updated_at = u.updated_at, finished_at = u.finished_at,
-			snapshot = u.snapshot, progress = u.progress, due_at = u.due_at, idle_since = u.idle_since
+			snapshot = u.snapshot, progress = u.progress, due_at = u.due_at,
+			idle_since = CASE WHEN u.idle_since - j.idle_since BETWEEN 0 AND $13::bigint - 1 THEN j.idle_since ELSE u.idle_since END
 		FROM u JOIN progressd_jobs AS o ON o.id = u.id
 		WHERE j.id = u.id AND j.seq < u.seq
 		RETURNING j.id, j.seq, j.parent_id, j.weight, j.project, j.owner, o.state AS old, u.state AS new, u.progress, u.updated_ms,
@@ -235,6 +241,10 @@ const addCounts = `queued = p.queued + excluded.queued, running = p.running + ex
 			canceled = p.canceled + excluded.canceled,
 			last_activity_at = greatest(p.last_activity_at, excluded.last_activity_at)`
 
+// SetIdleStep makes Save keep a stored idle_since while the new one is
+// less than step after it (store.IdleStep).
+func (s *Store) SetIdleStep(step time.Duration) { s.idleStep.Store(step.Milliseconds()) }
+
 // Save updates every job in snaps whose stored seq is lower. The batch is
 // one round trip and one implicit transaction (a pgx batch ends in a
 // single Sync): the row locks, in id order, then one UPDATE of all rows.
@@ -265,7 +275,7 @@ func (s *Store) Save(ctx context.Context, snaps []progress.Snapshot) error {
 		return fmt.Errorf("postgres: save %d snapshots: %w", n, err)
 	}
 
-	args := []any{ids, states, seqs, updated, finished, snapshots, progresses, updatedMS, time.Now().UnixMilli(), dueAt, idleSince, stalled}
+	args := []any{ids, states, seqs, updated, finished, snapshots, progresses, updatedMS, time.Now().UnixMilli(), dueAt, idleSince, stalled, s.idleStep.Load()}
 	if fn := s.onChange.Get(); fn != nil && slices.ContainsFunc(snaps, func(s progress.Snapshot) bool { return store.MayChange(&s) }) {
 		if err := s.saveRecording(ctx, fn, snaps, snapshots, args); err != nil {
 			return fmt.Errorf("postgres: save %d snapshots: %w", n, err)

@@ -26,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -39,6 +40,7 @@ type Store struct {
 	where     string // user@host:port/database, for messages: never the password
 	closeOnce sync.Once
 	onChange  store.ChangeHook[pgx.Tx]
+	idleStep  atomic.Int64 // ms, SetIdleStep
 }
 
 // SetOnChange makes Save call fn with the changes (store.Change) each of

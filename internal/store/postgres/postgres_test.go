@@ -272,7 +272,8 @@ func TestCanceledOpen(t *testing.T) {
 }
 
 // BenchmarkSave measures one Save of a batch of 100 snapshots: the write
-// the write-behind makes once a second at most.
+// the write-behind makes once a second at most, each job a second later
+// than in the last.
 func BenchmarkSave(b *testing.B) {
 	const batch = 100
 	s := open(b, testsvc.PostgresSchema(b))
@@ -284,10 +285,15 @@ func BenchmarkSave(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	s.SetIdleStep(store.IdleStep(24 * time.Hour)) // as a node with the default --abandon-after
+	start := snaps[0].UpdatedAt
 	for n := 0; b.Loop(); n++ {
 		for i := range snaps {
 			snaps[i].Seq = uint64(n + 2)
 			snaps[i].Progress = float64(n%1000) / 1000
+			// A second apart, as flushes of a job that reports all the
+			// time (--flush-interval): idle_since moves at every save.
+			snaps[i].UpdatedAt = progress.At(start.Add(time.Duration(n+1) * time.Second))
 		}
 		if err := s.Save(b.Context(), snaps); err != nil {
 			b.Fatal(err)

@@ -148,9 +148,16 @@ func (s *Store) create(ctx context.Context, snap progress.Snapshot, key *store.I
 }
 
 // Save's statements, prepared once (prepareStatements): parsing them was
-// a tenth of a durable save.
+// a tenth of a durable save. saveSameState leaves idle_since as stored
+// when the new one (?9) is NULL as it is, or at most a step (?10, ms)
+// after it (store.IdleStep): it matches nothing otherwise, and
+// saveSameStateIdle, which sets it, is tried next.
 const (
 	saveSameState = `
+		UPDATE jobs SET seq = ?1, updated_at = ?2, finished_at = ?3, snapshot = ?4, progress = ?5, due_at = ?6
+		WHERE id = ?7 AND seq < ?1 AND state = ?8
+		AND CASE WHEN ?9 IS NULL THEN idle_since IS NULL ELSE ?9 - idle_since BETWEEN 0 AND ?10 - 1 END`
+	saveSameStateIdle = `
 		UPDATE jobs SET seq = ?, updated_at = ?, finished_at = ?, snapshot = ?, progress = ?, due_at = ?, idle_since = ?
 		WHERE id = ? AND seq < ? AND state = ?`
 	saveReadState = `SELECT state, coalesce(parent_id, ''), weight,
@@ -160,6 +167,10 @@ const (
 		UPDATE jobs SET state = ?, seq = ?, updated_at = ?, finished_at = ?, snapshot = ?, progress = ?, due_at = ?, idle_since = ?
 		WHERE id = ? AND seq < ?`
 )
+
+// SetIdleStep makes Save keep a stored idle_since while the new one is
+// less than step after it (store.IdleStep).
+func (s *Store) SetIdleStep(step time.Duration) { s.idleStep.Store(step.Milliseconds()) }
 
 // Save updates every job in snaps whose stored seq is lower, in one
 // transaction: one commit (one WAL append) however many jobs the batch holds.
@@ -189,7 +200,9 @@ func (s *Store) Save(ctx context.Context, snaps []progress.Snapshot) error {
 	// BenchmarkSave). So a row is first updated without state, on the
 	// condition that its state is unchanged; only when that matches nothing
 	// (the state changed, the job is gone, or the row is newer) is the
-	// full update tried.
+	// full update tried. idle_since, under a partial index too, is left
+	// out of the first try likewise (SetIdleStep): set by the second only
+	// when it moved by a step.
 	//
 	// A state change also moves the durable counters (store.Tally), so the
 	// full path reads the stored state first; the write lock is held for
@@ -197,6 +210,8 @@ func (s *Store) Save(ctx context.Context, snaps []progress.Snapshot) error {
 	// does a stalled snapshot while changes are recorded (store.Change:
 	// whether the stored one was stalled is read there too).
 	same := tx.StmtContext(ctx, s.stmts[saveSameState])
+	sameIdle := tx.StmtContext(ctx, s.stmts[saveSameStateIdle])
+	step := s.idleStep.Load()
 	old := tx.StmtContext(ctx, s.stmts[saveReadState])
 	full := tx.StmtContext(ctx, s.stmts[saveNewState])
 	t := store.NewTally()
@@ -205,11 +220,14 @@ func (s *Store) Save(ctx context.Context, snaps []progress.Snapshot) error {
 	for i, r := range rows {
 		stall := onChange != nil && snaps[i].Stalled
 		if !stall {
-			res, err := same.ExecContext(ctx, r.seq, r.updatedAt, r.finishedAt, r.snapshot, r.progress, r.dueAt, r.idleSince, r.id, r.seq, r.state)
+			done, err := execOne(ctx, same, r.seq, r.updatedAt, r.finishedAt, r.snapshot, r.progress, r.dueAt, r.id, r.state, r.idleSince, step)
+			if err == nil && !done {
+				done, err = execOne(ctx, sameIdle, r.seq, r.updatedAt, r.finishedAt, r.snapshot, r.progress, r.dueAt, r.idleSince, r.id, r.seq, r.state)
+			}
 			if err != nil {
 				return fmt.Errorf("sqlite: save job %s: %w", r.id, err)
 			}
-			if n, err := res.RowsAffected(); err == nil && n == 1 {
+			if done {
 				t.Touched(&snaps[i])
 				continue
 			}
@@ -247,6 +265,16 @@ func (s *Store) Save(ctx context.Context, snaps []progress.Snapshot) error {
 		return fmt.Errorf("sqlite: save %d snapshots: commit: %w", len(rows), err)
 	}
 	return nil
+}
+
+// execOne runs an UPDATE of one row and reports whether it changed it.
+func execOne(ctx context.Context, stmt *sql.Stmt, args ...any) (bool, error) {
+	res, err := stmt.ExecContext(ctx, args...)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return err == nil && n == 1, nil
 }
 
 // Get returns the stored snapshot of job id, or ErrNotFound.

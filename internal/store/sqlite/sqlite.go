@@ -25,6 +25,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 
@@ -41,6 +42,7 @@ type Store struct {
 	path      string
 	stmts     map[string]*sql.Stmt // tallySQL's and Save's statements, prepared once
 	onChange  store.ChangeHook[*sql.Tx]
+	idleStep  atomic.Int64 // ms, SetIdleStep
 	closeOnce sync.Once
 	closeErr  error
 }

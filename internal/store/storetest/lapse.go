@@ -15,6 +15,7 @@ var lapseTests = []struct {
 	fn   func(t *testing.T, b *bundle)
 }{
 	{"LapsingFindsDueJobs", testLapsingFindsDueJobs},
+	{"IdleSinceMovesByStep", testIdleSinceMovesByStep},
 }
 
 func lapsing(t *testing.T, s store.Store, now, idleBefore time.Time) []string {
@@ -90,6 +91,63 @@ func testLapsingFindsDueJobs(t *testing.T, b *bundle) {
 	}
 	if got := lapsing(t, b.store, at(100), time.Time{}); !slices.Equal(got, []string{own.JobID}) {
 		t.Fatalf("after a reopen, at 100 s: %v, want %s", got, own.JobID)
+	}
+}
+
+// testIdleSinceMovesByStep: with an idle step (SetIdleStep), a Save keeps
+// the stored idle_since while the job's updated_at is less than a step
+// after it and moves it at a step (the boundary to the millisecond, both
+// sides) or back when updated_at went back; a state change writes it
+// exactly, an end clears it; a job with its own limit never has one. The
+// snapshot itself is written every time.
+func testIdleSinceMovesByStep(t *testing.T, b *bundle) {
+	b.store.SetIdleStep(10 * time.Second)
+	at := func(ms int64) time.Time { return b.base.Add(time.Duration(ms) * time.Millisecond) }
+	hundred := 100.0
+	j, err := progress.New(progress.NewJob{ID: b.ids.next(), Project: "pl", Owner: "alice"}, at(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	own, err := progress.New(progress.NewJob{ID: b.ids.next(), Project: "pl", Owner: "alice", AbandonAfter: &hundred}, at(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.create(t, j, own)
+	// stored checks that the stored idle_since is ms: the sweep's query
+	// finds the job idle before ms, not before ms − 1.
+	stored := func(why string, ms int64) {
+		t.Helper()
+		if got := lapsing(t, b.store, at(0), at(ms)); !slices.Equal(got, []string{j.JobID}) {
+			t.Fatalf("%s: idle before %d ms found %v, want %s", why, ms, got, j.JobID)
+		}
+		if got := lapsing(t, b.store, at(0), at(ms-1)); len(got) != 0 {
+			t.Fatalf("%s: idle before %d ms found %v, want none (idle_since %d)", why, ms-1, got, ms)
+		}
+	}
+	step := func(why string, ms, want int64) {
+		t.Helper()
+		j = apply(t, j, progress.Report{Progress: new(float64(ms) / 1e6)}, at(ms))
+		j.UpdatedAt = progress.At(at(ms))
+		own = apply(t, own, progress.Report{Progress: new(float64(ms) / 1e6)}, at(ms))
+		b.save(t, j, own)
+		if got := b.get(t, j.JobID); got.Seq != j.Seq {
+			t.Fatalf("%s: stored seq %d, want %d", why, got.Seq, j.Seq)
+		}
+		if got := b.get(t, own.JobID); got.Seq != own.Seq {
+			t.Fatalf("%s: own limit's stored seq %d, want %d", why, got.Seq, own.Seq)
+		}
+		stored(why, want)
+	}
+	stored("created", 0)
+	step("queued → running, two steps later", 20_000, 20_000)
+	step("a step less a millisecond later", 29_999, 20_000)
+	step("a step later", 30_000, 30_000)
+	step("a millisecond later", 30_001, 30_000)
+	step("updated_at earlier", 25_000, 25_000)
+	j = finished(t, j, at(26_000))
+	b.save(t, j)
+	if got := lapsing(t, b.store, at(0), at(1_000_000)); len(got) != 0 {
+		t.Fatalf("finished: idle jobs %v, want none", got)
 	}
 }
 
