@@ -7,6 +7,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -80,9 +81,22 @@ type wsConn struct {
 	// (Config.SendBuffer); 0 if the socket is not TCP and was left alone.
 	sendBuffer int
 
-	// Owned by the running writer (writers never overlap).
+	// raw writes to the socket without waiting (flushParked); nil when
+	// the socket is not a plain one (then parked connections are flushed
+	// by a writer goroutine).
+	raw syscall.RawConn
+
+	// Owned by the running writer (writers never overlap; the flush
+	// clock's flushParked is one while it holds writing).
 	writeDeadline time.Time // the socket's write deadline
 	lastWrite     time.Time // when the last batch's write started (MinWriteInterval)
+	// carry is a batch of whole frames flushParked could write only the
+	// first carryOff bytes of at once: the writer it starts writes the
+	// rest before anything else. carryFrames is how many frames it holds
+	// (for the sent metric).
+	carry       []byte
+	carryOff    int
+	carryFrames int
 
 	// Owned by the reader goroutine.
 	adm     admission
@@ -95,6 +109,11 @@ func newWSConn(g *Gateway, conn net.Conn, pre []byte, clientID string) *wsConn {
 	c := &wsConn{g: g, conn: conn, clientID: clientID, rd: prefixReader{pre: pre, conn: conn}}
 	if boundSendBuffer(conn, g.cfg.SendBuffer) {
 		c.sendBuffer = g.cfg.SendBuffer
+	}
+	if sc, ok := conn.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			c.raw = raw
+		}
 	}
 	c.sub = newSubscriber(transportWS, newQueue(g.cfg.MaxQueuedFrames, g.cfg.MaxQueuedBytes), g.m)
 	c.sub.wake = c.wakeLocked
@@ -227,6 +246,14 @@ func (c *wsConn) enter() bool {
 // writer runs.
 func (c *wsConn) wakeLocked() {
 	if c.writing || c.done || c.closing.Load() || c.parked && !c.sub.urgent {
+		return
+	}
+	if !c.sub.urgent && c.g.tooSoon(c.lastWrite) {
+		// Park at once rather than start a writer only for it to park:
+		// under the spacing, this is the first update after each flush.
+		// No writer runs, so lastWrite is settled.
+		c.parked = true
+		c.g.spacer.park(c.lastWrite.Add(c.g.cfg.MinWriteInterval), c.unpark)
 		return
 	}
 	c.startWriterLocked()

@@ -79,6 +79,20 @@ func newQueue(maxFrames, maxBytes int) queue {
 // queue stop being idle must wake its writer.
 func (q *queue) idle() bool { return len(q.pending) == 0 }
 
+// plain reports whether what is ready to send is written as it is (no
+// logs: mark to expand into lines) and at most max bytes.
+func (q *queue) plain(max int) bool {
+	if q.bytes > max {
+		return false
+	}
+	for _, e := range q.pending {
+		if e.msg != nil && e.msg.log != "" {
+			return false
+		}
+	}
+	return true
+}
+
 // push queues update m of job on channel ch.
 func (q *queue) push(ch, job string, m *message) pushResult {
 	var (

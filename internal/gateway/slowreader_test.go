@@ -249,3 +249,64 @@ func TestRestOfFrame(t *testing.T) {
 		}
 	}
 }
+
+// TestWSSpacedSlowReaderGetsWholeFrames: with the write spacing on, the
+// flush clock writes a parked connection's batch itself without waiting
+// for room (flushParked); a client that stops reading fills its socket,
+// so those writes take part of a batch or none of it, and the writer
+// goroutine sends the rest first. The client, reading slowly afterwards,
+// must get whole frames, each job's seqs in order, and the terminal
+// snapshot of every job.
+func TestWSSpacedSlowReaderGetsWholeFrames(t *testing.T) {
+	t.Parallel()
+	e := setup(t, func(c *Config) {
+		c.MinWriteInterval, c.WriteTimeout, c.SendBuffer = 2*time.Millisecond, time.Minute, 8192
+	})
+	// Messages of 1,000 bytes make a few snapshots fill the socket's buffers.
+	long := strings.Repeat("x", 990)
+	const jobs, reports = 4, 300
+	ids := make([]string, jobs)
+	for i := range ids {
+		ids[i] = e.createJob(t, "alice", "slow").JobID
+	}
+	c := e.slowDial(t, "alice", "project:slow")
+	final := make(map[string]uint64, jobs)
+	pace := time.NewTicker(time.Millisecond)
+	for k := 1; k <= reports; k++ {
+		<-pace.C // a job reporting at a steady rate, not a wait for a condition
+		p, msg := float64(k)/(reports+1), long+fmt.Sprint(k)
+		for _, id := range ids {
+			if _, err := e.svc.Report(context.Background(), id, progress.Report{Progress: &p, Message: &msg}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	pace.Stop()
+	for _, id := range ids {
+		final[id] = e.report(t, id, 0, progress.Succeeded).Seq
+	}
+	defer c.readSlowly(4096, 5*time.Millisecond)()
+	last := make(map[string]uint64, jobs)
+	deadline := time.Now().Add(60 * time.Second)
+	for done := 0; done < jobs; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d jobs ended on their terminal snapshot in 60 s", done, jobs)
+		}
+		h, p := c.mustRead()
+		if h.OpCode != ws.OpText {
+			t.Fatalf("frame of op %v, want text", h.OpCode)
+		}
+		var f frame
+		if err := json.Unmarshal(p, &f); err != nil {
+			t.Fatalf("a frame that is not whole JSON (%d bytes): %v", len(p), err)
+		}
+		id := f.Job.JobID
+		if f.Job.Seq <= last[id] {
+			t.Fatalf("job %s: seq %d after %d", id, f.Job.Seq, last[id])
+		}
+		last[id] = f.Job.Seq
+		if f.Job.Seq == final[id] {
+			done++
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -68,6 +69,12 @@ func (c *wsConn) write() {
 	wb := writeBufs.Get().(*writeBuf)
 	defer wb.release()
 	for {
+		if c.carry != nil {
+			if cut, err := c.writeCarry(); err != nil {
+				c.writeFailed(err, cut, false)
+				return
+			}
+		}
 		if !c.closing.Load() && c.g.tooSoon(c.lastWrite) {
 			// Too soon after the last write, and nothing urgent: park
 			// on the gateway's flush clock and return (no timer, no
@@ -168,17 +175,111 @@ func (c *wsConn) writeBatch(wb *writeBuf) (sent int, cut []byte, err error) {
 }
 
 // unpark runs on the flush clock when a parked connection's spacing is
-// over: it starts the writer for what was queued meanwhile.
+// over, and writes what was queued meanwhile itself (flushParked) rather
+// than starting a writer goroutine for it: a goroutine started, scheduled
+// and ended per spaced write was most of what a spaced write cost above
+// the write system call (keepcurrent's default run, 1,000 viewers
+// flushed ~12 times a second each). A writer goroutine still takes over
+// whatever needs one: a ping or pong owed, a logs: mark to expand, a
+// batch too large for the flush clock to write, a socket without room.
 func (c *wsConn) unpark() {
 	c.sub.mu.Lock()
-	defer c.sub.mu.Unlock()
 	if !c.parked {
+		c.sub.mu.Unlock()
 		return // an urgent update or a close started the writer already
 	}
 	c.parked = false
-	if !c.writing && !c.done && !c.closing.Load() {
-		c.startWriterLocked()
+	if c.writing || c.done || c.closing.Load() {
+		c.sub.mu.Unlock()
+		return
 	}
+	if c.raw == nil || c.pingDue || c.pongDue || !c.sub.q.plain(flushAt) {
+		c.startWriterLocked()
+		c.sub.mu.Unlock()
+		return
+	}
+	// The flush clock is the writer until flushParked returns.
+	c.writing = true
+	c.wg.Add(1)
+	wb := writeBufs.Get().(*writeBuf)
+	wb.msgs = c.sub.takeLocked(wb.msgs)
+	c.sub.mu.Unlock()
+	c.flushParked(wb)
+}
+
+// flushParked writes wb.msgs with one write that does not wait for room
+// in the socket, on the flush clock's goroutine, which must not block.
+// What the socket did not take at once is left to a writer goroutine,
+// as the carry it writes first; a write that failed is too, and the
+// writer meets the error again and ends the connection as it always
+// does.
+func (c *wsConn) flushParked(wb *writeBuf) {
+	defer c.wg.Done()
+	defer wb.release()
+	c.lastWrite = c.g.cfg.clock.Now()
+	b := wb.out[:0]
+	for _, m := range wb.msgs {
+		b = appendFrame(b, ws.OpText, m.frame)
+	}
+	wb.out = b
+	n := c.writeNow(b)
+	c.sub.mu.Lock()
+	defer c.sub.mu.Unlock()
+	c.writing = false
+	if n < len(b) && !c.done {
+		c.carry, c.carryOff, c.carryFrames = bytes.Clone(b), n, len(wb.msgs)
+		c.startWriterLocked()
+		return
+	}
+	if n == len(b) {
+		c.g.m.sentWS.Add(float64(len(wb.msgs)))
+	}
+	switch {
+	case c.done:
+	case c.closing.Load() || c.sub.urgent:
+		c.startWriterLocked() // neither waits out the spacing
+	case !c.sub.q.idle():
+		c.parked = true
+		c.g.spacer.park(c.lastWrite.Add(c.g.cfg.MinWriteInterval), c.unpark)
+	}
+}
+
+// writeNow writes b to the socket without waiting for room, and returns
+// how many bytes the kernel took: all of them when the socket's send
+// buffer has room, as a viewer that reads what it is sent leaves it; 0
+// when it has none, or on an error.
+func (c *wsConn) writeNow(b []byte) int {
+	var n int
+	err := c.raw.Write(func(fd uintptr) bool {
+		for {
+			var err error
+			n, err = syscall.Write(int(fd), b)
+			if err != syscall.EINTR {
+				return true // done, whatever it took: never wait for room
+			}
+		}
+	})
+	if err != nil || n < 0 {
+		return 0
+	}
+	return n
+}
+
+// writeCarry writes what flushParked left of its batch, before anything
+// else the writer sends. On error, cut is the rest of the frame it
+// stopped in (see writeBatch).
+func (c *wsConn) writeCarry() (cut []byte, err error) {
+	b, off, frames := c.carry, c.carryOff, c.carryFrames
+	c.carry, c.carryOff, c.carryFrames = nil, 0, 0
+	if err := c.armWriteDeadline(); err != nil {
+		return restOfFrame(b, off), err
+	}
+	n, err := c.conn.Write(b[off:])
+	if err != nil {
+		return restOfFrame(b, off+n), err
+	}
+	c.g.m.sentWS.Add(float64(frames))
+	return nil, nil
 }
 
 // restOfFrame returns a copy of what is left unwritten of the frame in b
