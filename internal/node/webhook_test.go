@@ -2,6 +2,7 @@ package node
 
 import (
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -168,4 +169,96 @@ func TestWebhookStalls(t *testing.T) {
 	if len(rcv.Tries()) != 3 {
 		t.Fatalf("%d tries for 3 events", len(rcv.Tries()))
 	}
+}
+
+// TestWebhookStallAgainBeforeTheFlush: a stall, a report that clears it,
+// and a second stall, all well within one write-behind flush interval:
+// the clearing report is written durably at once (as a state change is),
+// so the durable record sees the second stall begin and it sends its own
+// event. Once with the report alone, once in a batch.
+func TestWebhookStallAgainBeforeTheFlush(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		clear func(c client, id string)
+	}{
+		{"report", func(c client, id string) { report(t, c, id, `{"progress":0.5}`) }},
+		{"batch", func(c client, id string) {
+			if res := postBatch(t, c, map[string]any{"reports": []any{map[string]any{"job_id": id, "progress": 0.5}}}); res[0].Error != nil {
+				t.Fatalf("batch report refused: %+v", res[0].Error)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rcv := webhooktest.NewReceiver(t, webhookSecret)
+			n := startNode(t, "", withWebhooks(rcv, func(c *Config) {
+				fastLapses(c)
+				c.FlushInterval = time.Minute // no flush during the test
+			}))
+			c := client{t: t, base: n.URL()}
+			s := create(t, c, `{"project":"p","stall_after_seconds":0.3}`)
+			report(t, c, s.JobID, `{"state":"running","progress":0.25}`) // a state move: durable at once
+			first := rcv.WaitDelivered(t, 1, 20*time.Second)[0]
+			if first.Type != "job.stalled" {
+				t.Fatalf("first event %+v", first)
+			}
+			tc.clear(c, s.JobID)
+			events := rcv.WaitDelivered(t, 2, 20*time.Second)
+			if second := events[1]; second.Type != "job.stalled" || second.ID == first.ID || second.Job.Progress != 0.5 {
+				t.Fatalf("second event %+v (first %s)", second, first.ID)
+			}
+		})
+	}
+}
+
+// TestWebhookBreakerTwoNodesOnPostgres: two nodes share the deliveries of
+// a receiver that is down. The breaker is in the database: once a try
+// failed, neither node tries the other events, and the one probe (unique
+// per URL, whichever node runs it) tries once per step — so the receiver
+// sees the tries in flight when it failed and then about one per step,
+// not one per event. Then it comes back, node a stops, and every event
+// arrives exactly once.
+func TestWebhookBreakerTwoNodesOnPostgres(t *testing.T) {
+	rcv := webhooktest.NewReceiver(t, webhookSecret)
+	rcv.SetStatus(http.StatusServiceUnavailable)
+	shared := scaleOut(t)
+	a := startNode(t, "", withWebhooks(rcv, shared))
+	b := startNode(t, "", withWebhooks(rcv, shared))
+	ca, cb := client{t: t, base: a.URL()}, client{t: t, base: b.URL()}
+	const jobs = 300
+	for i := range jobs {
+		c := []client{ca, cb}[i%2]
+		s := create(t, c, `{"project":"p"}`)
+		report(t, c, s.JobID, `{"state":"succeeded"}`)
+	}
+	probes := func() int {
+		return metricInt(ca, `progressd_webhook_probes_total{result="failed"}`) + metricInt(cb, `progressd_webhook_probes_total{result="failed"}`)
+	}
+	testsvc.Eventually(t, 60*time.Second, "3 failed probes", func() bool { return probes() >= 3 })
+	tries, p := len(rcv.Tries()), probes()
+	// At most a fetch of 32 in flight on each node when the first try
+	// failed, and as many again fetched before a producer saw the pause;
+	// then one try per probe (one more may be under way).
+	if limit := 4*32 + p + 1; tries > limit {
+		t.Errorf("%d tries for %d events after %d failed probes: want ≤ %d", tries, jobs, p, limit)
+	}
+	if open := metric(cb, "progressd_webhook_breakers_open"); open != "progressd_webhook_breakers_open 1" {
+		t.Errorf("node b: %q, want 1 open", open)
+	}
+
+	rcv.SetStatus(http.StatusOK)
+	stopNode(t, a)
+	events := rcv.WaitDelivered(t, jobs, 60*time.Second)
+	if _, dups := rcv.Delivered(); dups != 0 || len(events) != jobs {
+		t.Errorf("%d events, %d duplicates: want each of %d exactly once", len(events), dups, jobs)
+	}
+	testsvc.Eventually(t, 20*time.Second, "an empty queue and a closed breaker", func() bool {
+		return metric(cb, "progressd_webhook_queue") == "progressd_webhook_queue 0" &&
+			metric(cb, "progressd_webhook_breakers_open") == "progressd_webhook_breakers_open 0"
+	})
+}
+
+// metricInt is the value of series on c's /metrics, 0 if absent.
+func metricInt(c client, series string) int {
+	n, _ := strconv.Atoi(strings.TrimPrefix(metric(c, series), series+" "))
+	return n
 }

@@ -26,7 +26,9 @@ const (
 	// DefaultPollInterval is how often the queue is looked at for events
 	// that became due (new ones, retries).
 	DefaultPollInterval = time.Second
-	// DefaultWorkers is how many deliveries run at once on a node.
+	// DefaultWorkers is how many deliveries to one URL run at once on a
+	// node: enough to send a backlog of 10,000 in seconds when a receiver
+	// comes back.
 	DefaultWorkers = 32
 	// MinSecretBytes is the shortest --webhook-secret accepted.
 	MinSecretBytes = 16

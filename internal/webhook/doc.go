@@ -15,7 +15,9 @@
 // after 10 s, then twice as long each time up to 10 minutes apart, each
 // wait up to an eighth shorter at random so that events that failed
 // together spread out; after Config.GiveUpAfter (24 h) the event is given
-// up and counted. The event id is made once, when the event is recorded,
+// up and counted. A failed try also opens the URL's breaker (breaker.go):
+// its other deliveries wait, and one probe tries on that schedule, so a
+// receiver that is down costs a try per step, not a try per event. The event id is made once, when the event is recorded,
 // and is the same on every try, so a receiver can drop duplicates by it.
 //
 // With SQLite, River's tables are in the job store's own file (a
@@ -30,7 +32,7 @@
 // # Concurrency
 //
 // Queue's methods are safe for concurrent use. Start runs up to
-// Config.Workers deliveries at once, each in a River goroutine; Stop waits
+// Config.Workers deliveries at once per URL, each in a River goroutine; Stop waits
 // for them (cancelling them when its context ends; a cancelled try is
 // retried) and closes what Open opened.
 package webhook

@@ -3,9 +3,13 @@ package webhook
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -25,13 +29,29 @@ import (
 type Queue[TTx any] struct {
 	cfg     Config
 	client  *river.Client[TTx]
+	w       *worker
 	metrics *metrics
 	log     *slog.Logger
 	close   func()
+	// urls maps each delivery queue this node works to its URL ("" for a
+	// queue of deliveries to a URL no longer configured, still sent).
+	urls map[string]string
+
+	mu       sync.Mutex
+	probed   map[string]int64     // per queue, the delivery its last probe here tried
+	failedAt map[string]time.Time // per queue, when a try here last failed (holding)
 }
 
 // waitingStates are the states of a delivery not yet done with.
 const waitingStates = `('available', 'pending', 'retryable', 'running', 'scheduled')`
+
+// Counts for the gauges and for Open, in SQLite's and PostgreSQL's words.
+const (
+	waitingSQL      = `SELECT count(*) FROM river_job WHERE kind = '` + kind + `' AND state IN ` + waitingStates
+	queuesSQL       = `SELECT DISTINCT queue FROM river_job WHERE kind = '` + kind + `' AND state IN ` + waitingStates
+	openSQLiteSQL   = `SELECT count(*) FROM river_queue WHERE paused_at IS NOT NULL AND name IN (SELECT value FROM json_each(?))`
+	openPostgresSQL = `SELECT count(*) FROM river_queue WHERE paused_at IS NOT NULL AND name = ANY($1)`
+)
 
 // OpenSQLite opens the queue in db, the job store's own SQLite database
 // (store/sqlite.Store.DB), creating River's tables there. The worker
@@ -49,8 +69,16 @@ func OpenSQLite(ctx context.Context, cfg Config, db *sql.DB) (*Queue[*sql.Tx], e
 	if err != nil {
 		return nil, fmt.Errorf("webhook queue: %w", err)
 	}
-	q, err := newQueue(cfg, driver, false, func(ctx context.Context) (n int, err error) {
-		err = db.QueryRowContext(ctx, `SELECT count(*) FROM river_job WHERE queue = ? AND state IN `+waitingStates, QueueName).Scan(&n)
+	existing, err := waitingQueues(ctx, func(ctx context.Context) (rows, error) { return db.QueryContext(ctx, queuesSQL) })
+	if err != nil {
+		return nil, fmt.Errorf("webhook queue: %w", err)
+	}
+	q, err := newQueue(cfg, driver, false, existing, func(ctx context.Context) (n int, err error) {
+		err = db.QueryRowContext(ctx, waitingSQL).Scan(&n)
+		return n, err
+	}, func(ctx context.Context, names []string) (n int, err error) {
+		list, _ := json.Marshal(names)
+		err = db.QueryRowContext(ctx, openSQLiteSQL, string(list)).Scan(&n)
 		return n, err
 	})
 	if err != nil {
@@ -82,8 +110,19 @@ func OpenPostgres(ctx context.Context, cfg Config, url string) (*Queue[pgx.Tx], 
 		pool.Close()
 		return nil, fmt.Errorf("webhook queue: migrate River's tables in PostgreSQL: %w (the user needs the CREATE privilege on the schema)", err)
 	}
-	q, err := newQueue(cfg, riverpgxv5.New(pool), true, func(ctx context.Context) (n int, err error) {
-		err = pool.QueryRow(ctx, `SELECT count(*) FROM river_job WHERE queue = $1 AND state IN `+waitingStates, QueueName).Scan(&n)
+	existing, err := waitingQueues(ctx, func(ctx context.Context) (rows, error) {
+		r, err := pool.Query(ctx, queuesSQL)
+		return pgxRows{r}, err
+	})
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("webhook queue: %w", err)
+	}
+	q, err := newQueue(cfg, riverpgxv5.New(pool), true, existing, func(ctx context.Context) (n int, err error) {
+		err = pool.QueryRow(ctx, waitingSQL).Scan(&n)
+		return n, err
+	}, func(ctx context.Context, names []string) (n int, err error) {
+		err = pool.QueryRow(ctx, openPostgresSQL, names).Scan(&n)
 		return n, err
 	})
 	if err != nil {
@@ -96,17 +135,34 @@ func OpenPostgres(ctx context.Context, cfg Config, url string) (*Queue[pgx.Tx], 
 
 // newQueue makes the River client that delivers, and the metrics. shared
 // says the tables are shared with the orchestrator's client (PostgreSQL):
-// this client then never leads (see the package doc).
-func newQueue[TTx any](cfg Config, driver riverdriver.Driver[TTx], shared bool, waiting func(context.Context) (int, error)) (*Queue[TTx], error) {
-	m, err := newMetrics(cfg.Registerer, waiting)
+// this client then never leads (see the package doc). existing are the
+// delivery queues holding deliveries already (some perhaps to URLs no
+// longer configured: they are worked too, so nothing recorded is dropped).
+func newQueue[TTx any](cfg Config, driver riverdriver.Driver[TTx], shared bool, existing []string,
+	waiting func(context.Context) (int, error), open func(context.Context, []string) (int, error),
+) (*Queue[TTx], error) {
+	urls := map[string]string{}
+	for _, name := range existing {
+		urls[name] = ""
+	}
+	for _, u := range cfg.URLs {
+		urls[queueFor(u)] = u
+	}
+	names := slices.Sorted(maps.Keys(urls))
+	m, err := newMetrics(cfg.Registerer, waiting, func(ctx context.Context) (int, error) { return open(ctx, names) })
 	if err != nil {
 		return nil, fmt.Errorf("webhook metrics: %w", err)
 	}
 	w := newWorker(cfg, m)
 	workers := river.NewWorkers()
 	river.AddWorker(workers, w)
+	river.AddWorker(workers, &prober{w: w})
+	queues := map[string]river.QueueConfig{ProbeQueue: {MaxWorkers: max(1, len(urls))}}
+	for name := range urls {
+		queues[name] = river.QueueConfig{MaxWorkers: cfg.Workers}
+	}
 	client, err := river.NewClient(driver, &river.Config{
-		Queues:                 map[string]river.QueueConfig{QueueName: {MaxWorkers: cfg.Workers}},
+		Queues:                 queues,
 		Workers:                workers,
 		PollOnly:               true,
 		FetchPollInterval:      cfg.PollInterval,
@@ -120,7 +176,39 @@ func newQueue[TTx any](cfg Config, driver riverdriver.Driver[TTx], shared bool, 
 	if err != nil {
 		return nil, fmt.Errorf("webhook queue client: %w", err)
 	}
-	return &Queue[TTx]{cfg: cfg, client: client, metrics: m, log: w.log}, nil
+	q := &Queue[TTx]{cfg: cfg, client: client, w: w, metrics: m, log: w.log, urls: urls, probed: map[string]int64{}, failedAt: map[string]time.Time{}}
+	w.brk = q
+	return q, nil
+}
+
+// rows is what waitingQueues reads of *sql.Rows and pgx.Rows.
+type rows interface {
+	Next() bool
+	Scan(...any) error
+	Err() error
+	Close() error
+}
+
+type pgxRows struct{ pgx.Rows }
+
+func (r pgxRows) Close() error { r.Rows.Close(); return nil }
+
+// waitingQueues lists the queues holding deliveries not yet done with.
+func waitingQueues(ctx context.Context, query func(context.Context) (rows, error)) ([]string, error) {
+	r, err := query(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list the queues with deliveries waiting: %w", err)
+	}
+	defer func() { _ = r.Close() }()
+	var names []string
+	for r.Next() {
+		var name string
+		if err := r.Scan(&name); err != nil {
+			return nil, err
+		}
+		names = append(names, name)
+	}
+	return names, r.Err()
 }
 
 // Record queues changes as events, one delivery per URL, in tx: it is the
@@ -138,7 +226,7 @@ func (q *Queue[TTx]) Record(ctx context.Context, tx TTx, changes []store.Change)
 		for _, u := range q.cfg.URLs {
 			params = append(params, river.InsertManyParams{
 				Args:       deliveryArgs{Event: id.String(), Type: typ, URL: u, Body: body},
-				InsertOpts: &river.InsertOpts{Queue: QueueName, MaxAttempts: maxAttempts},
+				InsertOpts: &river.InsertOpts{Queue: queueFor(u), MaxAttempts: maxAttempts},
 			})
 		}
 	}
@@ -156,6 +244,9 @@ func (q *Queue[TTx]) Record(ctx context.Context, tx TTx, changes []store.Change)
 func (q *Queue[TTx]) Start(ctx context.Context) error {
 	if err := q.client.Start(context.WithoutCancel(ctx)); err != nil {
 		return fmt.Errorf("start the webhook queue: %w", err)
+	}
+	if err := q.reprobe(ctx); err != nil {
+		q.log.Error("webhook breakers: could not check for paused queues without a probe; a node started later will", "err", err)
 	}
 	q.log.Info("webhooks on", "urls", len(q.cfg.URLs))
 	return nil
@@ -185,5 +276,7 @@ func (q *Queue[TTx]) Stop(ctx context.Context) error {
 // a dead node instead of discarding it as an unknown kind. That client
 // only works its own queues, so it never delivers.
 func AddKind(workers *river.Workers) {
-	river.AddWorker(workers, newWorker(Config{}.withDefaults(), nil))
+	w := newWorker(Config{}.withDefaults(), nil)
+	river.AddWorker(workers, w)
+	river.AddWorker(workers, &prober{w: w})
 }

@@ -326,9 +326,9 @@ func TestReportsDoNotWaitForReceivers(t *testing.T) {
 	waitQueue(t, b.reg, 0)
 }
 
-// metric reads one series of reg: the counter or gauge name, with label
-// reason if it is not "".
-func metric(t *testing.T, reg *prometheus.Registry, name, reason string) float64 {
+// metric reads one series of reg: the counter or gauge name, with a label
+// of value label if it is not "" (reason=…, result=…).
+func metric(t *testing.T, reg *prometheus.Registry, name, label string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
@@ -339,8 +339,8 @@ func metric(t *testing.T, reg *prometheus.Registry, name, reason string) float64
 			continue
 		}
 		for _, m := range mf.GetMetric() {
-			if reason != "" && !slices.ContainsFunc(m.GetLabel(), func(l *dto.LabelPair) bool {
-				return l.GetName() == "reason" && l.GetValue() == reason
+			if label != "" && !slices.ContainsFunc(m.GetLabel(), func(l *dto.LabelPair) bool {
+				return l.GetValue() == label
 			}) {
 				continue
 			}
@@ -350,7 +350,7 @@ func metric(t *testing.T, reg *prometheus.Registry, name, reason string) float64
 			return m.GetGauge().GetValue()
 		}
 	}
-	t.Fatalf("no series %s{reason=%q}", name, reason)
+	t.Fatalf("no series %s{…=%q}", name, label)
 	return 0
 }
 
@@ -366,4 +366,49 @@ func waitQueue(t *testing.T, reg *prometheus.Registry, n float64) {
 	testsvc.Eventually(t, 20*time.Second, fmt.Sprintf("progressd_webhook_queue = %v", n), func() bool {
 		return metric(t, reg, "progressd_webhook_queue", "") == n
 	})
+}
+
+// TestBreakerHoldsADownReceiver: with the receiver down, N events cost the
+// tries in flight when the first one failed and then one try per step of
+// the retry schedule (the probes), not a try per event per step; the
+// breaker shows in /metrics. When the receiver is back, the next probe
+// gets through and every event is delivered, each exactly once.
+func TestBreakerHoldsADownReceiver(t *testing.T) {
+	const workers, events = 4, 60
+	b := setup(t, webhook.Config{Workers: workers, RetryBackoff: 200 * time.Millisecond})
+	b.rcv.SetStatus(http.StatusServiceUnavailable)
+	for range events {
+		b.finish(t, progress.Succeeded, progress.Report{})
+	}
+	waitMetric(t, b.reg, "progressd_webhook_probes_total", "failed", 3)
+	if got := metric(t, b.reg, "progressd_webhook_breakers_open", ""); got != 1 {
+		t.Errorf("progressd_webhook_breakers_open = %v while the receiver is down, want 1", got)
+	}
+	probes := metric(t, b.reg, "progressd_webhook_probes_total", "failed")
+	tries := len(b.rcv.Tries())
+	// Before the pause reaches the producer, the deliveries it fetched are
+	// tried: at most two fetches of `workers`. Every later try is a probe
+	// (one more may be under way as the metric is read).
+	if limit := 2*workers + int(probes) + 1; tries > limit {
+		t.Errorf("%d tries for %d events after %v failed probes: want ≤ %d (one per probe, not one per event)", tries, events, probes, limit)
+	}
+	if opened := metric(t, b.reg, "progressd_webhook_breaker_opened_total", ""); opened != 1 {
+		t.Errorf("progressd_webhook_breaker_opened_total = %v, want 1", opened)
+	}
+
+	b.rcv.SetStatus(http.StatusOK)
+	b.rcv.WaitDelivered(t, events, 30*time.Second)
+	waitQueue(t, b.reg, 0)
+	if _, dups := b.rcv.Delivered(); dups != 0 {
+		t.Errorf("%d events delivered twice", dups)
+	}
+	if got := metric(t, b.reg, "progressd_webhook_breakers_open", ""); got != 0 {
+		t.Errorf("progressd_webhook_breakers_open = %v after the receiver came back, want 0", got)
+	}
+	if ok := metric(t, b.reg, "progressd_webhook_probes_total", "ok"); ok != 1 {
+		t.Errorf("progressd_webhook_probes_total{result=ok} = %v, want 1", ok)
+	}
+	if got := metric(t, b.reg, "progressd_webhook_deliveries_total", ""); got != events {
+		t.Errorf("progressd_webhook_deliveries_total = %v, want %d", got, events)
+	}
 }

@@ -14,10 +14,10 @@ import (
 	"github.com/riverqueue/river"
 )
 
-// kind is the River job kind of a delivery, and QueueName its queue.
+// kind is the River job kind of a delivery. Deliveries are queued in one
+// River queue per URL (queueFor), so that a URL's breaker can pause them.
 const (
-	kind      = "progressd_webhook"
-	QueueName = "progressd_webhook"
+	kind = "progressd_webhook"
 	// maxAttempts only backs up GiveUpAfter: at 10 minutes apart, 24 h
 	// is about 150 tries. River keeps it in a smallint.
 	maxAttempts = 10000
@@ -51,6 +51,22 @@ type worker struct {
 	client  *http.Client
 	metrics *metrics
 	log     *slog.Logger
+	// brk opens a URL's breaker after a failed try; nil in the worker
+	// AddKind registers, which never delivers.
+	brk breaker
+}
+
+// breaker is what the workers need of the Queue's per-URL breakers
+// (breaker.go).
+type breaker interface {
+	// trip holds the deliveries of queue until a probe succeeds.
+	trip(ctx context.Context, queue string, cause error)
+	// holding says a try of queue failed here so recently that River's
+	// producer may not have seen the pause yet.
+	holding(queue string) bool
+	// probe tries one delivery of job's queue, and closes the breaker if
+	// it is received.
+	probe(ctx context.Context, job *river.Job[probeArgs]) error
 }
 
 func newWorker(cfg Config, m *metrics) *worker {
@@ -98,6 +114,11 @@ func (w *worker) backoff(n int) time.Duration {
 // event is given up: counted, logged, and cancelled in the queue.
 func (w *worker) Work(ctx context.Context, job *river.Job[deliveryArgs]) error {
 	a := job.Args
+	if w.brk != nil && w.brk.holding(job.Queue) {
+		// Fetched before the producer saw the breaker open: not tried,
+		// and not counted as a try (a snooze keeps the attempt count).
+		return river.JobSnooze(pauseLag)
+	}
 	err := w.post(ctx, a)
 	if err == nil {
 		w.metrics.delivered.Inc()
@@ -106,10 +127,7 @@ func (w *worker) Work(ctx context.Context, job *river.Job[deliveryArgs]) error {
 	if ctx.Err() != nil && !errors.Is(err, errTimeout) {
 		return err // the node is stopping: tried again later, not a failure of the receiver
 	}
-	var f *failure
-	if errors.As(err, &f) {
-		w.metrics.failures.WithLabelValues(f.reason).Inc()
-	}
+	w.failed(err)
 	if age := time.Since(job.CreatedAt); age >= w.cfg.GiveUpAfter {
 		w.metrics.gaveUp.Inc()
 		w.log.Warn("webhook event given up: no 2xx answer for too long",
@@ -117,7 +135,18 @@ func (w *worker) Work(ctx context.Context, job *river.Job[deliveryArgs]) error {
 		return river.JobCancel(fmt.Errorf("gave up after %s: %w", age.Round(time.Second), err))
 	}
 	w.log.Debug("webhook delivery failed; will retry", "event", a.Event, "url", a.URL, "try", job.Attempt, "err", err)
+	if w.brk != nil {
+		w.brk.trip(ctx, job.Queue, err)
+	}
 	return err
+}
+
+// failed counts a failed try by its reason.
+func (w *worker) failed(err error) {
+	var f *failure
+	if errors.As(err, &f) {
+		w.metrics.failures.WithLabelValues(f.reason).Inc()
+	}
 }
 
 // Reasons of failed tries, the label of progressd_webhook_failures_total.
