@@ -58,6 +58,7 @@ type listInput struct {
 	Project string `query:"project" doc:"Only jobs of this project."`
 	Parent  string `query:"parent" doc:"Only the direct children of this job (404 if the caller may not see it)."`
 	Tag     string `query:"tag" doc:"Only jobs with this tag."`
+	Owner   string `query:"owner" doc:"Only jobs of this owner (user id). Anyone but an admin sees its own jobs only, so another owner matches none."`
 	State   string `query:"state" doc:"Only jobs in this state (queued, running, succeeded, failed, canceled); several may be comma-separated."`
 	Limit   int    `query:"limit" default:"50" minimum:"1" maximum:"500" doc:"Page size."`
 	Cursor  string `query:"cursor" doc:"next_cursor of the previous page."`
@@ -223,6 +224,15 @@ func (a *API) cancelJob(ctx context.Context, in *jobIDInput) (*snapshotOutput, e
 func (a *API) listJobs(ctx context.Context, in *listInput) (*listOutput, error) {
 	p := principal(ctx)
 	q := progress.Query{Project: in.Project, Parent: in.Parent, Tag: in.Tag, Limit: in.Limit, Cursor: in.Cursor}
+	if in.Owner != "" {
+		if err := progress.CheckName("owner", in.Owner); err != nil {
+			return nil, a.fromService(ctx, err)
+		}
+	}
+	q.Owner = in.Owner
+	// Anyone but an admin lists its own jobs only: another owner matches
+	// none (an empty page, which says nothing of that user's jobs).
+	othersOnly := !p.Admin && in.Owner != "" && in.Owner != p.Subject
 	if !p.Admin {
 		q.Owner = p.Subject
 	}
@@ -252,11 +262,15 @@ func (a *API) listJobs(ctx context.Context, in *listInput) (*listOutput, error) 
 			q.States = append(q.States, st)
 		}
 	}
+	out := &listOutput{}
+	if othersOnly {
+		out.Body.Jobs = []progress.Snapshot{}
+		return out, nil
+	}
 	page, next, err := a.jobs.List(ctx, q)
 	if err != nil {
 		return nil, a.fromService(ctx, err)
 	}
-	out := &listOutput{}
 	out.Body.Jobs = page
 	if p.Scoped() {
 		// The filter named a scope entry, so every job of the page is in

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -266,6 +267,63 @@ func TestListPagination(t *testing.T) {
 	}
 	if r := c.do("GET", "/api/v1/jobs?limit=100000", nil); r.status != 400 {
 		t.Fatalf("limit over 500: %d %s", r.status, r.body)
+	}
+}
+
+func TestListByOwner(t *testing.T) {
+	t.Parallel()
+	const secret = "api-owner-filter-secret"
+	n := startNode(t, "", func(c *Config) { c.AuthSecret = secret })
+	alice := client{t: t, base: n.URL(), token: mustMint(t, secret, "alice")}
+	bob := client{t: t, base: n.URL(), token: mustMint(t, secret, "bob")}
+	rootTok, err := auth.Mint(secret, "root", true, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := client{t: t, base: n.URL(), token: rootTok}
+	a1 := create(t, alice, `{"project":"owned"}`)
+	a2 := create(t, alice, `{"project":"owned"}`)
+	b1 := create(t, bob, `{"project":"owned"}`)
+	forCarol := create(t, admin, `{"project":"owned","owner":"carol"}`)
+
+	ids := func(c client, path string) []string {
+		t.Helper()
+		var list struct{ Jobs []progress.Snapshot }
+		r := c.do("GET", path, nil)
+		if r.status != 200 {
+			t.Fatalf("GET %s: %d %s", path, r.status, r.body)
+		}
+		r.decode(t, &list)
+		var out []string
+		for _, j := range list.Jobs {
+			out = append(out, j.JobID)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		who  string
+		c    client
+		path string
+		want []string
+	}{
+		{"admin", admin, "/api/v1/jobs?project=owned&owner=alice", []string{a2.JobID, a1.JobID}},
+		{"admin", admin, "/api/v1/jobs?owner=bob", []string{b1.JobID}},
+		{"admin", admin, "/api/v1/jobs?project=owned&owner=carol&state=queued", []string{forCarol.JobID}},
+		{"admin", admin, "/api/v1/jobs?project=owned", []string{forCarol.JobID, b1.JobID, a2.JobID, a1.JobID}},
+		{"admin", admin, "/api/v1/jobs?owner=nobody", nil},
+		{"alice", alice, "/api/v1/jobs?project=owned&owner=alice", []string{a2.JobID, a1.JobID}},
+		// Not an admin: another owner matches none of the jobs it may see.
+		{"alice", alice, "/api/v1/jobs?project=owned&owner=bob", nil},
+		{"bob", bob, "/api/v1/jobs?owner=carol", nil},
+	} {
+		if got := ids(tc.c, tc.path); !slices.Equal(got, tc.want) {
+			t.Errorf("%s GET %s = %v, want %v", tc.who, tc.path, got, tc.want)
+		}
+	}
+	for _, bad := range []string{"a%20b", "x%00y", strings.Repeat("o", 300)} {
+		if r := admin.do("GET", "/api/v1/jobs?owner="+bad, nil); r.status != 400 || !strings.Contains(string(r.body), "owner") {
+			t.Errorf("owner %q: %d %s", bad, r.status, r.body)
+		}
 	}
 }
 

@@ -373,7 +373,7 @@ func (n *Node) serve() {
 	mux.HandleFunc("GET /api/v1/jobs/{id}/events", n.gw.ServeJobEvents)
 	api.New(mux, api.Config{Jobs: n.Jobs, Auth: n.authn, Version: Version, Log: n.log, Ready: n.ready})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{Registry: n.reg}))
-	mux.Handle("GET /", http.FileServerFS(web.Dist()))
+	mux.Handle("GET /", web.Handler())
 
 	n.srv = &http.Server{
 		Handler:           instrument(n.reg, n.origins.Guard(api.JSONByDefault(mux))),

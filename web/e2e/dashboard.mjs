@@ -216,6 +216,82 @@ export function dashboardTests(h) {
     await page.close();
   });
 
+  test("owner filter: an operator narrows the list to one owner's jobs, on the server, in the address", async () => {
+    const project = "e2e-owner";
+    const by = (owner, n) => createMany(h, project, n, (i) => ({ name: `${owner} ${i}`, owner }));
+    const alice = await by("alice", 3);
+    const bob = await by("bob", 2);
+    await h.createReported(project, [{ name: "work" }]); // the operator's own ("local")
+    const page = await h.newPage();
+    const asked = [];
+    page.on("request", (r) => r.url().includes("/api/v1/jobs?") && asked.push(new URL(r.url()).searchParams.get("owner")));
+    await page.goto(h.url() + "/#/p/" + project);
+    await waitFor(async () => (await shown(page)) === 6, "six jobs of three owners");
+    const field = page.getByLabel("Owner", { exact: true });
+    await field.fill("has space");
+    await field.press("Enter");
+    expect((await field.getAttribute("aria-invalid")) === "true", "an owner the server would refuse is marked");
+    expect(!page.url().includes("owner="), "and not applied, got " + page.url());
+    await field.fill("bob");
+    await field.press("Enter");
+    await waitFor(async () => (await shown(page)) === 2, "bob's two jobs");
+    const ids = await page.locator("article.job").evaluateAll((els) => els.map((e) => e.dataset.jobId).sort());
+    expect(JSON.stringify(ids) === JSON.stringify(bob.map((j) => j.job_id).sort()), "bob's jobs, got " + ids);
+    expect(asked.includes("bob"), "the server asked for bob's jobs (?owner=bob), asked " + JSON.stringify(asked));
+    expect(page.url().endsWith(`#/p/${project}?owner=bob`), "the owner in the address, got " + page.url());
+    await page.reload();
+    await waitFor(async () => (await shown(page)) === 2, "bob's two jobs after a reload");
+    expect((await page.getByLabel("Owner", { exact: true }).inputValue()) === "bob", "the field says bob after a reload");
+    // With a state filter too, and back to everyone.
+    await h.report(alice[0].job_id, { state: "failed", error: "x" });
+    await page.getByLabel("Owner", { exact: true }).fill("alice");
+    await page.getByLabel("Owner", { exact: true }).press("Enter");
+    await waitFor(async () => (await shown(page)) === 3, "alice's three jobs");
+    await page.getByRole("group", { name: "State" }).getByRole("button", { name: /^failed/ }).click();
+    await waitFor(async () => (await shown(page)) === 1, "alice's failed job");
+    expect(page.url().endsWith(`#/p/${project}?state=failed&owner=alice`), "both in the address, got " + page.url());
+    await page.getByRole("group", { name: "State" }).getByRole("button", { name: "all" }).click();
+    await page.getByLabel("Owner", { exact: true }).fill("");
+    await page.getByLabel("Owner", { exact: true }).press("Enter");
+    await waitFor(async () => (await shown(page)) === 6, "every owner's jobs again");
+    await page.close();
+  });
+
+  test("sidebar: more than 200 projects, paged from the server; the search looks further on request; counts kept live", async () => {
+    await h.freshServer(); // exactly these projects
+    const N = 230;
+    const name = (i) => `e2e-page-${String(i).padStart(3, "0")}`;
+    for (let i = 0; i < N; i += 25) {
+      await Promise.all(Array.from({ length: Math.min(25, N - i) }, (_, k) => h.api(h.url(), "POST", "/api/v1/jobs", { project: name(i + k) })));
+    }
+    const page = await h.newPage();
+    await page.goto(h.url() + "/#/p/" + name(N - 1));
+    const nav = page.getByRole("navigation", { name: "Projects" });
+    const links = () => nav.locator(".project__name").count();
+    await waitFor(async () => (await links()) === 200, "the first page: 200 projects");
+    const more = nav.getByRole("button", { name: "More projects" });
+    await more.waitFor({ timeout: 5_000 });
+    // Created first, so least recently active: on the second page.
+    const oldest = nav.getByRole("link", { name: new RegExp(name(3)) });
+    await nav.getByLabel("Find a project").fill(name(3));
+    expect((await oldest.count()) === 0, "not loaded yet");
+    await nav.getByRole("button", { name: "Search older projects" }).click();
+    await oldest.waitFor({ timeout: 10_000 });
+    await nav.getByLabel("Find a project").fill("");
+    await waitFor(async () => (await links()) === N, `all ${N} projects`);
+    expect((await nav.getByRole("button", { name: /More projects|Search older/ }).count()) === 0, "no more pages");
+    // Activity in a project of the second page: it moves up with its new
+    // count (the sidebar asks again every few seconds), and none is lost.
+    await h.createReported(name(3), [{ name: "work" }]);
+    const count = nav.getByRole("link", { name: new RegExp(name(3)) }).locator(".project__count");
+    await waitFor(async () => (await count.textContent()) === "2 / 2", "two active jobs in " + name(3) + " after a poll");
+    expect((await nav.locator(".project__name").first().textContent()) === name(3), "most recent activity first");
+    expect((await links()) === N, "still every project");
+    await oldest.click();
+    await page.locator("#project-title", { hasText: name(3) }).waitFor({ timeout: 10_000 });
+    await page.close();
+  });
+
   test("theme: follows prefers-color-scheme until toggled, then remembers the choice", async () => {
     const page = await h.newPage();
     await page.emulateMedia({ colorScheme: "dark" });

@@ -3,15 +3,18 @@
 //
 //   PROGRESSD_TEST_BIN=/path/to/progressd node e2e/perf.mjs
 //
-// 1. First load: the bytes the page loads (as sent, and gzip-compressed),
-//    and the time from navigation to the first progress bar on screen, for
-//    a project of JOBS jobs (default 10,000), best and median of 5 loads.
-// 2. Live updates: UPDATING jobs (default 1,000) of that project report
-//    progress RATE times a second each (default 2, in batches of
+// 1. First load: the bytes the page loads (as sent over the wire, and as
+//    files), and the time from navigation to the first progress bar on
+//    screen, for a project of JOBS jobs (default 10,000), best and median
+//    of 5 loads.
+// 2. Live updates: UPDATING jobs (default 200) of that project report
+//    progress RATE times a second each (default 10, in batches of
 //    POST /api/v1/reports) while the page shows the project; the page
 //    samples requestAnimationFrame intervals and long tasks for SECONDS
 //    (default 20) s: frame time percentiles, share of frames over 20 ms, and
 //    main-thread time in long tasks.
+// 3. MEMORY_MINUTES=5: the updates go on that long; every 30 s the page's JS
+//    heap after a garbage collection, and its DOM node count.
 // Bounded: job creation, the update loop and every wait have a limit.
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -22,8 +25,9 @@ import { gzipSync } from "node:zlib";
 import { chromium } from "playwright-core";
 
 const JOBS = Number(process.env.JOBS ?? 10_000);
-const UPDATING = Number(process.env.UPDATING ?? 1_000);
-const RATE = Number(process.env.RATE ?? 2);
+const UPDATING = Number(process.env.UPDATING ?? 200);
+const RATE = Number(process.env.RATE ?? 10);
+const MEMORY_MINUTES = Number(process.env.MEMORY_MINUTES ?? 0);
 const SECONDS = Number(process.env.SECONDS ?? 20);
 const bin = process.env.PROGRESSD_TEST_BIN;
 if (!bin) throw new Error("set PROGRESSD_TEST_BIN to a progressd binary built with this web/dist");
@@ -95,6 +99,10 @@ try {
     await cdp.send("Network.setCacheDisabled", { cacheDisabled: true });
     await page.goto(url + "/#/p/" + project);
     const first = await page.waitForFunction(() => window.__firstBar, null, { timeout: 30_000 }).then((h) => h.jsonValue());
+    // (The first bar may come from the project channel's replay, before the list's answer.)
+    await page
+      .waitForFunction(() => performance.getEntriesByType("resource").some((e) => e.name.includes("/api/v1/jobs?") && e.responseEnd > 0), null, { timeout: 10_000 })
+      .catch(() => undefined);
     const t = await page.evaluate(() => {
       const nav = performance.getEntriesByType("navigation")[0];
       const list = performance.getEntriesByType("resource").find((e) => e.name.includes("/api/v1/jobs?"));
@@ -103,24 +111,29 @@ try {
     loads.push(first);
     phases.push(t);
     if (!bytes) {
-      const res = await page.evaluate(() =>
-        performance.getEntriesByType("resource").map((e) => ({ name: e.name, size: e.encodedBodySize }))
-          .concat([{ name: location.href, size: performance.getEntriesByType("navigation")[0].encodedBodySize }]),
+      // Static files only: the page, its script and its style (not the API).
+      const statics = await page.evaluate(() =>
+        [...performance.getEntriesByType("navigation"), ...performance.getEntriesByType("resource")]
+          .filter((e) => !e.name.includes("/api/") && !e.name.includes("/ws"))
+          .map((e) => ({ name: e.name, wire: e.encodedBodySize, file: e.decodedBodySize })),
       );
-      const statics = res.filter((r) => !r.name.includes("/api/"));
       let sent = 0;
+      let files = 0;
       let gz = 0;
       for (const r of statics) {
-        const body = Buffer.from(await (await fetch(r.name.split("#")[0])).arrayBuffer());
-        sent += body.length;
+        sent += r.wire;
+        files += r.file;
+        const body = Buffer.from(await (await fetch(r.name.split("#")[0], { headers: { "Accept-Encoding": "identity" } })).arrayBuffer());
         gz += gzipSync(body, { level: 9 }).length;
       }
-      bytes = { files: statics.length, sent, gz };
+      bytes = { files: statics.length, sent, size: files, gz };
     }
     await page.close();
   }
   loads.sort((a, b) => a - b);
-  console.log(`first load: ${bytes.files} static files, ${(bytes.sent / 1024).toFixed(1)} KiB as sent, ${(bytes.gz / 1024).toFixed(1)} KiB gzip -9`);
+  console.log(
+    `first load: ${bytes.files} static files of ${(bytes.size / 1024).toFixed(1)} KiB, ${(bytes.sent / 1024).toFixed(1)} KiB as sent (gzip -9 of them: ${(bytes.gz / 1024).toFixed(1)} KiB)`,
+  );
   const med = (k) => phases.map((p) => p[k]).sort((a, b) => a - b)[2].toFixed(0);
   console.log(`first bar on screen: best ${loads[0].toFixed(0)} ms, median ${loads[2].toFixed(0)} ms (of 5 loads, cache off)`);
   console.log(`  medians: DOMContentLoaded ${med("dcl")} ms, first job page answered at ${med("list")} ms (the request took ${med("listTook")} ms)`);
@@ -201,6 +214,24 @@ try {
     await cdp.send("Profiler.start");
   }
   const sample = await phase(SECONDS);
+  // MEMORY_MINUTES: the updates go on; the heap after a collection, every 30 s.
+  const memory = [];
+  let memoryBusy = "";
+  if (MEMORY_MINUTES > 0) {
+    const heap = await context.newCDPSession(page);
+    await heap.send("HeapProfiler.enable");
+    const a = await counters();
+    const t0 = Date.now();
+    for (;;) {
+      await heap.send("HeapProfiler.collectGarbage");
+      const { usedSize } = await heap.send("Runtime.getHeapUsage");
+      const nodes = await page.evaluate(() => document.getElementsByTagName("*").length);
+      memory.push({ min: (Date.now() - t0) / 60_000, mib: usedSize / 1048576, nodes });
+      if (Date.now() - t0 >= MEMORY_MINUTES * 60_000) break;
+      await sleep(Math.min(30_000, t0 + MEMORY_MINUTES * 60_000 - Date.now()));
+    }
+    memoryBusy = busy(a, await counters(), (Date.now() - t0) / 1000);
+  }
   stop = true;
   await feeder;
   if (cdp) {
@@ -220,6 +251,11 @@ try {
   );
   const heap = await page.evaluate(() => performance.memory?.usedJSHeapSize);
   if (heap) console.log(`JS heap after: ${(heap / 1048576).toFixed(1)} MiB`);
+  if (memory.length > 0) {
+    console.log(`memory over ${MEMORY_MINUTES} min of the same updates (JS heap after a collection, DOM nodes):`);
+    console.log("  " + memory.map((m) => `${m.min.toFixed(1)} min ${m.mib.toFixed(2)} MiB ${m.nodes} nodes`).join("; "));
+    console.log(`  main thread busy over those minutes: ${memoryBusy}`);
+  }
 } finally {
   await context?.close().catch(() => undefined);
   srv.kill("SIGTERM");

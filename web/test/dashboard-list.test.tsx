@@ -8,12 +8,12 @@ import { act, cleanup, fireEvent, render, screen, within } from "@testing-librar
 import { afterEach, describe, expect, it } from "vitest";
 import { ProgressClient } from "@progressd/client";
 import type { JobSnapshot } from "@progressd/client";
-import { ProgressProvider } from "@progressd/react";
+import { ProgressProvider, useProjects, type UseProjectsResult } from "@progressd/react";
 import { JobList, PAGE_SIZE } from "../src/dashboard/JobList";
 import { filterFromQuery, filterToQuery, isJobId, matches, NO_FILTER } from "../src/dashboard/jobFilter";
 import { actionable, runBulk, watchCommand } from "../src/dashboard/jobActions";
 import { visibleRows } from "../src/dashboard/windowing";
-import { post, server, uniqueProject, waitFor } from "./server-helpers";
+import { authServer, mintToken, post, server, uniqueProject, waitFor } from "./server-helpers";
 
 const clients: ProgressClient[] = [];
 afterEach(async () => {
@@ -61,6 +61,8 @@ describe("matches", () => {
     expect(matches(j, { ...NO_FILTER, states: ["failed"] })).toBe(false);
     expect(matches(j, { ...NO_FILTER, tag: "customer-42" })).toBe(true);
     expect(matches(j, { ...NO_FILTER, tag: "customer-4" })).toBe(false);
+    expect(matches(j, { ...NO_FILTER, owner: j.owner })).toBe(true);
+    expect(matches(j, { ...NO_FILTER, owner: j.owner + "x" })).toBe(false);
     for (const q of ["01938f6e", "01938F6E-5A", "56789abc", "nightly", "import night", "ALICE"]) {
       expect(matches(j, { ...NO_FILTER, search: q }), q).toBe(true);
     }
@@ -72,12 +74,14 @@ describe("matches", () => {
 
 describe("filters in the address", () => {
   it("round-trip, and drop what the server would refuse", () => {
-    const f = { states: ["failed", "canceled"] as const, tag: "invoice:2026-11", search: "nightly import" };
+    const f = { states: ["failed", "canceled"] as const, tag: "invoice:2026-11", owner: "alice@example.org", search: "nightly import" };
     const q = filterToQuery({ ...f, states: [...f.states] });
-    expect(q).toBe("state=failed%2Ccanceled&tag=invoice%3A2026-11&q=nightly+import");
+    expect(q).toBe("state=failed%2Ccanceled&tag=invoice%3A2026-11&owner=alice%40example.org&q=nightly+import");
     expect(filterFromQuery(q)).toEqual({ ...f, states: ["failed", "canceled"] });
     expect(filterToQuery(NO_FILTER)).toBe("");
-    expect(filterFromQuery("state=failed,bogus,failed&tag=has space")).toEqual({ states: ["failed"], tag: "", search: "" });
+    expect(filterFromQuery("state=failed,bogus,failed&tag=has space&owner=has space")).toEqual({ states: ["failed"], tag: "", owner: "", search: "" });
+    expect(filterFromQuery("owner=" + "o".repeat(129)).owner).toBe("");
+    expect(filterFromQuery("owner=%E2%80%8Bzero-width").owner).toBe("");
   });
 });
 
@@ -181,5 +185,45 @@ describe("job list against the server", () => {
     expect(left.jobs).toEqual([]);
     const kept = await c.api.listJobs({ project, limit: 500 });
     expect(kept.jobs.length).toBe(117);
+  });
+});
+
+describe("useProjects against the server", () => {
+  it("pages with loadMore; a refresh brings a project of a later page to the front and loses none", async () => {
+    // A user of its own on the auth server: these five projects are all it has.
+    const user = "pages-" + Math.random().toString(36).slice(2, 8);
+    const token = mintToken(user);
+    const names = [0, 1, 2, 3, 4].map((i) => `${user}-p${i}`);
+    for (const p of names) {
+      await post(authServer(), "/api/v1/jobs", { project: p }, token);
+      await new Promise((r) => setTimeout(r, 5)); // distinct activity times
+    }
+    const c = new ProgressClient({ server: authServer(), token, crossTab: false, onlineTarget: null, WebSocket: null, EventSource: null });
+    clients.push(c);
+    let got: UseProjectsResult | undefined;
+    function Probe() {
+      got = useProjects({ limit: 2, refreshMs: 50, pollMs: 50 });
+      return null;
+    }
+    render(
+      <ProgressProvider client={c} token={token}>
+        <Probe />
+      </ProgressProvider>,
+    );
+    const listed = () => got?.data?.map((p) => p.project) ?? [];
+    await waitFor(() => listed().length === 2, "the first page");
+    expect(listed()).toEqual([names[4], names[3]]);
+    expect(got!.hasMore).toBe(true);
+    await act(async () => got!.loadMore());
+    await waitFor(() => listed().length === 4, "two pages");
+    await act(async () => got!.loadMore());
+    await waitFor(() => listed().length === 5 && !got!.hasMore, "all five, and no more pages");
+    expect(listed()).toEqual([...names].reverse());
+
+    // New activity in the oldest: a poll's first page brings it to the front with its new count.
+    await post(authServer(), "/api/v1/jobs", { project: names[0] }, token);
+    await waitFor(() => listed()[0] === names[0], "the oldest project first after its activity");
+    expect([...listed()].sort()).toEqual([...names].sort());
+    expect(got!.data!.find((p) => p.project === names[0])!.jobs.queued).toBe(2);
   });
 });

@@ -1,6 +1,6 @@
 import { useCallback, useEffect, useMemo, useState } from "react";
 import { tokenUser, type ProjectSummary as ServerProject } from "@progressd/client";
-import { ProgressProvider, useChannel, useConnectionState, useProgressClient, useProjects } from "@progressd/react";
+import { ProgressProvider, useConnectionState, useProgressClient, useProjects } from "@progressd/react";
 import { ConnectionIndicator } from "./ConnectionIndicator";
 import { JobDetail } from "./JobDetail";
 import { ProjectView } from "./ProjectView";
@@ -17,6 +17,11 @@ export function App() {
     </ProgressProvider>
   );
 }
+
+/** How often the sidebar asks for every project's counts. */
+const PROJECTS_POLL_MS = 5000;
+
+const EMPTY_PROJECTS: readonly ServerProject[] = [];
 
 interface ProjectSummary {
   name: string;
@@ -43,10 +48,13 @@ function Dashboard({ token, setToken }: { token: string | null; setToken: (t: st
   const client = useProgressClient();
   const status = useConnectionState();
   const user = tokenUser(token);
-  // user:<self> brings every change to this user's jobs: the project list
-  // is fetched again when they change.
-  useChannel(user ? "user:" + user : null);
-  const serverProjects = useProjects().data ?? [];
+  // The counts of the project shown follow its channel (the list is fetched
+  // again, at most every 2 s, while its jobs change); the others' are polled.
+  // Not the user:<self> channel: it delivered every update of the project
+  // shown a second time (both channels carry it), and an operator's sidebar
+  // covers other owners' jobs, which that channel does not.
+  const projectPages = useProjects({ pollMs: PROJECTS_POLL_MS });
+  const serverProjects = projectPages.data ?? EMPTY_PROJECTS;
   const [saved, setSaved] = useSavedProjects();
   const [selected, select] = useHashProject();
   const jobId = useHashJob();
@@ -155,6 +163,15 @@ function Dashboard({ token, setToken }: { token: string | null; setToken: (t: st
             ))}
             {projects.length === 0 && <li className="muted small">No projects yet.</li>}
           </ul>
+          {projectPages.hasMore && (
+            // The server pages its list (most recent activity first); the
+            // search looks through the projects loaded, so it says so.
+            <p className="projects__more">
+              <button type="button" className="btn btn--small btn--ghost" onClick={projectPages.loadMore} disabled={projectPages.loadingMore}>
+                {projectPages.loadingMore ? "Loading…" : find.trim() ? "Search older projects" : "More projects"}
+              </button>
+            </p>
+          )}
           <AddProject onAdd={addProject} />
         </nav>
 

@@ -1,10 +1,11 @@
 import { memo, useCallback, useDeferredValue, useEffect, useMemo, useRef, useState, useSyncExternalStore } from "react";
-import { ApiError, type JobSnapshot, type JobState, type Listener } from "@progressd/client";
+import { ApiError, decodeToken, type JobList as JobPage, type JobSnapshot, type JobState, type ListQuery, type Listener, type ProgressClient } from "@progressd/client";
 import { InlineProgressBar, useProgressClient, useProjectJobs } from "@progressd/react";
 import { Confirm } from "./Confirm";
 import { actionable, anyDeleted, cancelJob, deleteJob, isDeleted, runBulk, useDeletedVersion, type BulkResult } from "./jobActions";
 import { Flags, JobCard, JobTime, SelectBox, jobTitle, shortId, type Selectable } from "./JobCard";
-import { STATES, filterFromQuery, filterToQuery, isJobId, matches, serverQuery, validTag, type JobFilter } from "./jobFilter";
+import { projectFromHash } from "./settings";
+import { STATES, filterFromQuery, filterToQuery, isJobId, matches, serverQuery, validOwner, validTag, type JobFilter } from "./jobFilter";
 import { useWindowedRows } from "./windowing";
 
 /** From this many jobs on, the list is compact rows, and only those near the viewport are rendered. */
@@ -23,6 +24,50 @@ interface Paging {
   error: string | null;
 }
 
+/** The query of a page of the list: the filter's state and tag go to the server, the search does not. */
+function pageQuery(project: string, filter: Pick<JobFilter, "states" | "tag" | "owner">, cursor?: string): ListQuery {
+  return { ...serverQuery(project, { ...filter, search: "" }), limit: PAGE_SIZE, cursor };
+}
+
+let early: { path: string; token: string | null; page: Promise<JobPage> } | null = null;
+
+/**
+ * Requests the first page of the list the address shows (#/p/<project>?…)
+ * as the script starts, before React's first render, so it is on its way
+ * while the page renders and connects: on a first load, the rows' data
+ * then arrives about when the list is ready to show it.
+ */
+export function prefetchFirstPage(client: ProgressClient): void {
+  const project = /^#\/p\//.test(location.hash) ? projectFromHash() : null;
+  if (!project) return;
+  const q = pageQuery(project, filterFromQuery(location.hash.split("?")[1] ?? ""));
+  const page = client.api.listJobs(q);
+  // Into the store as soon as it comes: if that is before the first render
+  // (the script still starting), the list's first render has its rows.
+  page.then(
+    (res) => client.store.acceptAll(res.jobs),
+    () => undefined, // the list shows the error when it takes the page
+  );
+  early = { path: JSON.stringify(q), token: client.getToken(), page };
+}
+
+/** The prefetched first page if it is the one asked for (same query, same token); once. */
+function takePrefetched(q: ListQuery, token: string | null): Promise<JobPage> | null {
+  const e = early;
+  early = null;
+  return e && e.path === JSON.stringify(q) && e.token === token ? e.page : null;
+}
+
+/** The client's token, live. */
+function useClientToken(): string | null {
+  const client = useProgressClient();
+  const sub = useCallback((l: Listener) => client.onStatus(l), [client]);
+  return useSyncExternalStore(sub, () => client.getToken());
+}
+
+const tagsOf = (j: JobSnapshot): readonly string[] => j.tags ?? [];
+const ownerOf = (j: JobSnapshot): readonly string[] => (j.owner ? [j.owner] : []);
+
 /**
  * Pages of the project's jobs matching the filter's state and tag, newest
  * first, fetched into the client's store (where live updates keep them
@@ -30,10 +75,10 @@ interface Paging {
  */
 function usePagedJobs(project: string, filter: JobFilter, onAuthError: () => void): Paging & { loadMore: () => void } {
   const client = useProgressClient();
-  const subToken = useCallback((l: Listener) => client.onStatus(l), [client]);
-  const token = useSyncExternalStore(subToken, () => client.getToken());
+  const token = useClientToken();
   const states = filter.states.join(",");
   const tag = filter.tag;
+  const owner = filter.owner;
   const [paging, setPaging] = useState<Paging>({ cursor: undefined, loading: true, error: null });
   const generation = useRef(0);
 
@@ -41,8 +86,8 @@ function usePagedJobs(project: string, filter: JobFilter, onAuthError: () => voi
     (cursor: string | undefined) => {
       const gen = generation.current;
       setPaging((p) => ({ ...p, loading: true, error: null }));
-      const q = { ...serverQuery(project, { states: states ? (states.split(",") as JobState[]) : [], tag, search: "" }), limit: PAGE_SIZE, cursor };
-      client.api.listJobs(q).then(
+      const q = pageQuery(project, { states: states ? (states.split(",") as JobState[]) : [], tag, owner }, cursor);
+      (takePrefetched(q, client.getToken()) ?? client.api.listJobs(q)).then(
         (res) => {
           if (gen !== generation.current) return;
           client.store.acceptAll(res.jobs);
@@ -55,7 +100,7 @@ function usePagedJobs(project: string, filter: JobFilter, onAuthError: () => voi
         },
       );
     },
-    [client, project, states, tag, onAuthError],
+    [client, project, states, tag, owner, onAuthError],
   );
 
   useEffect(() => {
@@ -95,15 +140,18 @@ export const JobList = memo(function JobList({
   }, []);
   const search = useDeferredValue(filter.search);
   const paging = usePagedJobs(project, filter, onAuthError);
+  // An operator (an admin token, or single-user mode) sees every owner's jobs.
+  const token = useClientToken();
+  const operator = !token || decodeToken(token)?.admin === true;
   const all = useProjectJobs(project, { list: false });
   const deletedVersion = useDeletedVersion();
   const shown = useMemo(() => {
     const f = { ...filter, search };
-    if (f.states.length === 0 && !f.tag && !f.search.trim() && !anyDeleted()) return all;
+    if (f.states.length === 0 && !f.tag && !f.owner && !f.search.trim() && !anyDeleted()) return all;
     return all.filter((j) => !isDeleted(j.job_id) && matches(j, f));
     // deletedVersion: a deleted job leaves the list.
     // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [all, filter.states, filter.tag, search, deletedVersion]);
+  }, [all, filter.states, filter.tag, filter.owner, search, deletedVersion]);
 
   // A full job id typed in the search is looked up, loaded or not.
   useEffect(() => {
@@ -130,7 +178,7 @@ export const JobList = memo(function JobList({
 
   return (
     <div className="joblist">
-      <Filters filter={filter} setFilter={setFilter} counts={counts} jobs={all} />
+      <Filters filter={filter} setFilter={setFilter} counts={counts} jobs={all} owners={operator} />
       <div className="joblist__bar">
         <label className="select-all small">
           <input
@@ -144,7 +192,7 @@ export const JobList = memo(function JobList({
         <p className="small muted" role="status" data-shown={shown.length}>
           {shown.length === 0 && paging.loading
             ? "Loading…"
-            : `${shown.length.toLocaleString()} shown` + (total !== undefined && !search ? ` of ${total.toLocaleString()}` : "")}
+            : `${shown.length.toLocaleString()} shown` + (total !== undefined && !search && !filter.tag && !filter.owner ? ` of ${total.toLocaleString()}` : "")}
         </p>
       </div>
       {selectedJobs.length > 0 && <BulkBar jobs={selectedJobs} onDone={() => setSelected(new Set())} />}
@@ -154,7 +202,7 @@ export const JobList = memo(function JobList({
         </p>
       )}
       {shown.length === 0 ? (
-        !paging.loading && <Empty project={project} filtered={filter.states.length > 0 || !!filter.tag || !!search} />
+        !paging.loading && <Empty project={project} filtered={filter.states.length > 0 || !!filter.tag || !!filter.owner || !!search} />
       ) : shown.length < COMPACT_FROM ? (
         <ol className="jobs">
           {shown.map((j) => (
@@ -201,22 +249,16 @@ function Filters({
   setFilter,
   counts,
   jobs,
+  owners,
 }: {
   filter: JobFilter;
   setFilter: (f: JobFilter) => void;
   counts?: StateCounts;
-  /** The jobs loaded, whose tags the tag field suggests. */
+  /** The jobs loaded, whose tags and owners the fields suggest. */
   jobs: readonly JobSnapshot[];
+  /** Offer the owner field (an operator's list has everyone's jobs; anyone else's, its own only). */
+  owners: boolean;
 }) {
-  const [tag, setTag] = useState(filter.tag);
-  // The suggestions are gathered when the field is used, not on every live update.
-  const [suggest, setSuggest] = useState(false);
-  const tags = useMemo(() => (suggest ? [...new Set(jobs.flatMap((j) => j.tags ?? []))].sort().slice(0, 200) : []), [suggest, jobs]);
-  const tagOk = tag === "" || validTag(tag);
-  const applyTag = () => {
-    const t = tag.trim();
-    if (t !== filter.tag && (t === "" || validTag(t))) setFilter({ ...filter, tag: t });
-  };
   const toggle = (s: JobState) =>
     setFilter({ ...filter, states: filter.states.includes(s) ? filter.states.filter((x) => x !== s) : [...filter.states, s] });
   return (
@@ -232,29 +274,24 @@ function Filters({
           </button>
         ))}
       </div>
-      <label className="filters__field">
-        <span className="sr-only">Tag</span>
-        <input
-          type="text"
-          list="known-tags"
-          placeholder="tag"
-          value={tag}
-          aria-invalid={!tagOk}
-          onChange={(e) => setTag(e.target.value)}
-          onFocus={() => setSuggest(true)}
-          onBlur={() => {
-            setSuggest(false);
-            applyTag();
-          }}
-          onKeyDown={(e) => e.key === "Enter" && applyTag()}
-          size={14}
+      <SuggestField
+        label="Tag"
+        value={filter.tag}
+        valid={validTag}
+        jobs={jobs}
+        suggest={tagsOf}
+        onApply={(tag) => setFilter({ ...filter, tag })}
+      />
+      {(owners || filter.owner) && (
+        <SuggestField
+          label="Owner"
+          value={filter.owner}
+          valid={validOwner}
+          jobs={jobs}
+          suggest={ownerOf}
+          onApply={(owner) => setFilter({ ...filter, owner })}
         />
-        <datalist id="known-tags">
-          {tags.map((t) => (
-            <option key={t} value={t} />
-          ))}
-        </datalist>
-      </label>
+      )}
       <label className="filters__field filters__search">
         <span className="sr-only">Search by id or name</span>
         <input
@@ -265,6 +302,63 @@ function Filters({
         />
       </label>
     </div>
+  );
+}
+
+/**
+ * A filter typed by hand (tag, owner), applied on Enter or leaving the
+ * field, with the values of the jobs loaded as suggestions. A value the
+ * server would refuse is marked and not applied.
+ */
+function SuggestField({
+  label,
+  value,
+  valid,
+  jobs,
+  suggest,
+  onApply,
+}: {
+  label: string;
+  value: string;
+  valid: (v: string) => boolean;
+  jobs: readonly JobSnapshot[];
+  suggest: (j: JobSnapshot) => readonly string[];
+  onApply: (v: string) => void;
+}) {
+  const [text, setText] = useState(value);
+  // The suggestions are gathered when the field is used, not on every live update.
+  const [open, setOpen] = useState(false);
+  const options = useMemo(() => (open ? [...new Set(jobs.flatMap(suggest))].sort().slice(0, 200) : []), [open, jobs, suggest]);
+  const ok = text === "" || valid(text.trim());
+  const apply = () => {
+    const v = text.trim();
+    if (v !== value && (v === "" || valid(v))) onApply(v);
+  };
+  const listId = "known-" + label.toLowerCase();
+  return (
+    <label className="filters__field">
+      <span className="sr-only">{label}</span>
+      <input
+        type="text"
+        list={listId}
+        placeholder={label.toLowerCase()}
+        value={text}
+        aria-invalid={!ok}
+        onChange={(e) => setText(e.target.value)}
+        onFocus={() => setOpen(true)}
+        onBlur={() => {
+          setOpen(false);
+          apply();
+        }}
+        onKeyDown={(e) => e.key === "Enter" && apply()}
+        size={14}
+      />
+      <datalist id={listId}>
+        {options.map((t) => (
+          <option key={t} value={t} />
+        ))}
+      </datalist>
+    </label>
   );
 }
 

@@ -1,5 +1,6 @@
-// What the job list shows: a project's jobs narrowed by state, tag and a
-// search. State and tag go to the server (GET /api/v1/jobs?state=&tag=),
+// What the job list shows: a project's jobs narrowed by state, tag, owner
+// and a search. State, tag and owner go to the server
+// (GET /api/v1/jobs?state=&tag=&owner=),
 // so "load more" pages through matching jobs only; the search runs in the
 // page over the jobs it holds (the API has no text search), and a full job
 // id is also looked up on the server.
@@ -13,11 +14,13 @@ export interface JobFilter {
   states: readonly JobState[];
   /** Only jobs with this tag; "": any. */
   tag: string;
+  /** Only jobs of this owner (an operator sees every owner's); "": any. */
+  owner: string;
   /** A job id prefix, or words of its name, pipeline or owner; "": all. */
   search: string;
 }
 
-export const NO_FILTER: JobFilter = { states: [], tag: "", search: "" };
+export const NO_FILTER: JobFilter = { states: [], tag: "", owner: "", search: "" };
 
 /** A job id as the server makes them (a UUID). */
 export function isJobId(s: string): boolean {
@@ -32,6 +35,7 @@ export function isJobId(s: string): boolean {
 export function matches(job: JobSnapshot, f: JobFilter): boolean {
   if (f.states.length > 0 && !f.states.includes(job.state)) return false;
   if (f.tag && !(job.tags ?? []).includes(f.tag)) return false;
+  if (f.owner && job.owner !== f.owner) return false;
   const q = f.search.trim().toLowerCase();
   if (!q) return true;
   const id = job.job_id.toLowerCase();
@@ -47,6 +51,7 @@ export function serverQuery(project: string, f: JobFilter): ListQuery {
     // The API takes several states comma-separated.
     ...(f.states.length > 0 ? { state: f.states.join(",") as JobState } : {}),
     ...(f.tag ? { tag: f.tag } : {}),
+    ...(f.owner ? { owner: f.owner } : {}),
   };
 }
 
@@ -55,19 +60,26 @@ export function validTag(t: string): boolean {
   return /^[A-Za-z0-9:_.-]{1,64}$/.test(t);
 }
 
-/** The filter as the query of a list's address: "state=failed,canceled&tag=t&q=word" ("" for none). */
+/** An owner as the server accepts it: a user id, no spaces or control characters, at most 128 bytes. */
+export function validOwner(o: string): boolean {
+  return o.length > 0 && new TextEncoder().encode(o).length <= 128 && !/[\s\p{C}]/u.test(o);
+}
+
+/** The filter as the query of a list's address: "state=failed,canceled&tag=t&owner=u&q=word" ("" for none). */
 export function filterToQuery(f: JobFilter): string {
   const p = new URLSearchParams();
   if (f.states.length > 0) p.set("state", f.states.join(","));
   if (f.tag) p.set("tag", f.tag);
+  if (f.owner) p.set("owner", f.owner);
   if (f.search) p.set("q", f.search);
   return p.toString();
 }
 
-/** The filter a list's address names; unknown states and bad tags are left out. */
+/** The filter a list's address names; unknown states, bad tags and bad owners are left out. */
 export function filterFromQuery(query: string): JobFilter {
   const p = new URLSearchParams(query);
   const states = (p.get("state") ?? "").split(",").filter((s): s is JobState => (STATES as readonly string[]).includes(s));
   const tag = p.get("tag") ?? "";
-  return { states: [...new Set(states)], tag: validTag(tag) ? tag : "", search: p.get("q") ?? "" };
+  const owner = p.get("owner") ?? "";
+  return { states: [...new Set(states)], tag: validTag(tag) ? tag : "", owner: validOwner(owner) ? owner : "", search: p.get("q") ?? "" };
 }

@@ -59,6 +59,11 @@ export function takeTokenFromUrl(): void {
   history.replaceState(history.state, "", url.pathname + url.search + url.hash);
 }
 
+/** The token remembered, outside React (the script's first requests). */
+export function readToken(): string | null {
+  return get(TOKEN_KEY);
+}
+
 export function useToken(): [string | null, (t: string | null) => void] {
   const token = useSyncExternalStore(subscribe, () => get(TOKEN_KEY));
   const set = useCallback((t: string | null) => write(TOKEN_KEY, t && t.trim() ? t.trim() : null), []);

@@ -87,6 +87,8 @@ export interface ListQuery {
   /** Only the direct children of this job. */
   parent?: string;
   tag?: string;
+  /** Only this owner's jobs (an admin's list; anyone else sees its own only). */
+  owner?: string;
   limit?: number;
   cursor?: string;
 }
@@ -104,6 +106,7 @@ export function jobsPath(q: ListQuery): string {
   if (q.state) p.set("state", q.state);
   if (q.parent) p.set("parent", q.parent);
   if (q.tag) p.set("tag", q.tag);
+  if (q.owner) p.set("owner", q.owner);
   if (q.limit) p.set("limit", String(q.limit));
   if (q.cursor) p.set("cursor", q.cursor);
   const qs = p.toString();

@@ -51,11 +51,14 @@ export function toWebSocketUrl(httpUrl: string): string {
   return httpUrl.replace(/^http/i, "ws");
 }
 
-/** A random id for this page, sent as client_id so the server can count duplicate connections. */
+/**
+ * A random id for this page, sent as client_id so the server can count
+ * duplicate connections. Not crypto.randomUUID: it only tells pages apart
+ * (nothing is guarded by it), and its first call in a fresh Chromium
+ * renderer took ~30 ms, on the dashboard's first load before anything was
+ * on screen.
+ */
 export function randomId(random: () => number = Math.random): string {
-  if (typeof crypto !== "undefined" && typeof crypto.randomUUID === "function" && random === Math.random) {
-    return crypto.randomUUID();
-  }
   let s = "";
   for (let i = 0; i < 16; i++) s += Math.floor(random() * 36).toString(36);
   return s;

@@ -1,4 +1,4 @@
-import { useCallback, useEffect, useMemo, useState, useSyncExternalStore } from "react";
+import { useCallback, useEffect, useMemo, useRef, useState, useSyncExternalStore } from "react";
 import { DEFAULT_LOG_LIMIT, type ConnectionStatus, type JobLogs, type JobSnapshot, type Listener, type ProgressClient, type ProjectSummary, type ProtocolError } from "@progressd/client";
 import { useProgressContext } from "./context.js";
 
@@ -159,36 +159,80 @@ export function useJobLogs(jobId: string | null | undefined, opts: UseJobLogsOpt
 }
 
 export interface UseProjectsResult {
+  /** The projects of the pages loaded, most recent activity first. */
   data: readonly ProjectSummary[] | undefined;
   error: unknown;
   status: "loading" | "success" | "error";
+  /** The server has more projects than those in data (loadMore fetches the next page). */
+  hasMore: boolean;
+  /** A loadMore is on its way. */
+  loadingMore: boolean;
+  /** Fetches the next page and adds its projects to data. */
+  loadMore: () => void;
+}
+
+export interface UseProjectsOptions {
+  /** Projects per page. Default 200. */
+  limit?: number;
+  /** The list is fetched again at most this often while jobs the page watches change. Default 2,000 ms. */
+  refreshMs?: number;
+  /**
+   * Also fetch it again this often while the page is visible, for projects
+   * whose jobs the page does not watch. Default 0: never.
+   */
+  pollMs?: number;
+}
+
+interface ProjectsState {
+  list: readonly ProjectSummary[] | undefined;
+  cursor: string | null;
+  /** More than the first page loaded: a refresh keeps the others. */
+  paged: boolean;
+  error: unknown;
+  loadingMore: boolean;
 }
 
 /**
  * The caller's projects from GET /api/v1/projects (the durable list: right
  * after a restart and with any number of jobs), most recent activity
- * first. It is fetched again, at most every refreshMs (default 2 s), while
- * jobs the page watches change.
+ * first, a page at a time. It is fetched again, at most every refreshMs
+ * (default 2 s), while jobs the page watches change, and every pollMs if
+ * set.
+ *
+ * A refresh fetches the first page only: any project with new activity is
+ * on it, since the list is ordered by activity. The projects of later pages
+ * loaded (loadMore) stay, after it, with the counts they had.
  */
-export function useProjects(opts: { limit?: number; refreshMs?: number } = {}): UseProjectsResult {
+export function useProjects(opts: UseProjectsOptions = {}): UseProjectsResult {
   const { client } = useProgressContext();
   const limit = opts.limit ?? 200;
   const refreshMs = opts.refreshMs ?? 2000;
+  const pollMs = opts.pollMs ?? 0;
   const token = useClientToken(client);
-  const [state, setState] = useState<UseProjectsResult>({ data: undefined, error: undefined, status: "loading" });
+  const [state, setState] = useState<ProjectsState>(NO_PROJECTS);
+  const generation = useRef(0);
   useEffect(() => {
     let live = true;
+    const gen = ++generation.current;
+    setState(NO_PROJECTS);
     let timer: ReturnType<typeof setTimeout> | undefined;
     let last = 0;
     const load = () => {
       last = Date.now();
       client.api
         .listProjects({ limit })
-        .then((res) => live && setState({ data: res.projects ?? [], error: undefined, status: "success" }))
-        .catch((error: unknown) => live && setState((s) => ({ data: s.data, error, status: "error" })));
+        .then((res) => {
+          if (!live || gen !== generation.current) return;
+          const first = res.projects ?? [];
+          setState((s) => {
+            if (!s.paged) return { ...s, list: first, cursor: res.next_cursor ?? null, error: undefined };
+            const names = new Set(first.map((p) => p.project));
+            return { ...s, list: [...first, ...(s.list ?? []).filter((p) => !names.has(p.project))], error: undefined };
+          });
+        })
+        .catch((error: unknown) => live && gen === generation.current && setState((s) => ({ ...s, error })));
     };
-    load();
-    const unsub = client.store.subscribeAll(() => {
+    const soon = () => {
       if (timer !== undefined) return;
       timer = setTimeout(
         () => {
@@ -197,15 +241,55 @@ export function useProjects(opts: { limit?: number; refreshMs?: number } = {}): 
         },
         Math.max(0, last + refreshMs - Date.now()),
       );
-    });
+    };
+    load();
+    const unsub = client.store.subscribeAll(soon);
+    const poll =
+      pollMs > 0
+        ? setInterval(() => {
+            if (typeof document === "undefined" || document.visibilityState !== "hidden") soon();
+          }, pollMs)
+        : undefined;
     return () => {
       live = false;
       unsub();
       if (timer !== undefined) clearTimeout(timer);
+      if (poll !== undefined) clearInterval(poll);
     };
-  }, [client, limit, refreshMs, token]);
-  return state;
+  }, [client, limit, refreshMs, pollMs, token]);
+
+  const { cursor, loadingMore } = state;
+  const loadMore = useCallback(() => {
+    if (!cursor || loadingMore) return;
+    const gen = generation.current;
+    setState((s) => ({ ...s, loadingMore: true }));
+    client.api.listProjects({ limit, cursor }).then(
+      (res) => {
+        if (gen !== generation.current) return;
+        setState((s) => {
+          const have = new Set((s.list ?? []).map((p) => p.project));
+          const more = (res.projects ?? []).filter((p) => !have.has(p.project));
+          return { ...s, list: [...(s.list ?? []), ...more], cursor: res.next_cursor ?? null, paged: true, loadingMore: false, error: undefined };
+        });
+      },
+      (error: unknown) => gen === generation.current && setState((s) => ({ ...s, loadingMore: false, error })),
+    );
+  }, [client, limit, cursor, loadingMore]);
+
+  return useMemo(
+    () => ({
+      data: state.list,
+      error: state.error,
+      status: state.error !== undefined ? "error" : state.list === undefined ? "loading" : "success",
+      hasMore: !!state.cursor,
+      loadingMore: state.loadingMore,
+      loadMore,
+    }),
+    [state, loadMore],
+  );
 }
+
+const NO_PROJECTS: ProjectsState = { list: undefined, cursor: null, paged: false, error: undefined, loadingMore: false };
 
 /** Every job the page knows, newest first, live. */
 export function useAllJobs(): readonly JobSnapshot[] {

@@ -15,6 +15,7 @@ export {
   type UseProjectJobsOptions,
   type UseChannelJobsOptions,
   type UseProjectsResult,
+  type UseProjectsOptions,
   type UseJobLogsOptions,
   type UseJobLogsResult,
 } from "./hooks.js";
