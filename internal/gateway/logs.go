@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"encoding/json"
-	"strings"
 
 	"github.com/progressd/progressd/internal/auth"
 	"github.com/progressd/progressd/internal/broker"
@@ -167,28 +166,24 @@ func appendLogMessages(out []*message, ch string, p progress.LogPage) []*message
 	lines := p.Lines
 	truncated := p.Truncated
 	for len(lines) > 0 {
-		var b strings.Builder
-		b.WriteString(`{"type":"log","channel":`)
-		b.Write(chJSON)
+		b := make([]byte, 0, min(logFrameBytes+1024, 64+len(chJSON)+len(lines)*128))
+		b = append(b, `{"type":"log","channel":`...)
+		b = append(b, chJSON...)
 		if truncated {
-			b.WriteString(`,"truncated":true`)
+			b = append(b, `,"truncated":true`...)
 			truncated = false
 		}
-		b.WriteString(`,"lines":[`)
+		b = append(b, `,"lines":[`...)
 		n := 0
-		for n < len(lines) && (n == 0 || b.Len() < logFrameBytes) {
-			data, err := json.Marshal(lines[n])
-			if err != nil {
-				data = []byte(`{}`) // cannot happen: lines are text
-			}
+		for n < len(lines) && (n == 0 || len(b) < logFrameBytes) {
 			if n > 0 {
-				b.WriteByte(',')
+				b = append(b, ',')
 			}
-			b.Write(data)
+			b = lines[n].AppendJSON(b)
 			n++
 		}
-		b.WriteString("]}")
-		out = append(out, &message{frame: []byte(b.String()), log: ch, logFrame: true, seq: uint64(lines[n-1].N)})
+		b = append(b, "]}"...)
+		out = append(out, &message{frame: b, log: ch, logFrame: true, seq: uint64(lines[n-1].N)})
 		lines = lines[n:]
 	}
 	return out

@@ -44,25 +44,3 @@ type Store interface {
 	// Close releases the store's resources.
 	Close() error
 }
-
-// Page builds the page of a read from a job's kept lines (ascending n,
-// contiguous) and its newest n: lines after after, at most limit, with
-// Truncated set when lines after after were already dropped.
-func Page(kept []progress.LogLine, last, after int64, limit int) progress.LogPage {
-	p := progress.LogPage{Last: last, Lines: []progress.LogLine{}}
-	if len(kept) == 0 {
-		return p
-	}
-	p.First = kept[0].N
-	start := 0
-	switch {
-	case after < 0:
-	case after+1 < p.First:
-		p.Truncated = true
-	default:
-		start = int(min(after+1-p.First, int64(len(kept))))
-	}
-	end := min(start+limit, len(kept))
-	p.Lines = append(p.Lines, kept[start:end]...)
-	return p
-}

@@ -85,18 +85,33 @@ func (m *Memory) Seed(_ context.Context, job string, lines []progress.LogLine, l
 	return nil
 }
 
-// Read returns kept lines after after.
+// Read returns kept lines after after. Only the lines of the page are
+// copied, under the ring's lock: a follower reading the few new lines of
+// a job that keeps thousands costs what it reads, not the ring.
 func (m *Memory) Read(_ context.Context, job string, after int64, limit int) (progress.LogPage, error) {
 	r := m.ring(job)
 	if r == nil {
 		return progress.LogPage{}, ErrUnknown
 	}
 	r.mu.Lock()
-	kept := make([]progress.LogLine, 0, len(r.lines))
-	kept = append(append(kept, r.lines[r.start:]...), r.lines[:r.start]...)
-	last := r.last
-	r.mu.Unlock()
-	return Page(kept, last, after, limit), nil
+	defer r.mu.Unlock()
+	n := len(r.lines)
+	first := r.last - int64(n) + 1 // the n of the oldest kept line
+	from := 0                      // how many kept lines to skip
+	if after >= first {
+		from = int(min(after-first+1, int64(n)))
+	}
+	count := min(max(limit, 0), n-from)
+	kept := make([]progress.LogLine, count)
+	for i := range count {
+		kept[i] = r.lines[(r.start+from+i)%n]
+	}
+	p := progress.LogPage{Last: r.last, Lines: kept}
+	if n > 0 {
+		p.First = first
+		p.Truncated = after >= 0 && after+1 < first
+	}
+	return p, nil
 }
 
 // Drop forgets the job's ring.

@@ -75,9 +75,14 @@ func (w *Writer) Add(ctx context.Context, job string, lines []progress.LogLine) 
 // put appends lines to the job's pending ones, keeping the newest keep.
 // w.mu must be held.
 func (w *Writer) put(job string, lines []progress.LogLine) {
-	p := append(w.pending[job], lines...)
-	if len(p) > w.keep {
-		p = append(p[:0:0], p[len(p)-w.keep:]...)
+	p := w.pending[job]
+	if len(lines) >= w.keep {
+		p = append(p[:0], lines[len(lines)-w.keep:]...)
+	} else {
+		if over := len(p) + len(lines) - w.keep; over > 0 {
+			p = p[:copy(p, p[over:])] // in place: a flood reuses one array
+		}
+		p = append(p, lines...)
 	}
 	w.pending[job] = p
 }

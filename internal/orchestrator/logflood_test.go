@@ -53,8 +53,11 @@ var droppedLine = regexp.MustCompile(`^\[progressd\] (\d+) lines dropped`)
 // two clients; the stage's own CPU is not counted). The follower can check the count only if it sees every
 // numbered line: if it falls more than --log-lines behind it goes on from
 // the first kept line (by design) and the benchmark says so;
-// PROGRESSD_BENCH_LOG_LINES (default 1,000) sets --log-lines. b.N is
-// ignored; run with -benchtime 1x.
+// PROGRESSD_BENCH_LOG_LINES (default 1,000) sets --log-lines, and
+// PROGRESSD_BENCH_MIN_WRITE_INTERVAL (default the server's, 75 ms) the
+// write spacing: with it a viewer gets a few updates in the quarter
+// second the flood takes, 0 sends each report. Each iteration is one
+// flood; the progress delays are of all iterations so far.
 func BenchmarkLogFlood(b *testing.B) {
 	script := filepath.Join(b.TempDir(), "flood.py")
 	if err := os.WriteFile(script, []byte(floodScript), 0o600); err != nil {
@@ -64,7 +67,15 @@ func BenchmarkLogFlood(b *testing.B) {
 	if v := os.Getenv("PROGRESSD_BENCH_LOG_LINES"); v != "" {
 		keep, _ = strconv.Atoi(v)
 	}
-	s := nodetest.Start(b, nodetest.Options{Workers: 1, Config: func(c *node.Config) { c.LogLines = keep }, Pipelines: `
+	spacing := node.Defaults().MinWriteInterval
+	if v := os.Getenv("PROGRESSD_BENCH_MIN_WRITE_INTERVAL"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			b.Fatal(err)
+		}
+		spacing = d
+	}
+	s := nodetest.Start(b, nodetest.Options{Workers: 1, Config: func(c *node.Config) { c.LogLines, c.MinWriteInterval = keep, spacing }, Pipelines: `
 pipelines:
   flood:
     stages:
@@ -81,6 +92,7 @@ pipelines:
 		runtime.ReadMemStats(&m)
 		return float64(m.HeapInuse) / (1 << 20)
 	}
+	var lat []time.Duration // of every iteration: a run gives a few updates only
 	for b.Loop() {
 		before := heap()
 		cpu0 := processCPU(b)
@@ -113,7 +125,6 @@ pipelines:
 			})
 			follow <- err
 		}()
-		var lat []time.Duration
 		final, err := c.Watch(ctx, job.JobID, func(snap client.Snapshot) {
 			if v, ok := strings.CutPrefix(snap.Message, "t="); ok {
 				if ns, err := strconv.ParseInt(v, 10, 64); err == nil {
@@ -149,6 +160,7 @@ pipelines:
 		b.ReportMetric(ms(lat[len(lat)/2]), "progress-p50-ms")
 		b.ReportMetric(ms(lat[len(lat)*99/100]), "progress-p99-ms")
 		b.ReportMetric(float64(len(lat)), "progress-updates")
+		b.ReportMetric(float64(spacing.Milliseconds()), "write-spacing-ms")
 		b.ReportMetric(float64(plain), "lines-numbered")
 		b.ReportMetric(float64(gaps), "lines-unseen")
 		b.ReportMetric(float64(dropped), "lines-dropped")

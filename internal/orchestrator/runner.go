@@ -443,10 +443,16 @@ func (o *Orchestrator) fail(id, msg string) {
 	o.report(id, progress.Report{State: ptr(progress.Failed), Error: &msg})
 }
 
-// sink passes one stage's parsed lines to the jobs service, merging those
-// that come faster than reportInterval, and its log lines (stdout that is
-// not progress, stderr) in batches. Both go out on the sink's own
-// goroutine, so a slow store never stalls reading the command's output.
+// sink passes one stage's parsed lines to the jobs service: its progress
+// reports, merged so that at most one goes every reportInterval (newest
+// values winning), and its log lines (stdout that is not progress,
+// stderr), in batches of whatever waited while the last batch was
+// kept. Both go out on the sink's own goroutine, so a slow store never
+// stalls reading the command's output. Lines are not held back for the
+// report spacing: the goroutine takes them as fast as the store keeps
+// them, so lines wait only while a batch is being kept. A report due goes
+// before the lines waiting with it: it is often the line read last, and
+// a viewer's bar should not wait for a thousand lines printed before it.
 // At most maxSinkLines log lines wait; beyond that the oldest waiting are
 // dropped and a line saying how many takes their place, so a stage that
 // prints faster than lines can be kept costs bounded memory and nothing
@@ -461,11 +467,16 @@ type sink struct {
 	has     bool
 	ended   bool // the job was terminal: stop the stage
 	lines   []progress.LogLine
+	bytes   int // of the waiting lines' text
 	dropped int
 
 	kick chan struct{}
 	done chan struct{}
 	wg   sync.WaitGroup
+
+	// Only the sink's goroutine uses these.
+	lastReport time.Time
+	spare      []progress.LogLine // the last batch's slice, reused for the next
 }
 
 func newSink(o *Orchestrator, id, stage string) *sink {
@@ -491,14 +502,25 @@ func (s *sink) put(r progress.Report) {
 	}
 	s.has = true
 	s.mu.Unlock()
+	s.wake()
+}
+
+func (s *sink) wake() {
 	select {
 	case s.kick <- struct{}{}:
 	default:
 	}
 }
 
-// maxSinkLines bounds the log lines waiting in a sink.
-const maxSinkLines = progress.MaxLogLinesPerRequest
+// maxSinkLines and maxSinkBytes bound the log lines waiting in a sink
+// (the count and their text): enough for a stage that prints a burst of
+// tens of thousands of short lines while the node is busy elsewhere
+// (BenchmarkLogFlood: 100,000 lines in a quarter of a second), at most
+// about 1.6 MiB a stage however long its lines.
+const (
+	maxSinkLines = 8 * progress.MaxLogLinesPerRequest
+	maxSinkBytes = 1 << 20
+)
 
 // log queues a log line; line is valid only during the call.
 func (s *sink) log(stream string, line []byte) {
@@ -507,62 +529,80 @@ func (s *sink) log(stream string, line []byte) {
 	}
 	l := progress.LogLine{Stream: stream, Stage: s.stage, Text: string(line)}
 	s.mu.Lock()
-	if len(s.lines) >= maxSinkLines {
-		s.lines = s.lines[1:]
+	for len(s.lines) > 0 && (len(s.lines) >= maxSinkLines || s.bytes+len(l.Text) > maxSinkBytes) {
+		s.bytes -= len(s.lines[0].Text)
+		s.lines = s.lines[1:] // the oldest waiting line goes
 		s.dropped++
 	}
 	s.lines = append(s.lines, l)
+	s.bytes += len(l.Text)
+	wake := len(s.lines) == 1
 	s.mu.Unlock()
-	select {
-	case s.kick <- struct{}{}:
-	default:
+	if wake {
+		s.wake() // the goroutine takes every line waiting once woken
 	}
 }
 
 func (s *sink) loop() {
-	t := time.NewTimer(0)
-	<-t.C
+	held := time.NewTimer(time.Hour)
+	held.Stop()
 	for {
 		select {
 		case <-s.kick:
+		case <-held.C:
 		case <-s.done:
-			s.flush()
+			held.Stop()
+			s.flush(true)
 			return
 		}
-		s.flush()
-		t.Reset(reportInterval)
-		select {
-		case <-t.C:
-		case <-s.done:
-			t.Stop()
-			s.flush()
-			return
+		if wait := s.flush(false); wait > 0 {
+			held.Reset(wait)
 		}
 	}
 }
 
-func (s *sink) flush() {
+// flush sends the pending report, if reportInterval has passed since the
+// last (or final), and then the lines waiting. It returns how long until
+// a report held back is due (0: none is).
+func (s *sink) flush(final bool) time.Duration {
+	now := time.Now()
 	s.mu.Lock()
-	r, has := s.pending, s.has
-	s.pending, s.has = progress.Report{}, false
+	r, report := s.pending, s.has
+	var wait time.Duration
+	if report && !final {
+		if since := now.Sub(s.lastReport); since < reportInterval {
+			report, wait = false, reportInterval-since
+		}
+	}
+	if report {
+		s.pending, s.has = progress.Report{}, false
+	}
 	lines, dropped := s.lines, s.dropped
-	s.lines, s.dropped = nil, 0
+	s.lines, s.bytes, s.dropped = s.spare[:0], 0, 0
 	s.mu.Unlock()
+	s.spare = nil
+
+	if report {
+		s.lastReport = now
+		r.Stage = &s.stage
+		if s.o.report(s.id, r) == errJobEnded {
+			s.end()
+			return 0
+		}
+	}
 	if dropped > 0 {
-		lines = append([]progress.LogLine{{Stream: progress.StreamStderr, Stage: s.stage,
-			Text: fmt.Sprintf("[progressd] %d lines dropped: the stage printed faster than they could be kept", dropped)}}, lines...)
+		lines = slices.Insert(lines, 0, progress.LogLine{Stream: progress.StreamStderr, Stage: s.stage,
+			Text: fmt.Sprintf("[progressd] %d lines dropped: the stage printed faster than they could be kept", dropped)})
 	}
-	if len(lines) > 0 && s.o.appendLines(s.id, lines) == errJobEnded {
-		s.end()
-		return
+	for batch := range slices.Chunk(lines, progress.MaxLogLinesPerRequest) {
+		if s.o.appendLines(s.id, batch) == errJobEnded {
+			s.end()
+			return 0
+		}
 	}
-	if !has {
-		return
-	}
-	r.Stage = &s.stage
-	if s.o.report(s.id, r) == errJobEnded {
-		s.end()
-	}
+	clear(lines) // the texts are kept by the store now, not by the spare
+	s.spare = lines[:0]
+	return wait
 }
 
 // end notes the job was terminal and stops its command now.

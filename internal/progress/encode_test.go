@@ -148,3 +148,26 @@ func TestAppendTimeMatchesLayout(t *testing.T) {
 		}
 	}
 }
+
+// TestLogLineAppendJSONMatchesEncodingJSON: a log line is written as
+// encoding/json writes it (HTML escaping off), with and without a stage,
+// whatever its text.
+func TestLogLineAppendJSONMatchesEncodingJSON(t *testing.T) {
+	at := At(time.Date(2026, 12, 3, 12, 0, 0, 7_000_000, time.UTC))
+	for _, l := range []LogLine{
+		{N: 1, T: at, Stream: StreamStdout, Stage: "build", Text: "line 1 of the flood"},
+		{N: 1 << 40, T: at, Stream: StreamLog, Text: ""},
+		{N: 7, T: at, Stream: StreamStderr, Stage: "a \"b\"", Text: "tab\there\nnew <html> & \u2028 \x01 é 😀 \xff"},
+	} {
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(l); err != nil {
+			t.Fatal(err)
+		}
+		want := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+		if got := l.AppendJSON(nil); !bytes.Equal(got, want) {
+			t.Errorf("AppendJSON:\n%s\nencoding/json:\n%s", got, want)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package progress
 
 import (
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -37,6 +38,25 @@ type LogLine struct {
 	Stream string `json:"stream"`
 	Stage  string `json:"stage,omitempty"`
 	Text   string `json:"text"`
+}
+
+// AppendJSON appends l as encoding/json would write it (HTML characters
+// not escaped), without its reflection: log frames encode every line for
+// every subscriber, and json.Marshal was the most of that.
+func (l *LogLine) AppendJSON(b []byte) []byte {
+	b = append(b, `{"n":`...)
+	b = strconv.AppendInt(b, l.N, 10)
+	b = append(b, `,"t":`...)
+	b = appendTime(b, &l.T)
+	b = append(b, `,"stream":`...)
+	b = appendString(b, l.Stream)
+	if l.Stage != "" {
+		b = append(b, `,"stage":`...)
+		b = appendString(b, l.Stage)
+	}
+	b = append(b, `,"text":`...)
+	b = appendString(b, l.Text)
+	return append(b, '}')
 }
 
 // LogPage is a read of a job's kept lines: Lines (ascending n) after the
