@@ -184,9 +184,11 @@ func (a *API) getJob(ctx context.Context, in *jobIDInput) (*snapshotOutput, erro
 }
 
 func (a *API) reportProgress(ctx context.Context, in *reportInput) (*snapshotOutput, error) {
-	var r progress.Report
-	if err := decodeStrict(in.RawBody, &r, "one report object"); err != nil {
-		return nil, err
+	r, ok := progress.DecodeReport(in.RawBody) // by hand: the common form
+	if !ok {
+		if err := decodeStrict(in.RawBody, &r, "one report object"); err != nil {
+			return nil, err
+		}
 	}
 	if err := checkLogBody(in.RawBody, r.Log); err != nil {
 		return nil, a.fromService(ctx, err)

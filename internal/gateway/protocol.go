@@ -87,6 +87,12 @@ var nullID = json.RawMessage("null")
 // decodeFrame parses a client frame. On error it still returns the id it
 // could read (or null), so the error reply can name the request.
 func decodeFrame(data []byte) (clientFrame, *protoError) {
+	// A report frame in its common form is read by hand, once (workers
+	// stream thousands a second); anything else by encoding/json below,
+	// which also words the errors.
+	if id, r, ok := progress.DecodeReportFrame(data); ok && isJSONNumber(id) && r.JobID != "" {
+		return clientFrame{Op: opReport, ID: bytes.Clone(id), Report: r}, nil
+	}
 	var w wireFrame
 	if err := json.Unmarshal(data, &w); err != nil {
 		return clientFrame{ID: nullID}, errorf(CodeBadRequest, "a frame must be one JSON object {\"op\", \"id\", ...}: %v", err)
