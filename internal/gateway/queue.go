@@ -1,5 +1,7 @@
 package gateway
 
+import "slices"
+
 // queue is one connection's unsent frames: the progress-aware backpressure
 // of SPEC.md ("a slow client ... may receive fewer intermediate updates").
 //
@@ -35,19 +37,92 @@ type queue struct {
 	maxBytes   int
 	maxTracked int
 
-	keys    map[string]map[string]*entry // channel → job id → entry
-	tracked int                          // entries in keys
-	held    map[string][]*entry          // channels whose updates wait for release, in push order
-	pending []*entry                     // sendable, oldest first; may hold cleared entries
-	frames  int                          // unsent frames, held ones included
-	bytes   int                          // unsent bytes, held ones included
+	// The keys' entries. Most connections watch one job: its key is kept
+	// in oneCh/oneJob/one, and the maps are made only for a second key
+	// (two small maps were ~0.9 KiB of an idle connection's 10 KiB). One
+	// of the two is in use at a time: one is nil while keys is not.
+	keys          map[string]map[string]*entry // channel → job id → entry
+	oneCh, oneJob string
+	one           *entry
+	tracked       int           // entries in keys or one
+	held          []heldChannel // channels whose updates wait for release
+	pending       []*entry      // sendable, oldest first; may hold cleared entries
+	frames        int           // unsent frames, held ones included
+	bytes         int           // unsent bytes, held ones included
 
-	// The key pushed last and its entry: most connections watch one job,
-	// and two map lookups per delivery in queues spread over memory were
-	// 4–5% of the server's CPU in the 10,000-client fanout bench. Cleared
-	// whenever entries leave keys.
+	// The key pushed last and its entry: two map lookups per delivery in
+	// queues spread over memory were 4–5% of the server's CPU in the
+	// 10,000-client fanout bench. Cleared whenever entries leave keys.
 	lastCh, lastJob string
 	last            *entry
+}
+
+// heldChannel is a channel held until release, and its updates in push
+// order. A connection holds a channel only while a subscribe to it is
+// under way, so a queue holds few: a list, not a map.
+type heldChannel struct {
+	ch   string
+	list []*entry
+}
+
+// heldAt returns where ch is in q.held, or -1.
+func (q *queue) heldAt(ch string) int {
+	for i := range q.held {
+		if q.held[i].ch == ch {
+			return i
+		}
+	}
+	return -1
+}
+
+// unhold forgets the hold at i.
+func (q *queue) unhold(i int) {
+	q.held = slices.Delete(q.held, i, i+1)
+	if len(q.held) == 0 {
+		q.held = nil
+	}
+}
+
+// lookup returns the entry of (ch, job), nil if it has none.
+func (q *queue) lookup(ch, job string) *entry {
+	switch {
+	case q.last != nil && q.lastJob == job && q.lastCh == ch:
+		return q.last
+	case q.keys != nil:
+		return q.keys[ch][job]
+	case q.one != nil && q.oneJob == job && q.oneCh == ch:
+		return q.one
+	}
+	return nil
+}
+
+// track adds e as the entry of (ch, job), which has none.
+func (q *queue) track(ch, job string, e *entry) {
+	q.tracked++
+	if q.keys == nil && q.one == nil {
+		q.oneCh, q.oneJob, q.one = ch, job, e
+		return
+	}
+	if q.keys == nil { // a second key: the one moves into the maps
+		q.keys = map[string]map[string]*entry{q.oneCh: {q.oneJob: q.one}}
+		q.oneCh, q.oneJob, q.one = "", "", nil
+	}
+	jobs := q.keys[ch]
+	if jobs == nil {
+		jobs = make(map[string]*entry)
+		q.keys[ch] = jobs
+	}
+	jobs[job] = e
+}
+
+// eachOf calls fn with every entry of channel ch.
+func (q *queue) eachOf(ch string, fn func(*entry)) {
+	if q.one != nil && q.oneCh == ch {
+		fn(q.one)
+	}
+	for _, e := range q.keys[ch] {
+		fn(e)
+	}
 }
 
 // entry is one key's state, or one reply (never in keys).
@@ -95,16 +170,7 @@ func (q *queue) plain(max int) bool {
 
 // push queues update m of job on channel ch.
 func (q *queue) push(ch, job string, m *message) pushResult {
-	var (
-		jobs map[string]*entry
-		e    *entry
-	)
-	if q.last != nil && q.lastJob == job && q.lastCh == ch {
-		e = q.last
-	} else {
-		jobs = q.keys[ch]
-		e = jobs[job]
-	}
+	e := q.lookup(ch, job)
 	if e != nil && m.seq <= e.seq {
 		return pushStale
 	}
@@ -116,23 +182,14 @@ func (q *queue) push(ch, job string, m *message) pushResult {
 	if e == nil {
 		if q.tracked >= q.maxTracked {
 			q.sweep()
-			jobs = q.keys[ch]
-		}
-		if jobs == nil {
-			if q.keys == nil {
-				q.keys = make(map[string]map[string]*entry)
-			}
-			jobs = make(map[string]*entry)
-			q.keys[ch] = jobs
 		}
 		e = &entry{}
-		jobs[job] = e
-		q.tracked++
+		q.track(ch, job, e)
 	}
 	q.lastCh, q.lastJob, q.last = ch, job, e
 	e.msg, e.seq = m, m.seq
-	if list, held := q.held[ch]; held {
-		q.held[ch] = append(list, e)
+	if i := q.heldAt(ch); i >= 0 {
+		q.held[i].list = append(q.held[i].list, e)
 		return q.count(m)
 	}
 	return q.add(e)
@@ -161,11 +218,8 @@ func (q *queue) count(m *message) pushResult {
 
 // hold keeps ch's updates from being sent until release.
 func (q *queue) hold(ch string) {
-	if q.held == nil {
-		q.held = make(map[string][]*entry)
-	}
-	if _, ok := q.held[ch]; !ok {
-		q.held[ch] = []*entry{}
+	if q.heldAt(ch) < 0 {
+		q.held = append(q.held, heldChannel{ch: ch})
 	}
 }
 
@@ -177,11 +231,12 @@ func (q *queue) release(ch string, reply []byte) pushResult {
 	if reply != nil {
 		res = q.pushReply(reply)
 	}
-	list, ok := q.held[ch]
-	if !ok {
+	i := q.heldAt(ch)
+	if i < 0 {
 		return res
 	}
-	delete(q.held, ch)
+	list := q.held[i].list
+	q.unhold(i)
 	for _, e := range list {
 		if e.msg != nil && !e.queued {
 			q.pending = append(q.pending, e)
@@ -194,29 +249,37 @@ func (q *queue) release(ch string, reply []byte) pushResult {
 // remove forgets channel ch: its unsent updates, its seqs and its hold, so
 // a later subscribe to ch starts afresh.
 func (q *queue) remove(ch string) {
-	for _, e := range q.keys[ch] {
+	q.eachOf(ch, func(e *entry) {
 		if e.msg != nil {
 			q.frames--
 			q.bytes -= len(e.msg.frame)
 			e.msg = nil // its slot in pending, if any, is skipped by take
 		}
+		q.tracked--
+	})
+	if q.one != nil && q.oneCh == ch {
+		q.oneCh, q.oneJob, q.one = "", "", nil
 	}
-	q.tracked -= len(q.keys[ch])
 	delete(q.keys, ch)
-	delete(q.held, ch)
+	if len(q.keys) == 0 {
+		q.keys = nil
+	}
+	if i := q.heldAt(ch); i >= 0 {
+		q.unhold(i)
+	}
 	q.last = nil
 }
 
 // dropWhere drops the unsent updates of ch for which drop is true; their
 // seqs are kept, so older ones of those jobs stay stale.
 func (q *queue) dropWhere(ch string, drop func(*message) bool) {
-	for _, e := range q.keys[ch] {
+	q.eachOf(ch, func(e *entry) {
 		if e.msg != nil && drop(e.msg) {
 			q.frames--
 			q.bytes -= len(e.msg.frame)
 			e.msg = nil // its slot in pending or held, if any, is skipped
 		}
-	}
+	})
 }
 
 // take appends every ready frame to buf, oldest first, and leaves only
@@ -243,6 +306,10 @@ func (q *queue) take(buf []*message) []*message {
 // sweep forgets the seqs of every key with nothing unsent.
 func (q *queue) sweep() {
 	q.last = nil
+	if q.one != nil && q.one.msg == nil {
+		q.oneCh, q.oneJob, q.one = "", "", nil
+		q.tracked--
+	}
 	for ch, jobs := range q.keys {
 		for id, e := range jobs {
 			if e.msg == nil {
@@ -253,5 +320,8 @@ func (q *queue) sweep() {
 		if len(jobs) == 0 {
 			delete(q.keys, ch)
 		}
+	}
+	if len(q.keys) == 0 {
+		q.keys = nil
 	}
 }

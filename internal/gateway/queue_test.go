@@ -182,3 +182,41 @@ var jobIDs = func() []string {
 	}
 	return ids
 }()
+
+// TestQueueOneKeyWithoutMaps: a queue with one key keeps it outside the
+// maps (an idle connection's memory), moves it into them with a second
+// key without losing its seq, and goes back to no maps once its channels
+// are removed.
+func TestQueueOneKeyWithoutMaps(t *testing.T) {
+	q := newQueue(16, 1<<20)
+	q.push("job:a", "a", msg(1, 10))
+	if q.keys != nil || q.one == nil || q.tracked != 1 {
+		t.Fatalf("one key: keys %v, one %v, tracked %d", q.keys, q.one, q.tracked)
+	}
+	if got := q.push("job:a", "a", msg(2, 10)); got != pushCoalesced {
+		t.Fatalf("a newer snapshot of the one key: %v, want coalesced", got)
+	}
+	q.take(nil)
+	q.push("job:b", "b", msg(1, 10))
+	if q.one != nil || len(q.keys) != 2 || q.tracked != 2 {
+		t.Fatalf("two keys: keys %v, one %v, tracked %d", q.keys, q.one, q.tracked)
+	}
+	if got := q.push("job:a", "a", msg(2, 10)); got != pushStale {
+		t.Fatalf("an old seq of the key moved into the maps: %v, want stale", got)
+	}
+	q.remove("job:a")
+	q.remove("job:b")
+	if q.keys != nil || q.one != nil || q.tracked != 0 || q.frames != 0 {
+		t.Fatalf("removed: keys %v, one %v, tracked %d, frames %d", q.keys, q.one, q.tracked, q.frames)
+	}
+	q.take(nil) // the cleared slot b left in pending
+	q.hold("job:c")
+	q.push("job:c", "c", msg(5, 10))
+	if !q.idle() {
+		t.Fatal("a held channel's update is ready to send")
+	}
+	q.release("job:c", nil)
+	if got := q.take(nil); len(got) != 1 || got[0].seq != 5 || q.held != nil {
+		t.Fatalf("released: %d frames, held %v", len(got), q.held)
+	}
+}
