@@ -42,6 +42,7 @@ const port = await new Promise((res) => {
 });
 const url = `http://127.0.0.1:${port}`;
 const srv = spawn(bin, ["serve", "--addr", `127.0.0.1:${port}`, "--data-dir", join(tmp, "data"), "--log-level", "warn"], { stdio: "inherit" });
+let browser;
 let context;
 try {
   for (let i = 0; ; i++) {
@@ -72,21 +73,22 @@ try {
   const live = jobs.slice(JOBS - UPDATING);
   console.log(`created ${JOBS} jobs (${UPDATING} active) in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
 
-  context = await chromium.launchPersistentContext(join(tmp, "profile"), {
+  browser = await chromium.launch({
     executablePath: process.env.CHROMIUM_PATH || "/usr/bin/chromium",
     headless: true,
-    viewport: { width: 1280, height: 860 },
     args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
   });
-  for (const p of context.pages()) await p.close();
+  const newContext = () => browser.newContext({ viewport: { width: 1280, height: 860 } });
+  context = await newContext();
 
   // ---- 1. first load ----
-  const loads = [];
-  const phases = [];
-  let bytes = null;
-  for (let run = 0; run < 5; run++) {
-    const page = await context.newPage();
-    await page.route("**/*", (r) => r.continue({ headers: { ...r.request().headers(), "cache-control": "no-cache" } }));
+  // One load of the project's page in a new tab: the time to the first bar,
+  // and when the list's first page came. first: as a first visit (a
+  // browser context of its own: nothing cached); otherwise a visit again in
+  // the shared context (HTTP cache, and Chromium's cache of compiled script).
+  const loadOnce = async (first) => {
+    const ctx = first ? await newContext() : context;
+    const page = await ctx.newPage();
     await page.addInitScript(() => {
       new MutationObserver((_, obs) => {
         if (document.querySelector("[role=progressbar]")) {
@@ -95,10 +97,8 @@ try {
         }
       }).observe(document, { childList: true, subtree: true, attributes: true });
     });
-    const cdp = await context.newCDPSession(page);
-    await cdp.send("Network.setCacheDisabled", { cacheDisabled: true });
     await page.goto(url + "/#/p/" + project);
-    const first = await page.waitForFunction(() => window.__firstBar, null, { timeout: 30_000 }).then((h) => h.jsonValue());
+    const bar = await page.waitForFunction(() => window.__firstBar, null, { timeout: 30_000 }).then((h) => h.jsonValue());
     // (The first bar may come from the project channel's replay, before the list's answer.)
     await page
       .waitForFunction(() => performance.getEntriesByType("resource").some((e) => e.name.includes("/api/v1/jobs?") && e.responseEnd > 0), null, { timeout: 10_000 })
@@ -106,37 +106,38 @@ try {
     const t = await page.evaluate(() => {
       const nav = performance.getEntriesByType("navigation")[0];
       const list = performance.getEntriesByType("resource").find((e) => e.name.includes("/api/v1/jobs?"));
-      return { dcl: nav.domContentLoadedEventEnd, list: list ? list.responseEnd : NaN, listTook: list ? list.duration : NaN };
-    });
-    loads.push(first);
-    phases.push(t);
-    if (!bytes) {
       // Static files only: the page, its script and its style (not the API).
-      const statics = await page.evaluate(() =>
-        [...performance.getEntriesByType("navigation"), ...performance.getEntriesByType("resource")]
-          .filter((e) => !e.name.includes("/api/") && !e.name.includes("/ws"))
-          .map((e) => ({ name: e.name, wire: e.encodedBodySize, file: e.decodedBodySize })),
-      );
-      let sent = 0;
-      let files = 0;
-      let gz = 0;
-      for (const r of statics) {
-        sent += r.wire;
-        files += r.file;
-        const body = Buffer.from(await (await fetch(r.name.split("#")[0], { headers: { "Accept-Encoding": "identity" } })).arrayBuffer());
-        gz += gzipSync(body, { level: 9 }).length;
-      }
-      bytes = { files: statics.length, sent, size: files, gz };
-    }
+      const statics = [nav, ...performance.getEntriesByType("resource")]
+        .filter((e) => !e.name.includes("/api/") && !e.name.includes("/ws"))
+        .map((e) => ({ name: e.name, wire: e.transferSize ? e.encodedBodySize : 0, file: e.decodedBodySize }));
+      return { dcl: nav.domContentLoadedEventEnd, list: list ? list.responseEnd : NaN, listTook: list ? list.duration : NaN, statics };
+    });
     await page.close();
+    if (first) await ctx.close();
+    return { first: bar, ...t };
+  };
+  const report = (what, runs) => {
+    const med = (k) => runs.map((p) => p[k]).sort((a, b) => a - b)[Math.floor(runs.length / 2)].toFixed(0);
+    const bars = runs.map((r) => r.first).sort((a, b) => a - b);
+    const wire = runs.map((r) => r.statics.reduce((n, s) => n + s.wire, 0)).sort((a, b) => a - b)[Math.floor(runs.length / 2)];
+    console.log(`${what}: first bar on screen best ${bars[0].toFixed(0)} ms, median ${med("first")} ms (of ${runs.length}); static bytes over the wire ${(wire / 1024).toFixed(1)} KiB`);
+    console.log(`  medians: DOMContentLoaded ${med("dcl")} ms, first job page answered at ${med("list")} ms (the request took ${med("listTook")} ms)`);
+  };
+  const cold = [];
+  for (let run = 0; run < 5; run++) cold.push(await loadOnce(true));
+  let files = 0;
+  let gz = 0;
+  for (const r of cold[0].statics) {
+    files += r.file;
+    const body = Buffer.from(await (await fetch(r.name.split("#")[0], { headers: { "Accept-Encoding": "identity" } })).arrayBuffer());
+    gz += gzipSync(body, { level: 9 }).length;
   }
-  loads.sort((a, b) => a - b);
-  console.log(
-    `first load: ${bytes.files} static files of ${(bytes.size / 1024).toFixed(1)} KiB, ${(bytes.sent / 1024).toFixed(1)} KiB as sent (gzip -9 of them: ${(bytes.gz / 1024).toFixed(1)} KiB)`,
-  );
-  const med = (k) => phases.map((p) => p[k]).sort((a, b) => a - b)[2].toFixed(0);
-  console.log(`first bar on screen: best ${loads[0].toFixed(0)} ms, median ${loads[2].toFixed(0)} ms (of 5 loads, cache off)`);
-  console.log(`  medians: DOMContentLoaded ${med("dcl")} ms, first job page answered at ${med("list")} ms (the request took ${med("listTook")} ms)`);
+  console.log(`static files: ${cold[0].statics.length} of ${(files / 1024).toFixed(1)} KiB (gzip -9 of them: ${(gz / 1024).toFixed(1)} KiB)`);
+  report("first visit (nothing cached)", cold);
+  await loadOnce(false); // fills the cache
+  const warm = [];
+  for (let run = 0; run < 5; run++) warm.push(await loadOnce(false));
+  report("visit again (cache on)", warm);
 
   // ---- 2. frames while UPDATING jobs update ----
   const page = await context.newPage();
@@ -257,7 +258,7 @@ try {
     console.log(`  main thread busy over those minutes: ${memoryBusy}`);
   }
 } finally {
-  await context?.close().catch(() => undefined);
+  await browser?.close().catch(() => undefined);
   srv.kill("SIGTERM");
   await new Promise((r) => srv.once("exit", r));
   rmSync(tmp, { recursive: true, force: true });

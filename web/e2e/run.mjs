@@ -489,6 +489,8 @@ test("job detail: a card opens #/jobs/<id>; after a reload it shows the job, its
   expect((await detail.locator("#job-title").textContent()).includes("nightly batch"), "the title");
   expect((await detail.locator(".detail__id code").textContent()) === parent.job_id, "the full id");
   expect((await detail.locator(".facts").textContent()).includes("e2e-detail"), "the tags");
+  const marked = page.getByRole("navigation", { name: "Projects" }).locator("[aria-current=page] .project__name");
+  await waitFor(async () => (await marked.allTextContents()).join() === project, "the job's project marked in the sidebar");
   await waitFor(async () => (await detail.locator("li.child").count()) === 2, "both children listed");
   await report(a.job_id, { progress: 0.5 });
   await waitFor(async () => (await barValue(page, a.job_id))?.now === "50", "child a's bar at 50%, live");

@@ -1,4 +1,4 @@
-import { useCallback, useEffect, useMemo, useState } from "react";
+import { useCallback, useEffect, useMemo, useState, useSyncExternalStore } from "react";
 import { tokenUser, type ProjectSummary as ServerProject } from "@progressd/client";
 import { ProgressProvider, useConnectionState, useProgressClient, useProjects } from "@progressd/react";
 import { ConnectionIndicator } from "./ConnectionIndicator";
@@ -66,7 +66,9 @@ function Dashboard({ token, setToken }: { token: string | null; setToken: (t: st
     () => summarize(serverProjects, selected ? [...saved, selected] : saved),
     [serverProjects, saved, selected],
   );
-  const current = selected ?? projects[0]?.name ?? "demo";
+  // On a job's page, its project is the one marked in the sidebar (once the job is known).
+  const jobProject = useJobProject(jobId);
+  const current = jobId ? (jobProject ?? "") : (selected ?? projects[0]?.name ?? "demo");
   const [find, setFind] = useState("");
   const listed = useMemo(() => {
     const q = find.trim().toLowerCase();
@@ -194,6 +196,16 @@ function Dashboard({ token, setToken }: { token: string | null; setToken: (t: st
       </div>
     </div>
   );
+}
+
+/**
+ * The project of a job the page holds (the detail page watches it), as a
+ * string: the sidebar re-renders when it changes, not on each update of the job.
+ */
+function useJobProject(jobId: string | null): string | undefined {
+  const client = useProgressClient();
+  const sub = useCallback((l: () => void) => (jobId ? client.store.subscribeJob(jobId, l) : () => undefined), [client, jobId]);
+  return useSyncExternalStore(sub, () => (jobId ? client.store.get(jobId)?.project : undefined));
 }
 
 function AddProject({ onAdd }: { onAdd: (name: string) => void }) {

@@ -42,13 +42,13 @@ export function prefetchFirstPage(client: ProgressClient): void {
   if (!project) return;
   const q = pageQuery(project, filterFromQuery(location.hash.split("?")[1] ?? ""));
   const page = client.api.listJobs(q);
-  // Into the store as soon as it comes: if that is before the first render
-  // (the script still starting), the list's first render has its rows.
+  early = { path: JSON.stringify(q), token: client.getToken(), page };
+  // Into the store as soon as it comes: if that is before the first render,
+  // the list's first render has its rows.
   page.then(
     (res) => client.store.acceptAll(res.jobs),
     () => undefined, // the list shows the error when it takes the page
   );
-  early = { path: JSON.stringify(q), token: client.getToken(), page };
 }
 
 /** The prefetched first page if it is the one asked for (same query, same token); once. */
