@@ -166,7 +166,12 @@ func (q *Queue[TTx]) probeOpts(wait time.Duration) *river.InsertOpts {
 		Queue:       ProbeQueue,
 		MaxAttempts: maxAttempts,
 		ScheduledAt: time.Now().Add(wait),
-		UniqueOpts:  river.UniqueOpts{ByArgs: true},
+		UniqueOpts: river.UniqueOpts{ByArgs: true, ByState: []rivertype.JobState{
+			// River's default also counts a completed probe, which would
+			// keep the breaker from ever probing again.
+			rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRetryable,
+			rivertype.JobStateRunning, rivertype.JobStateScheduled,
+		}},
 	}
 }
 

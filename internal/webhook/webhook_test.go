@@ -5,8 +5,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -54,12 +56,20 @@ func setup(t *testing.T, cfg webhook.Config) *bundle {
 	}
 	cfg.Secret = secret
 	cfg.Registerer = b.reg
+	if os.Getenv("WEBHOOK_TEST_LOG") != "" {
+		cfg.Log = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	cfg.RetryBackoff = cmpOr(cfg.RetryBackoff, 50*time.Millisecond)
 	cfg.PollInterval = cmpOr(cfg.PollInterval, 20*time.Millisecond)
 	if b.q, err = webhook.OpenSQLite(ctx, cfg, b.db.DB()); err != nil {
 		t.Fatal(err)
 	}
 	b.db.SetOnChange(b.q.Record)
+	t.Cleanup(func() {
+		if t.Failed() {
+			b.dumpQueue(t)
+		}
+	})
 	if err := b.q.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -71,6 +81,23 @@ func setup(t *testing.T, cfg webhook.Config) *bundle {
 		}
 	})
 	return b
+}
+
+// dumpQueue logs River's rows, to see why a test failed.
+func (b *bundle) dumpQueue(t *testing.T) {
+	rows, err := b.db.DB().Query(`SELECT id, kind, queue, state, scheduled_at, attempt FROM river_job
+		UNION ALL SELECT 0, 'queue', name, coalesce(paused_at, 'running'), '', 0 FROM river_queue`)
+	if err != nil {
+		t.Log(err)
+		return
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id, attempt int
+		var kind, queue, state, at string
+		_ = rows.Scan(&id, &kind, &queue, &state, &at, &attempt)
+		t.Logf("river: %d %s %s %s %s attempt %d", id, kind, queue, state, at, attempt)
+	}
 }
 
 func cmpOr(d, def time.Duration) time.Duration {
@@ -410,5 +437,22 @@ func TestBreakerHoldsADownReceiver(t *testing.T) {
 	}
 	if got := metric(t, b.reg, "progressd_webhook_deliveries_total", ""); got != events {
 		t.Errorf("progressd_webhook_deliveries_total = %v, want %d", got, events)
+	}
+
+	// Down again: the breaker opens again, and probes again (a probe
+	// that completed must not count as one still there).
+	b.rcv.SetStatus(http.StatusServiceUnavailable)
+	for range events {
+		b.finish(t, progress.Succeeded, progress.Report{})
+	}
+	waitMetric(t, b.reg, "progressd_webhook_probes_total", "failed", probes+2)
+	b.rcv.SetStatus(http.StatusOK)
+	b.rcv.WaitDelivered(t, 2*events, 30*time.Second)
+	waitQueue(t, b.reg, 0)
+	if opened := metric(t, b.reg, "progressd_webhook_breaker_opened_total", ""); opened != 2 {
+		t.Errorf("progressd_webhook_breaker_opened_total = %v after two outages, want 2", opened)
+	}
+	if _, dups := b.rcv.Delivered(); dups != 0 {
+		t.Errorf("%d events delivered twice", dups)
 	}
 }
