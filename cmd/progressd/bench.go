@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -32,7 +33,7 @@ func newBench() *cobra.Command {
 		floorPeer string
 	)
 	cmd := &cobra.Command{
-		Use:   "bench [--scenario fanout|perjob|idle|ingest|keepcurrent] [--clients N] [--duration D] [--server URL]",
+		Use:   "bench [--scenario fanout|perjob|idle|ingest|keepcurrent|logs] [--clients N] [--duration D] [--server URL]",
 		Short: "Load-test a server on this machine: delivery rate, latency, losses, server CPU and memory",
 		Long: `Load-test progressd over its real protocol, on this machine only.
 
@@ -61,6 +62,13 @@ Scenarios:
           each viewer is (staleness), run twice: with --min-write-interval
           0 (every update written: the yardstick) and with the server's
           defaults (or --serve-arg flags), each against a fresh server.
+
+  logs    every client follows the log lines of a job of its own (logs:);
+          each job gets --line-rate lines a second for --duration, --via
+          http (one line per POST /api/v1/jobs/{id}/logs, as a plain worker)
+          or batch (every --log-tick the lines due, one report with "log"
+          per job in POST /api/v1/reports, as the SDKs): lag from a line's
+          send to its arrival, lines lost, server CPU per line.
 
 ingest and keepcurrent also measure this machine's floor (--floor): a bare
 program doing only the system calls the same work cannot avoid, so a
@@ -108,6 +116,9 @@ descriptor per client, hence at most 19,000 clients.`,
 					serveArgs: serveArgs, serverLog: serverLog, via: via, floor: floor, json: asJSON,
 				})
 			}
+			if cfg.Scenario == loadtest.Logs {
+				cfg.Via = loadtest.Via(cmp.Or(via, string(loadtest.ViaHTTP)))
+			}
 			res, err := runBench(ctx, cfg, serveArgs, serverLog)
 			if err != nil {
 				return err
@@ -128,13 +139,15 @@ descriptor per client, hence at most 19,000 clients.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&scenario, "scenario", string(cfg.Scenario), "fanout, perjob, idle, ingest or keepcurrent")
+	f.StringVar(&scenario, "scenario", string(cfg.Scenario), "fanout, perjob, idle, ingest, keepcurrent or logs")
 	f.IntVar(&cfg.Clients, "clients", cfg.Clients, fmt.Sprintf("WebSocket clients (at most %d)", loadtest.MaxClients))
 	f.DurationVar(&cfg.Duration, "duration", cfg.Duration, fmt.Sprintf("how long reports are sent (idle: how long connections are held), at most %v", loadtest.MaxDuration))
 	f.Float64Var(&cfg.Rate, "rate", cfg.Rate, "fanout: reports per second to the one job")
 	f.IntVar(&cfg.Reports, "reports", cfg.Reports, "perjob: reports per job before the final one")
 	f.IntVar(&cfg.Jobs, "jobs", cfg.Jobs, "ingest: jobs reported on")
-	f.StringVar(&via, "via", "", "ingest: http, batch or ws; empty runs all three")
+	f.StringVar(&via, "via", "", "ingest: http, batch or ws, empty runs all three; logs: http (default) or batch")
+	f.Float64Var(&cfg.LineRate, "line-rate", cfg.LineRate, "logs: lines per second to each job")
+	f.DurationVar(&cfg.LogTick, "log-tick", cfg.LogTick, "logs --via batch: how often the lines due are sent")
 	f.IntVar(&cfg.BatchSize, "batch", cfg.BatchSize, fmt.Sprintf("ingest --via batch: reports per request (at most %d)", loadtest.MaxBatch))
 	f.BoolVar(&floor, "floor", true, "ingest, keepcurrent: also measure this machine's floor")
 	f.StringVar(&floorPeer, "floor-peer", "", "internal: be the other process of a floor measurement")
@@ -215,6 +228,11 @@ func printBenchResult(w io.Writer, r *loadtest.Result) {
 		load = fmt.Sprintf(", %d reports per job", r.ReportsPerJob)
 	case loadtest.Ingest:
 		load = fmt.Sprintf(", %d jobs × %d reports + the final one, via %s", r.Jobs, r.ReportsPerJob, r.Via)
+	case loadtest.Logs:
+		load = fmt.Sprintf(", %d jobs × %g lines/s via %s", r.Jobs, r.Rate, r.Via)
+		if r.Via == loadtest.ViaBatch {
+			load += fmt.Sprintf(" every %v", r.LogTick)
+		}
 	}
 	via := ""
 	if r.ReportServerURL != "" {
@@ -234,6 +252,9 @@ func printBenchResult(w io.Writer, r *loadtest.Result) {
 		}
 		p("window", "%.2f s, first report to last delivery", r.WindowSeconds)
 		p("delivered", "%s updates, %s/s", benchComma(r.Delivered), benchComma(uint64(r.DeliveredPerSecond)))
+		if r.Scenario == loadtest.Logs {
+			p("log lines", "reports above are lines; %s requests carried them; %d frames said lines were dropped before the follower got them", benchComma(uint64(r.Requests)), r.Truncated)
+		}
 		l := r.Latency
 		p("latency", "p50 %s  p90 %s  p99 %s  p99.9 %s  max %s  (%s samples)",
 			benchDuration(l.P50), benchDuration(l.P90), benchDuration(l.P99), benchDuration(l.P999), benchDuration(l.Max), benchComma(l.Samples))
@@ -271,6 +292,9 @@ func printBenchResult(w io.Writer, r *loadtest.Result) {
 		}
 		if r.Scenario == loadtest.Ingest && r.Reports > 0 {
 			cpu += fmt.Sprintf(" (%.3f s per 100k reports)", s.CPUSecondsPer100kReports)
+		}
+		if r.Scenario == loadtest.Logs && r.Reports > 0 {
+			cpu += fmt.Sprintf(" (%.1f µs per line sent)", s.CPUSecondsPer100kReports*10)
 		}
 		p("server CPU", "%s, pid %d", cpu, s.PID)
 		p("server RSS", "%s before, %s connected (%+.1f KiB per connection), peak %s, end %s",

@@ -22,6 +22,7 @@ type job struct {
 	// final is the seq of the final (`succeeded`) report once its reply
 	// has arrived; 0 before.
 	final atomic.Uint64
+	logs  logLines // Logs
 }
 
 func newJob(id string, base uint64) *job {

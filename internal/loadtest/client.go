@@ -60,6 +60,10 @@ type client struct {
 	endErr    error      // why the reader stopped, unless the run closed it
 	log       []delivery // deliveries, for the "update or newer" latency
 	logFull   bool       // more deliveries came than run.logCap
+	lastLine  int64      // Logs: the n of the newest line received
+	truncated uint64     // Logs: frames that said lines were dropped before the follower got them
+
+	lines atomic.Uint64 // Logs: lines received, each newer than the last; read by the coordinator
 }
 
 // reset prepares c for a connection attempt; the previous reader, if any,
@@ -78,6 +82,8 @@ func (c *client) reset(conn *websocket.Conn) {
 	c.readySent = false
 	c.received, c.initial, c.stale, c.odd = 0, 0, 0, 0
 	c.log, c.logFull = c.log[:0], false
+	c.lastLine, c.truncated = 0, 0
+	c.lines.Store(0)
 	c.endErr = nil
 }
 
@@ -103,6 +109,14 @@ func (r *run) readLoop(c *client) {
 		now := time.Now().UnixNano()
 		if typ != websocket.MessageText {
 			c.odd++
+			continue
+		}
+		if bytes.HasPrefix(c.buf, logPrefix) {
+			if c.job != nil && r.cfg.Scenario == Logs {
+				r.onLog(c, c.buf, now)
+			} else {
+				c.odd++
+			}
 			continue
 		}
 		f, err := parseFrame(c.buf)

@@ -33,13 +33,19 @@ const (
 	// allowed) subscribe to the jobs in turn and must each end on their
 	// job's terminal snapshot.
 	Ingest Scenario = "ingest"
+	// Logs: every client follows the logs: channel of a job of its own;
+	// each job is appended LineRate lines a second for Duration, through
+	// Via: http, one line per POST /api/v1/jobs/{id}/logs; batch, every
+	// LogTick the lines due, one report with "log" per job in POST
+	// /api/v1/reports (logs.go). Latency is line sent → received.
+	Logs Scenario = "logs"
 	// KeepCurrent is Fanout that also samples, every StalenessEvery, how
 	// far behind the newest report each viewer is (Result.Staleness).
 	KeepCurrent Scenario = "keepcurrent"
 )
 
 // Scenarios lists every Scenario, for help texts.
-var Scenarios = []Scenario{Fanout, PerJob, Idle, Ingest, KeepCurrent}
+var Scenarios = []Scenario{Fanout, PerJob, Idle, Ingest, KeepCurrent, Logs}
 
 // fanout reports whether the scenario sends Rate reports a second to one
 // job.
@@ -53,6 +59,7 @@ const (
 	MaxDuration    = 10 * time.Minute
 	MaxRate        = 100_000 // reports per second (fanout)
 	MaxReports     = 100_000 // reports per job (perjob)
+	MaxLineRate    = 1_000   // lines per second per job (logs)
 	MaxTotalReport = 5_000_000
 	MaxPublishers  = 256
 	MaxDialWorkers = 1024
@@ -92,6 +99,10 @@ type Config struct {
 	// BatchSize is how many reports Ingest puts in one POST
 	// /api/v1/reports (Via batch).
 	BatchSize int
+	// LineRate is lines a second to each job of Logs; LogTick how often
+	// Logs via batch sends the lines due.
+	LineRate float64
+	LogTick  time.Duration
 	// IdleSubscribe makes each Idle client subscribe to a job of its own;
 	// without it Idle clients subscribe to nothing.
 	IdleSubscribe bool
@@ -137,6 +148,8 @@ func Defaults() Config {
 		Jobs:            1000,
 		Via:             ViaHTTP,
 		BatchSize:       MaxBatch,
+		LineRate:        10,
+		LogTick:         100 * time.Millisecond,
 		IdleSubscribe:   true,
 		Project:         "bench",
 		Publishers:      8,
@@ -152,9 +165,9 @@ func Defaults() Config {
 func (c *Config) Validate() error {
 	var errs []error
 	switch c.Scenario {
-	case Fanout, PerJob, Idle, Ingest, KeepCurrent:
+	case Fanout, PerJob, Idle, Ingest, KeepCurrent, Logs:
 	default:
-		errs = append(errs, fmt.Errorf("--scenario %q: use fanout, perjob, idle, ingest or keepcurrent", c.Scenario))
+		errs = append(errs, fmt.Errorf("--scenario %q: use fanout, perjob, idle, ingest, keepcurrent or logs", c.Scenario))
 	}
 	if err := CheckLoopback(c.Server); err != nil {
 		errs = append(errs, err)
@@ -187,6 +200,18 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("--reports %d must be between 1 and %d", c.Reports, MaxReports))
 		} else if n := int64(c.Reports) * int64(c.Clients); n > MaxTotalReport {
 			errs = append(errs, fmt.Errorf("--reports × --clients is %d reports; at most %d", n, MaxTotalReport))
+		}
+	case Logs:
+		if !(c.LineRate > 0) || c.LineRate > MaxLineRate || math.IsInf(c.LineRate, 0) {
+			errs = append(errs, fmt.Errorf("--line-rate %v must be positive and at most %d lines per second per job", c.LineRate, MaxLineRate))
+		} else if n := int64(c.LogLinesPerJob()) * int64(c.Clients); n > MaxTotalReport {
+			errs = append(errs, fmt.Errorf("--line-rate × --duration × --clients is %d lines; at most %d", n, MaxTotalReport))
+		}
+		if c.Via != ViaHTTP && c.Via != ViaBatch {
+			errs = append(errs, fmt.Errorf("--via %q: logs sends lines via http (one per request) or batch (per --log-tick)", c.Via))
+		}
+		if c.LogTick < time.Millisecond || c.LogTick > c.Duration {
+			errs = append(errs, fmt.Errorf("--log-tick %v must be at least 1ms and at most --duration", c.LogTick))
 		}
 	case Ingest:
 		switch {
@@ -227,6 +252,12 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("--server-pid %d is not a process id", c.ServerPID))
 	}
 	return errors.Join(errs...)
+}
+
+// LogLinesPerJob is how many lines Logs sends each job: LineRate ×
+// Duration, at least one.
+func (c *Config) LogLinesPerJob() int {
+	return max(int(math.Round(c.LineRate*c.Duration.Seconds())), 1)
 }
 
 // FanoutReports is how many progress reports Fanout sends before the

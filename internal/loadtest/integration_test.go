@@ -296,3 +296,28 @@ func TestRunFanoutAcrossNodes(t *testing.T) {
 		t.Errorf("report server %q, want %q", res.ReportServerURL, b.URL())
 	}
 }
+
+// TestLogsScenario: every line sent to a job reaches its follower once,
+// one line per request and batched per tick alike; the counts add up and
+// each line gives a latency sample.
+func TestLogsScenario(t *testing.T) {
+	n := startNode(t)
+	for _, via := range []Via{ViaHTTP, ViaBatch} {
+		t.Run(string(via), func(t *testing.T) {
+			cfg := benchConfig(t, n, Logs)
+			cfg.Via, cfg.LineRate, cfg.Project = via, 20, "logs-"+string(via)
+			res, err := Run(t.Context(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			lines := int64(cfg.Clients * cfg.LogLinesPerJob())
+			checkDelivery(t, res, lines)
+			if res.Requests == 0 || (via == ViaHTTP) != (res.Requests == lines) {
+				t.Errorf("%d requests for %d lines via %s", res.Requests, lines, via)
+			}
+			if res.Truncated != 0 || res.Unexpected != 0 {
+				t.Errorf("truncated %d, unexpected %d", res.Truncated, res.Unexpected)
+			}
+		})
+	}
+}

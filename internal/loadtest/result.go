@@ -24,8 +24,15 @@ type Result struct {
 	Duration      time.Duration `json:"duration_ns"`
 	Rate          float64       `json:"rate,omitempty"`
 	ReportsPerJob int           `json:"reports_per_job,omitempty"`
-	// Via is how Ingest sent its reports.
+	// Via is how Ingest sent its reports, or Logs its lines.
 	Via Via `json:"via,omitempty"`
+	// LogTick is how often Logs via batch sent the lines due.
+	LogTick time.Duration `json:"log_tick_ns,omitempty"`
+	// Requests (Logs) is how many HTTP requests carried the lines.
+	Requests int64 `json:"requests,omitempty"`
+	// Truncated (Logs) counts log frames that said lines were dropped
+	// before the follower got them (it fell behind the kept lines).
+	Truncated uint64 `json:"truncated,omitempty"`
 
 	Clients        int     `json:"clients"`         // asked for
 	Connected      int     `json:"connected"`       // subscribed (or, with no job, answered a ping)
@@ -176,6 +183,25 @@ func (l *errorLog) list() []string {
 
 // tallyClients fills in the per-message accounting, and the "update or
 // newer" latency, once every reader has returned.
+// tallyConnection counts connected client c, and how it ended if the
+// run did not end it.
+func (r *run) tallyConnection(res *Result, c *client) {
+	res.Connected++
+	if c.endErr == nil {
+		return
+	}
+	res.Disconnected++
+	code := "none"
+	if s := websocket.CloseStatus(c.endErr); s != -1 {
+		code = strconv.Itoa(int(s))
+	}
+	if res.CloseCodes == nil {
+		res.CloseCodes = make(map[string]int)
+	}
+	res.CloseCodes[code]++
+	r.errs.add("connection ended", c.endErr)
+}
+
 func (r *run) tallyClients(res *Result) (lastDelivery int64) {
 	seqs := make(map[*job][]uint64, len(r.jobs))
 	for _, j := range r.jobs {
@@ -190,19 +216,7 @@ func (r *run) tallyClients(res *Result) (lastDelivery int64) {
 		if !c.connected {
 			continue
 		}
-		res.Connected++
-		if c.endErr != nil {
-			res.Disconnected++
-			code := "none"
-			if s := websocket.CloseStatus(c.endErr); s != -1 {
-				code = strconv.Itoa(int(s))
-			}
-			if res.CloseCodes == nil {
-				res.CloseCodes = make(map[string]int)
-			}
-			res.CloseCodes[code]++
-			r.errs.add("connection ended", c.endErr)
-		}
+		r.tallyConnection(res, c)
 		res.Stale += c.stale
 		if c.job == nil {
 			continue

@@ -37,6 +37,7 @@ type run struct {
 	logCap int
 	errs   errorLog
 
+	requests   atomic.Int64 // Logs: HTTP requests that carried lines
 	reportsOK  atomic.Int64
 	reportErrs atomic.Int64
 	skipped    atomic.Int64
@@ -118,6 +119,8 @@ func (r *run) run(ctx context.Context) (_ *Result, err error) {
 		res.ReportsPerJob = cfg.Reports
 	case Ingest:
 		res.ReportsPerJob, res.Via = cfg.Reports, cfg.Via
+	case Logs:
+		res.Rate, res.Via, res.LogTick = cfg.LineRate, cfg.Via, cfg.LogTick
 	}
 	if err := r.api.healthy(ctx); err != nil {
 		return nil, err
@@ -133,7 +136,7 @@ func (r *run) run(ctx context.Context) (_ *Result, err error) {
 	switch {
 	case cfg.Scenario.fanout():
 		nJobs = 1
-	case cfg.Scenario == PerJob, cfg.Scenario == Idle && cfg.IdleSubscribe:
+	case cfg.Scenario == PerJob, cfg.Scenario == Logs, cfg.Scenario == Idle && cfg.IdleSubscribe:
 		nJobs = cfg.Clients
 	case cfg.Scenario == Ingest:
 		nJobs = cfg.Jobs
@@ -142,6 +145,11 @@ func (r *run) run(ctx context.Context) (_ *Result, err error) {
 		r.log.Info("creating jobs", "jobs", nJobs)
 		if r.jobs, err = r.createJobs(ctx, nJobs); err != nil {
 			return nil, err
+		}
+		if cfg.Scenario == Logs {
+			for _, j := range r.jobs {
+				j.channel = "logs:" + j.id
+			}
 		}
 	}
 	res.Jobs = nJobs
@@ -204,6 +212,8 @@ func (r *run) run(ctx context.Context) (_ *Result, err error) {
 			r.publishFanout(pub, r.jobs[0])
 		case Ingest:
 			r.publishIngest(pub)
+		case Logs:
+			r.publishLogs(pub)
 		default:
 			r.publishPerJob(pub)
 		}
@@ -212,7 +222,11 @@ func (r *run) run(ctx context.Context) (_ *Result, err error) {
 			stale.stop()
 			return nil, err
 		}
-		r.drain(ctx)
+		if cfg.Scenario == Logs {
+			r.drainLogs(ctx)
+		} else {
+			r.drain(ctx)
+		}
 		cpu1, tool1 = r.sampleProc(), sampleSelf()
 		res.Staleness = stale.stop()
 	}
@@ -228,7 +242,12 @@ func (r *run) run(ctx context.Context) (_ *Result, err error) {
 
 	res.Reports, res.ReportErrors, res.ReportsSkipped = r.reportsOK.Load(), r.reportErrs.Load(), r.skipped.Load()
 	res.PublishLagMax = time.Duration(max(r.maxLag.Load(), 0))
-	lastDelivery := r.tallyClients(res)
+	var lastDelivery int64
+	if cfg.Scenario == Logs {
+		r.tallyLogs(res)
+	} else {
+		lastDelivery = r.tallyClients(res)
+	}
 	if cfg.Scenario != Idle {
 		if last := r.lastReply.Load(); last > 0 {
 			res.ReportsPerSecond = float64(res.Reports) / time.Unix(0, last).Sub(start).Seconds()

@@ -278,6 +278,10 @@ func TestConfigValidate(t *testing.T) {
 		{"perjob without reports", func(c *Config) { c.Scenario = PerJob; c.Reports = 0 }, "--reports"},
 		{"no publishers", func(c *Config) { c.Publishers = 0 }, "--publishers"},
 		{"project with a space", func(c *Config) { c.Project = "a b" }, "project"},
+		{"logs without a line rate", func(c *Config) { c.Scenario = Logs; c.LineRate = 0 }, "--line-rate"},
+		{"logs via ws", func(c *Config) { c.Scenario = Logs; c.Via = ViaWebSocket }, "--via"},
+		{"logs with no tick", func(c *Config) { c.Scenario = Logs; c.LogTick = 0 }, "--log-tick"},
+		{"too many lines in all", func(c *Config) { c.Scenario = Logs; c.LineRate = MaxLineRate; c.Duration = MaxDuration }, "lines"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -23,7 +23,7 @@ func (s *Store) SaveLogs(ctx context.Context, batch []progress.JobLogs, keep int
 	}
 	defer func() { _ = tx.Rollback(ctx) }()
 	err = store.LogInserts(batch, keep,
-		func(args ...any) error { _, err := tx.Exec(ctx, logSQL.Insert(), args...); return err },
+		func(rows int, args []any) error { _, err := tx.Exec(ctx, logSQL.Insert(rows), args...); return err },
 		func(args ...any) error { _, err := tx.Exec(ctx, logSQL.Trim(), args...); return err })
 	if err != nil {
 		return fmt.Errorf("postgres: %s: save log lines: %w", s.where, err)

@@ -20,7 +20,7 @@ var tallySQL = store.NewTallySQL("", false)
 // (BenchmarkBatchHTTP).
 func (s *Store) prepareStatements(ctx context.Context) error {
 	s.stmts = map[string]*sql.Stmt{}
-	for _, q := range append(tallySQL.Statements(), saveSameState, saveSameStateIdle, saveReadState, saveNewState) {
+	for _, q := range append(tallySQL.Statements(), saveSameState, saveSameStateIdle, saveReadState, saveNewState, logInsertFull, logTrim) {
 		st, err := s.db.PrepareContext(ctx, q)
 		if err != nil {
 			return fmt.Errorf("sqlite: prepare the statements of saves and counters: %w", err)

@@ -12,6 +12,13 @@ import (
 
 var logSQL = store.LogSQL{Logs: "job_logs", Jobs: "jobs", Placeholder: store.QuestionMark}
 
+// SaveLogs' statements, prepared once (prepareStatements): a full chunk
+// of lines and the trim; a last, shorter chunk is prepared as it comes.
+var (
+	logInsertFull = logSQL.Insert(store.LogInsertRows)
+	logTrim       = logSQL.Trim()
+)
+
 // SaveLogs writes a batch of lines in one transaction, keeping at most
 // keep lines per job.
 func (s *Store) SaveLogs(ctx context.Context, batch []progress.JobLogs, keep int) error {
@@ -23,14 +30,18 @@ func (s *Store) SaveLogs(ctx context.Context, batch []progress.JobLogs, keep int
 		return fmt.Errorf("sqlite: save log lines: begin: %w", err)
 	}
 	defer func() { _ = tx.Rollback() }()
-	ins, err := tx.PrepareContext(ctx, logSQL.Insert())
-	if err != nil {
-		return fmt.Errorf("sqlite: save log lines: prepare: %w", err)
-	}
-	defer ins.Close()
+	full := tx.StmtContext(ctx, s.stmts[logInsertFull])
+	trim := tx.StmtContext(ctx, s.stmts[logTrim])
 	err = store.LogInserts(batch, keep,
-		func(args ...any) error { _, err := ins.ExecContext(ctx, args...); return err },
-		func(args ...any) error { _, err := tx.ExecContext(ctx, logSQL.Trim(), args...); return err })
+		func(rows int, args []any) error {
+			if rows == store.LogInsertRows {
+				_, err := full.ExecContext(ctx, args...)
+				return err
+			}
+			_, err := tx.ExecContext(ctx, logSQL.Insert(rows), args...)
+			return err
+		},
+		func(args ...any) error { _, err := trim.ExecContext(ctx, args...); return err })
 	if err != nil {
 		return fmt.Errorf("sqlite: save log lines: %w", err)
 	}

@@ -16,6 +16,7 @@ var logTests = []struct {
 	{"LogsTrimAndTruncate", testLogsTrimAndTruncate},
 	{"LogsRetryAndUnknownJob", testLogsRetryAndUnknownJob},
 	{"LogsReopen", testLogsReopen},
+	{"LogsManyInOneSave", testLogsManyInOneSave},
 }
 
 func logLines(from, to int64) []progress.LogLine {
@@ -110,5 +111,37 @@ func testLogsReopen(t *testing.T, b *bundle) {
 	b.store = b.open(t)
 	if p := b.readLogs(t, j.JobID, -1, 10); len(p.Lines) != 2 {
 		t.Fatalf("after reopening: %+v", p)
+	}
+}
+
+// testLogsManyInOneSave: one save of lines of several jobs, more than
+// fit one insert statement (store.LogInsertRows) and not a multiple of
+// it, with a job gone and lines repeated from an earlier save: every
+// line of the known jobs is kept once, in order, the newest keep.
+func testLogsManyInOneSave(t *testing.T, b *bundle) {
+	a, c := b.job(t, "p", "alice"), b.job(t, "p", "alice")
+	b.create(t, a, c)
+	if err := b.store.SaveLogs(t.Context(), []progress.JobLogs{{JobID: a.JobID, Lines: logLines(1, 50)}}, 1000); err != nil {
+		t.Fatal(err)
+	}
+	batch := []progress.JobLogs{
+		{JobID: a.JobID, Lines: logLines(1, 230)}, // 1–50 again
+		{JobID: "no-such-job", Lines: logLines(1, 70)},
+		{JobID: c.JobID, Lines: logLines(1, 1)},
+	}
+	if err := b.store.SaveLogs(t.Context(), batch, 200); err != nil {
+		t.Fatal(err)
+	}
+	p := b.readLogs(t, a.JobID, -1, 1000)
+	if p.First != 31 || p.Last != 230 || len(p.Lines) != 200 {
+		t.Fatalf("job a: first %d last %d, %d lines; want 31, 230, 200", p.First, p.Last, len(p.Lines))
+	}
+	for i, l := range p.Lines {
+		if want := logLines(int64(31+i), int64(31+i))[0]; l != want {
+			t.Fatalf("line %d = %+v, want %+v", i, l, want)
+		}
+	}
+	if p := b.readLogs(t, c.JobID, -1, 10); len(p.Lines) != 1 || p.Last != 1 {
+		t.Fatalf("job c: %+v", p)
 	}
 }
