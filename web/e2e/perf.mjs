@@ -215,6 +215,7 @@ try {
     await cdp.send("Profiler.start");
   }
   const sample = await phase(SECONDS);
+  const sentInSample = sentReports;
   // MEMORY_MINUTES: the updates go on; the heap after a collection, every 30 s.
   const memory = [];
   let memoryBusy = "";
@@ -248,7 +249,7 @@ try {
     for (const [k, ms] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 25)) console.log(`  ${ms.toFixed(0).padStart(7)} ms  ${k}`);
   }
   console.log(
-    `live: ${UPDATING} jobs × ${RATE}/s (${(sentReports / SECONDS).toFixed(0)} reports/s sent) for ${SECONDS} s: ${sample}`,
+    `live: ${UPDATING} jobs × ${RATE}/s (${(sentInSample / SECONDS).toFixed(0)} reports/s sent) for ${SECONDS} s: ${sample}`,
   );
   const heap = await page.evaluate(() => performance.memory?.usedJSHeapSize);
   if (heap) console.log(`JS heap after: ${(heap / 1048576).toFixed(1)} MiB`);
