@@ -1,6 +1,7 @@
 package node
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -195,4 +196,74 @@ func TestLapseTwoNodes(t *testing.T) {
 	// The node that created the jobs and took their reports stops; the
 	// other stalls one and abandons the other.
 	check(cb, b, "0.3", "1.5", func() { stopNode(t, a) })
+}
+
+// TestLapseAfterSIGKILL: two progressd processes share PostgreSQL and
+// Redis; the one that created three jobs and took their reports is
+// killed with SIGKILL (no shutdown, no last flush, its advisory lock
+// dropped with its connection). The survivor stalls the one job and
+// abandons the two silent ones — under the server's --abandon-after
+// (idle_since, kept to a step) and under their own limit — each exactly
+// once, as a subscriber on the survivor sees.
+func TestLapseAfterSIGKILL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs progressd processes")
+	}
+	db := testsvc.PostgresSchema(t)
+	redisURL := testsvc.RedisURL(t)
+	prefix := testsvc.RedisPrefix(t, redisURL)
+	shared := []string{"--db", db, "--redis", redisURL, "--redis-prefix", prefix, "--abandon-after", "2s"}
+	victim, survivor := startProc(t, shared...), startProc(t, shared...)
+	cv, cs := client{t: t, base: victim.url(), contentType: "application/json"}, client{t: t, base: survivor.url(), contentType: "application/json"}
+	watch := dialWS(t, survivor.url(), "project:killed")
+
+	silent := create(t, cv, `{"project":"killed"}`)
+	own := create(t, cv, `{"project":"killed","abandon_after_seconds":1.5}`)
+	stall := create(t, cv, `{"project":"killed","stall_after_seconds":1,"abandon_after_seconds":3600}`)
+	for _, id := range []string{silent.JobID, own.JobID, stall.JobID} {
+		report(t, cv, id, `{"progress":0.5}`) // running, reported on the victim only
+	}
+	victim.kill(t)
+
+	done := waitJob(t, cs, silent.JobID, "the survivor to abandon the silent job", isTerminal)
+	if done.Error == nil || *done.Error != "no report for 2s" || done.Progress != 0.5 {
+		t.Fatalf("silent job on the survivor: %+v", done)
+	}
+	done = waitJob(t, cs, own.JobID, "the survivor to abandon the job with its own limit", isTerminal)
+	if done.Error == nil || *done.Error != "no report for 1.5s" {
+		t.Fatalf("job with its own limit on the survivor: %+v", done)
+	}
+	waitJob(t, cs, stall.JobID, "the survivor to mark the job stalled", isStalled)
+	// Two more sweeps: nothing is done twice.
+	time.Sleep(2500 * time.Millisecond)
+	if err := testsvc.WaitFor(10*time.Second, func() error {
+		for _, id := range []string{silent.JobID, own.JobID} {
+			if last, _, _ := watch.last(id); !last.State.Terminal() {
+				return fmt.Errorf("the subscriber has not seen job %s end: %w", id, testsvc.ErrNotYet)
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	watch.checkOrder(t, "subscriber on the survivor")
+	watch.mu.Lock()
+	defer watch.mu.Unlock()
+	// Seqs only rise (checkOrder), so a second act would be a second
+	// snapshot.
+	count := func(id string, cond func(progress.Snapshot) bool) int {
+		n := 0
+		for _, s := range watch.snaps[id] {
+			if cond(s) {
+				n++
+			}
+		}
+		return n
+	}
+	if a, b, c := count(silent.JobID, isTerminal), count(own.JobID, isTerminal), count(stall.JobID, isStalled); a != 1 || b != 1 || c != 1 {
+		t.Fatalf("the subscriber saw the silent job end %d times, the one with its own limit %d, the stall %d; want once each", a, b, c)
+	}
+	if s := get(t, cs, stall.JobID); !s.Stalled || s.State != progress.Running {
+		t.Fatalf("stalled job: %+v", s)
+	}
 }
