@@ -46,15 +46,17 @@ const (
 	DefaultPingInterval     = 30 * time.Second
 	DefaultPongTimeout      = 15 * time.Second
 	// DefaultMinWriteInterval is the write spacing `progressd serve`
-	// starts with (Config's zero value stays "no spacing"). 75 ms: about
-	// 13 writes a second per connection, which a person watching a bar
-	// cannot tell from instant (~100 ms is where a delay starts to be
-	// seen); with the flush clock's slot (an eighth) a burst waits at
-	// most ~85 ms, inside the 100 ms staleness goal of issue 17, while a
-	// job reporting 100 times a second costs each viewer 13 writes, not
-	// 100. State changes, replies and the first write after a quiet
-	// period are never held back.
-	DefaultMinWriteInterval = 75 * time.Millisecond
+	// starts with (Config's zero value stays "no spacing"). 85 ms: with
+	// the flush clock's slot (an eighth) writes come ~94 ms apart, about
+	// 11 a second per connection, which a person watching a bar cannot
+	// tell from instant (~100 ms is where a delay starts to be seen). A
+	// job reporting 100 times a second costs each viewer 11 writes, not
+	// 100, and a viewer's staleness stays inside issue 17's 100 ms goal:
+	// keepcurrent on the quiet machine measured p99 81 ms at 75 ms, 91 ms
+	// at 85, 100.1 ms at 90 (too close), while the server CPU fell ~8%
+	// from 75 to 85 ms (docs/benchmarks.md). State changes, replies and
+	// the first write after a quiet period are never held back.
+	DefaultMinWriteInterval = 85 * time.Millisecond
 	// MaxWriteInterval bounds MinWriteInterval: a close frame or a pong
 	// may wait that long behind it.
 	MaxWriteInterval         = time.Second

@@ -52,8 +52,8 @@ func BenchmarkFloorWriteSize(b *testing.B) {
 //
 //	go test -run '^$' -bench FloorFanout -benchtime 20x ./internal/loadtest
 func BenchmarkFloorFanoutWrites(b *testing.B) {
-	// 1000x12 is keepcurrent's default run: 1,000 viewers written about
-	// 12 times a second each (75 ms spacing, rounded up to the flush
+	// 1000x12 is keepcurrent's run with spacing on: 1,000 viewers written
+	// 10–12 times a second each (75–85 ms, rounded up to the flush
 	// clock's slot).
 	for _, sc := range []struct{ conns, rate int }{{1000, 100}, {1000, 12}, {10000, 10}} {
 		b.Run(fmt.Sprintf("%dx%d", sc.conns, sc.rate), func(b *testing.B) {

@@ -54,7 +54,7 @@ var droppedLine = regexp.MustCompile(`^\[progressd\] (\d+) lines dropped`)
 // numbered line: if it falls more than --log-lines behind it goes on from
 // the first kept line (by design) and the benchmark says so;
 // PROGRESSD_BENCH_LOG_LINES (default 1,000) sets --log-lines, and
-// PROGRESSD_BENCH_MIN_WRITE_INTERVAL (default the server's, 75 ms) the
+// PROGRESSD_BENCH_MIN_WRITE_INTERVAL (default the server's, 85 ms) the
 // write spacing: with it a viewer gets a few updates in the quarter
 // second the flood takes, 0 sends each report. Each iteration is one
 // flood; the progress delays are of all iterations so far.
