@@ -242,6 +242,11 @@ export function dashboardTests(h) {
     await page.reload();
     await waitFor(async () => (await shown(page)) === 2, "bob's two jobs after a reload");
     expect((await page.getByLabel("Owner", { exact: true }).inputValue()) === "bob", "the field says bob after a reload");
+    // Bulk cancel (no confirmation: a canceled job stays, with its history).
+    await page.getByLabel("Select all 2").check();
+    await page.getByRole("region", { name: "Selected jobs" }).getByRole("button", { name: "Cancel 2" }).click();
+    await waitFor(async () => (await page.locator('article.job[data-state="canceled"]').count()) === 2, "bob's two jobs canceled");
+    for (const j of bob) expect((await h.api(h.url(), "GET", `/api/v1/jobs/${j.job_id}`)).state === "canceled", "canceled on the server");
     // With a state filter too, and back to everyone.
     await h.report(alice[0].job_id, { state: "failed", error: "x" });
     await page.getByLabel("Owner", { exact: true }).fill("alice");
@@ -254,6 +259,53 @@ export function dashboardTests(h) {
     await page.getByLabel("Owner", { exact: true }).fill("");
     await page.getByLabel("Owner", { exact: true }).press("Enter");
     await waitFor(async () => (await shown(page)) === 6, "every owner's jobs again");
+    await page.close();
+  });
+
+  test("keyboard: Tab reaches the list's controls, Enter opens a job, Space selects, Escape answers no", async () => {
+    const project = "e2e-keys";
+    const jobs = await createMany(h, project, 3, (i) => ({ name: `key ${i}` }));
+    await finish(h, jobs, "succeeded");
+    const page = await h.newPage();
+    await page.goto(h.url() + "/#/p/" + project);
+    await waitFor(async () => (await shown(page)) === 3, "three jobs");
+    // What has the focus: its label, else its text.
+    const focused = () =>
+      page.evaluate(() => {
+        const e = document.activeElement;
+        if (!e || e === document.body) return "";
+        const label = e.getAttribute("aria-label") || (e.id && document.querySelector(`label[for="${e.id}"]`)?.textContent) || e.closest("label")?.textContent;
+        return (label || e.textContent || e.getAttribute("placeholder") || e.tagName).trim().replace(/\s+/g, " ");
+      });
+    const reached = [];
+    const tabTo = async (want) => {
+      for (let i = 0; i < 80; i++) {
+        await page.keyboard.press("Tab");
+        const f = await focused();
+        reached.push(f);
+        if (want(f)) return f;
+      }
+      throw new Error("Tab never reached it; reached: " + JSON.stringify(reached));
+    };
+    await tabTo((f) => f.startsWith("Search by id or name"));
+    for (const want of ["theme", "Open a project", "failed", "Tag", "Owner"]) {
+      expect(reached.some((f) => f.includes(want)), `Tab reaches "${want}", reached ${JSON.stringify(reached)}`);
+    }
+    await tabTo((f) => f === "key 2");
+    await page.keyboard.press("Enter");
+    await page.waitForURL((u) => u.hash === "#/jobs/" + jobs[2].job_id, { timeout: 10_000 });
+    await page.goBack();
+    await waitFor(async () => (await shown(page)) === 3, "the list again");
+    await tabTo((f) => f.startsWith("Select all"));
+    await page.keyboard.press("Space");
+    await tabTo((f) => f === "Delete 3");
+    await page.keyboard.press("Enter");
+    const dialog = page.getByRole("dialog");
+    await dialog.waitFor({ timeout: 5_000 });
+    expect((await focused()) === "Keep", "the focus on Keep in the question, got " + (await focused()));
+    await page.keyboard.press("Escape");
+    await dialog.waitFor({ state: "detached", timeout: 5_000 });
+    expect((await h.api(h.url(), "GET", `/api/v1/jobs?project=${project}`)).jobs.length === 3, "nothing deleted on Escape");
     await page.close();
   });
 

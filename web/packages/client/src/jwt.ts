@@ -1,6 +1,7 @@
 // Reads a token's claims client-side, without verifying it: the server
-// verifies. The dashboard uses sub to subscribe to user:<sub>; the client
-// uses sub and admin to tell a token refresh from a change of user.
+// verifies. The dashboard names the user (sub) and offers admins the owner
+// filter; the client uses sub and admin to tell a token refresh from a
+// change of user.
 
 export interface TokenClaims {
   sub?: string;
