@@ -25,9 +25,10 @@ import (
 // report); the sweep checks the live snapshot before it acts. One
 // exception: a Save keeps the stored idle_since while the new one is at
 // most a step (IdleStep) after it, so a job that reports all the time
-// does not rewrite its index entry at every flush (SQLite rewrites the
-// entry of every indexed column an UPDATE sets, which made a flush 2–3×
-// costlier). The stored value is then a lower bound, less than a step
+// does not rewrite its index entry at every flush: SQLite rewrites the
+// entry of every indexed column an UPDATE sets, and on PostgreSQL an
+// update that changes no indexed column can be HOT (no index written),
+// 1.7× faster a batch (docs/benchmarks.md, "Stalls"). The stored value is then a lower bound, less than a step
 // older than the true one, and the sweep asks for idle_since ≤ now −
 // limit − step: never a job before its limit, at most a step after.
 
