@@ -33,6 +33,9 @@ type Queue[TTx any] struct {
 	metrics *metrics
 	log     *slog.Logger
 	close   func()
+	// orphans, with SQLite, puts back the deliveries and probes a dead
+	// process left running; nil with PostgreSQL.
+	orphans func(context.Context) (int64, error)
 	// urls maps each delivery queue this node works to its URL ("" for a
 	// queue of deliveries to a URL no longer configured, still sent).
 	urls map[string]string
@@ -51,6 +54,8 @@ const (
 	queuesSQL       = `SELECT DISTINCT queue FROM river_job WHERE kind = '` + kind + `' AND state IN ` + waitingStates
 	openSQLiteSQL   = `SELECT count(*) FROM river_queue WHERE paused_at IS NOT NULL AND name IN (SELECT value FROM json_each(?))`
 	openPostgresSQL = `SELECT count(*) FROM river_queue WHERE paused_at IS NOT NULL AND name = ANY($1)`
+	// orphansSQL puts back what a process that died was trying (SQLite).
+	orphansSQL = `UPDATE river_job SET state = 'available' WHERE state = 'running' AND kind IN ('` + kind + `', '` + probeKind + `')`
 )
 
 // OpenSQLite opens the queue in db, the job store's own SQLite database
@@ -85,6 +90,13 @@ func OpenSQLite(ctx context.Context, cfg Config, db *sql.DB) (*Queue[*sql.Tx], e
 		return nil, err
 	}
 	q.close = func() {} // the store closes db
+	q.orphans = func(ctx context.Context) (int64, error) {
+		res, err := db.ExecContext(ctx, orphansSQL)
+		if err != nil {
+			return 0, err
+		}
+		return res.RowsAffected()
+	}
 	return q, nil
 }
 
@@ -241,7 +253,22 @@ func (q *Queue[TTx]) Record(ctx context.Context, tx TTx, changes []store.Change)
 
 // Start starts delivering. The queue's lifetime is Stop's to end, not
 // ctx's.
+//
+// With SQLite, deliveries left running are put back first: a node holds
+// its data directory's lock (the orchestrator's), so no other process
+// works this file, and those tries died with the process that made them
+// (a kill -9, a crash). River's rescuer would find them too, but only
+// after a minute and a retry delay.
 func (q *Queue[TTx]) Start(ctx context.Context) error {
+	if q.orphans != nil {
+		n, err := q.orphans(ctx)
+		if err != nil {
+			return fmt.Errorf("webhook queue: put back deliveries a stopped process left running: %w", err)
+		}
+		if n > 0 {
+			q.log.Info("webhook deliveries left running by a process that stopped are tried again", "deliveries", n)
+		}
+	}
 	if err := q.client.Start(context.WithoutCancel(ctx)); err != nil {
 		return fmt.Errorf("start the webhook queue: %w", err)
 	}
