@@ -48,9 +48,16 @@ func (d LogSQL) Trim() string {
 }
 
 // Bounds reads a job's first and last kept n (0, 0 without lines):
-// argument job.
+// arguments job, job. Each end is a subquery of its own: SQLite answers
+// a lone min() or max() from the index's end, but min(n), max(n) in one
+// SELECT visited every kept line of the job, for every page read (57 %
+// of BenchmarkLogFlood's CPU with --log-lines 200,000, a follower
+// reading the finished job's lines from the database).
 func (d LogSQL) Bounds() string {
-	return "SELECT coalesce(min(n), 0), coalesce(max(n), 0) FROM " + d.Logs + " WHERE job_id = " + d.Placeholder(1)
+	end := func(agg, p string) string {
+		return "coalesce((SELECT " + agg + "(n) FROM " + d.Logs + " WHERE job_id = " + p + "), 0)"
+	}
+	return "SELECT " + end("min", d.Placeholder(1)) + ", " + end("max", d.Placeholder(2))
 }
 
 // Page reads lines in order: arguments job, after (exclusive), limit.

@@ -54,7 +54,7 @@ func (s *Store) SaveLogs(ctx context.Context, batch []progress.JobLogs, keep int
 // ReadLogs returns up to limit of a job's stored lines after after.
 func (s *Store) ReadLogs(ctx context.Context, job string, after int64, limit int) (progress.LogPage, error) {
 	p := progress.LogPage{Lines: []progress.LogLine{}}
-	if err := s.db.QueryRowContext(ctx, logSQL.Bounds(), job).Scan(&p.First, &p.Last); err != nil {
+	if err := s.db.QueryRowContext(ctx, logSQL.Bounds(), job, job).Scan(&p.First, &p.Last); err != nil {
 		return p, fmt.Errorf("sqlite: read log lines of job %s: %w", job, err)
 	}
 	from, truncated := store.LogWindow(p.First, after)
