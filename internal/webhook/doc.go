@@ -17,8 +17,9 @@
 // together spread out; after Config.GiveUpAfter (24 h) the event is given
 // up and counted. A failed try also opens the URL's breaker (breaker.go):
 // its other deliveries wait, and one probe tries on that schedule, so a
-// receiver that is down costs a try per step, not a try per event. The event id is made once, when the event is recorded,
-// and is the same on every try, so a receiver can drop duplicates by it.
+// receiver that is down costs a try per step, not a try per event. The
+// event id is made once, when the event is recorded, and is the same on
+// every try, so a receiver can drop duplicates by it.
 //
 // With SQLite, River's tables are in the job store's own file (a
 // transaction cannot span two files), and the worker uses the store's one
@@ -26,13 +27,15 @@
 // shared by every node: any node delivers any event, so a node that stops
 // or dies leaves its queued events to the others. Only the orchestrator's
 // River client leads there (its leader runs River's maintenance for both
-// kinds of job; it registers this package's kind with AddKind so that a
-// delivery stuck on a dead node is retried, not discarded as unknown).
+// kinds of job; it registers this package's kinds with AddKind so that a
+// delivery or probe stuck on a dead node is retried, not discarded as
+// unknown). With SQLite a starting node puts back what a dead process left
+// running (Start).
 //
 // # Concurrency
 //
 // Queue's methods are safe for concurrent use. Start runs up to
-// Config.Workers deliveries at once per URL, each in a River goroutine; Stop waits
-// for them (cancelling them when its context ends; a cancelled try is
-// retried) and closes what Open opened.
+// Config.Workers deliveries at once per URL, each in a River goroutine;
+// Stop waits for them (cancelling them when its context ends; a cancelled
+// try is retried) and closes what Open opened.
 package webhook
