@@ -87,6 +87,11 @@ func (s *static) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if acceptsGzip(r.Header.Values("Accept-Encoding")) {
 			body, etag = f.gz, strings.TrimSuffix(f.etag, `"`)+`-gz"`
 			h.Set("Content-Encoding", "gzip")
+			// ServeContent leaves the length out of an encoded response and
+			// would answer a range of the compressed bytes: the whole file,
+			// with its length, instead (a 304 drops the length itself).
+			r.Header.Del("Range")
+			h.Set("Content-Length", strconv.Itoa(len(body)))
 		}
 	}
 	h.Set("ETag", etag)

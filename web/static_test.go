@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -67,6 +68,12 @@ func TestStaticCompressesForBrowsersThatAcceptIt(t *testing.T) {
 	}
 	if ct := gz.h.Get("Content-Type"); !strings.HasPrefix(ct, "text/javascript") {
 		t.Errorf("Content-Type %q: the compressed file must keep its own type", ct)
+	}
+	if gz.h.Get("Content-Length") != strconv.Itoa(len(gz.body)) {
+		t.Errorf("Content-Length %q for %d bytes", gz.h.Get("Content-Length"), len(gz.body))
+	}
+	if r := get(t, h, "GET", "/assets/index-abc.js", "Accept-Encoding", "gzip", "Range", "bytes=0-9"); r.code != 200 || !bytes.Equal(gunzip(t, r.body), want) {
+		t.Errorf("a range with gzip accepted: %d, want the whole file compressed", r.code)
 	}
 	if gz.h.Get("Vary") != "Accept-Encoding" || gz.h.Get("Cache-Control") != "public, max-age=31536000, immutable" {
 		t.Errorf("hashed asset headers: Vary %q, Cache-Control %q", gz.h.Get("Vary"), gz.h.Get("Cache-Control"))

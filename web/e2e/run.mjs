@@ -425,6 +425,15 @@ test("with auth on: the dashboard asks for a token, takes ?token= and shows that
       body: JSON.stringify({ state: "succeeded" }),
     });
     await waitFor(async () => (await barValue(page, job.job_id))?.now === "100", "erin's job at 100%");
+    expect((await page.getByLabel("Owner", { exact: true }).count()) === 0, "no owner filter for a user who sees its own jobs only");
+    // An operator (admin token) sees every owner's jobs, and may narrow them to one.
+    const admin = execFileSync(bin, ["token", "--auth-secret", secret, "--sub", "ops", "--admin"], { encoding: "utf8" }).split("\n")[0].trim();
+    await page.goto(A.url + "/?token=" + encodeURIComponent(admin) + "#/p/erin-project?owner=erin");
+    await page.locator(`article.job[data-job-id="${job.job_id}"]`).waitFor({ timeout: 10_000 });
+    expect((await page.getByLabel("Owner", { exact: true }).inputValue()) === "erin", "the owner filter from the address");
+    await page.getByLabel("Owner", { exact: true }).fill("ops");
+    await page.getByLabel("Owner", { exact: true }).press("Enter");
+    await waitFor(async () => (await page.locator("article.job").count()) === 0, "none of erin's jobs under owner ops");
     await page.close();
   } finally {
     await A.stop();
