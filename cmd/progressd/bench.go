@@ -62,6 +62,10 @@ Scenarios:
           each viewer is (staleness), run twice: with --min-write-interval
           0 (every update written: the yardstick) and with the server's
           defaults (or --serve-arg flags), each against a fresh server.
+          Both runs report the same way (--via ws by default: report
+          frames on one WebSocket, as a worker reporting 100 times a
+          second should; --via http: one request per report), so the
+          ratio compares delivery only.
 
   logs    every client follows the log lines of a job of its own (logs:);
           each job gets --line-rate lines a second for --duration, --via
@@ -116,9 +120,10 @@ descriptor per client, hence at most 19,000 clients.`,
 					serveArgs: serveArgs, serverLog: serverLog, via: via, floor: floor, json: asJSON,
 				})
 			}
-			if cfg.Scenario == loadtest.Logs {
-				cfg.Via = loadtest.Via(cmp.Or(via, string(loadtest.ViaHTTP)))
+			if via != "" && (cfg.Scenario == loadtest.PerJob || cfg.Scenario == loadtest.Idle) {
+				return fmt.Errorf("--via applies to fanout, keepcurrent, ingest and logs, not %s", cfg.Scenario)
 			}
+			cfg.Via = loadtest.Via(cmp.Or(via, string(cfg.Scenario.DefaultVia())))
 			res, err := runBench(ctx, cfg, serveArgs, serverLog)
 			if err != nil {
 				return err
@@ -145,7 +150,9 @@ descriptor per client, hence at most 19,000 clients.`,
 	f.Float64Var(&cfg.Rate, "rate", cfg.Rate, "fanout: reports per second to the one job")
 	f.IntVar(&cfg.Reports, "reports", cfg.Reports, "perjob: reports per job before the final one")
 	f.IntVar(&cfg.Jobs, "jobs", cfg.Jobs, "ingest: jobs reported on")
-	f.StringVar(&via, "via", "", "ingest: http, batch or ws, empty runs all three; logs: http (default) or batch")
+	f.StringVar(&via, "via", "", "how reports are sent: ws (report frames on one WebSocket) or http (one request each); "+
+		"keepcurrent: ws by default, what a worker reporting 100 times a second should use, so the run measures delivery, not one HTTP request per report; "+
+		"fanout: http by default, as its published figures; ingest: http, batch or ws, empty runs all three; logs: http (default) or batch")
 	f.Float64Var(&cfg.LineRate, "line-rate", cfg.LineRate, "logs: lines per second to each job")
 	f.DurationVar(&cfg.LogTick, "log-tick", cfg.LogTick, "logs --via batch: how often the lines due are sent")
 	f.IntVar(&cfg.BatchSize, "batch", cfg.BatchSize, fmt.Sprintf("ingest --via batch: reports per request (at most %d)", loadtest.MaxBatch))
@@ -223,7 +230,7 @@ func printBenchResult(w io.Writer, r *loadtest.Result) {
 	load := ""
 	switch r.Scenario {
 	case loadtest.Fanout, loadtest.KeepCurrent:
-		load = fmt.Sprintf(", %g reports/s", r.Rate)
+		load = fmt.Sprintf(", %g reports/s via %s", r.Rate, r.Via)
 	case loadtest.PerJob:
 		load = fmt.Sprintf(", %d reports per job", r.ReportsPerJob)
 	case loadtest.Ingest:

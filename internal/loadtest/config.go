@@ -47,6 +47,20 @@ const (
 // Scenarios lists every Scenario, for help texts.
 var Scenarios = []Scenario{Fanout, PerJob, Idle, Ingest, KeepCurrent, Logs}
 
+// DefaultVia is how `progressd bench` sends the scenario's reports when
+// --via is not given. KeepCurrent: ws, what a worker reporting 100 times a
+// second should use (SPEC.md "Reporting at high rates"), so the run
+// measures delivery rather than one HTTP request per report. Fanout stays
+// on http, one request per report, as its published figures and the
+// comparisons with other servers were taken. Ingest runs every Via when
+// none is given; the others send over http.
+func (s Scenario) DefaultVia() Via {
+	if s == KeepCurrent {
+		return ViaWebSocket
+	}
+	return ViaHTTP
+}
+
 // fanout reports whether the scenario sends Rate reports a second to one
 // job.
 func (s Scenario) fanout() bool { return s == Fanout || s == KeepCurrent }
@@ -94,7 +108,8 @@ type Config struct {
 	Reports int
 	// Jobs is how many jobs Ingest reports on.
 	Jobs int
-	// Via is how Ingest sends its reports.
+	// Via is how Ingest, Fanout and KeepCurrent send their reports (Fanout
+	// and KeepCurrent: http or ws), and Logs its lines (http or batch).
 	Via Via
 	// BatchSize is how many reports Ingest puts in one POST
 	// /api/v1/reports (Via batch).
@@ -190,6 +205,9 @@ func (c *Config) Validate() error {
 	}
 	switch c.Scenario {
 	case Fanout, KeepCurrent:
+		if c.Via != ViaHTTP && c.Via != ViaWebSocket {
+			errs = append(errs, fmt.Errorf("--via %q: %s reports via http (one request per report) or ws (report frames on one WebSocket)", c.Via, c.Scenario))
+		}
 		if !(c.Rate > 0) || c.Rate > MaxRate || math.IsInf(c.Rate, 0) {
 			errs = append(errs, fmt.Errorf("--rate %v must be positive and at most %d reports per second", c.Rate, MaxRate))
 		} else if n := c.FanoutReports(); n > MaxTotalReport {

@@ -11,11 +11,12 @@ import (
 	"github.com/coder/websocket"
 )
 
-// Via is how the Ingest scenario sends its reports.
+// Via is how the Ingest, Fanout and KeepCurrent scenarios send their
+// reports, and Logs its lines.
 type Via string
 
 // The ways of reporting that Ingest compares (SPEC.md part two,
-// "Reporting at high rates").
+// "Reporting at high rates"). Fanout and KeepCurrent take http or ws.
 const (
 	// ViaHTTP is one report per request, POST /api/v1/jobs/{id}/progress.
 	ViaHTTP Via = "http"
@@ -37,12 +38,15 @@ const MaxBatch = 1000
 // enough that a reply's wait says something.
 const wsWindow = 256
 
-// ingestItem is one report of the Ingest schedule.
+// ingestItem is one report of a schedule: Ingest's, or Fanout's when it
+// reports over a WebSocket.
 type ingestItem struct {
-	j      *job
-	k      int   // which report of the job: Reports is the final one
-	id     int64 // a WebSocket frame's id
-	sentAt int64
+	j        *job
+	progress float64
+	final    bool      // the `succeeded` report
+	due      time.Time // zero: as soon as the server takes it
+	id       int64     // a WebSocket frame's id
+	sentAt   int64
 }
 
 // publishIngest sends every job Reports progress reports and then the
@@ -87,14 +91,9 @@ func (r *run) ingestSchedule(jobs []*job) func() (ingestItem, bool) {
 			return ingestItem{}, false
 		}
 		i++
-		return ingestItem{j: jobs[i-1], k: k}, true
+		n := r.cfg.Reports
+		return ingestItem{j: jobs[i-1], progress: float64(k+1) / float64(n+1), final: k == n}, true
 	}
-}
-
-func (r *run) final(it ingestItem) bool { return it.k == r.cfg.Reports }
-
-func (r *run) progressOf(it ingestItem) float64 {
-	return float64(it.k+1) / float64(r.cfg.Reports+1)
 }
 
 // ingestOne sends one report over HTTP: a progress report is skipped once
@@ -103,12 +102,12 @@ func (r *run) progressOf(it ingestItem) float64 {
 func (r *run) ingestOne(pub publishing, p *publisher, it ingestItem) {
 	now := time.Now()
 	switch {
-	case r.final(it):
+	case it.final:
 		p.sendFinal(pub.finals, it.j, now)
 	case pub.progress.Err() != nil:
 		r.skipped.Add(1)
 	default:
-		p.send(pub.progress, it.j, r.progressOf(it), now)
+		p.send(pub.progress, it.j, it.progress, now)
 	}
 }
 
@@ -118,7 +117,7 @@ func (r *run) appendIngestReport(b []byte, it ingestItem, sentAt int64) []byte {
 	b = append(b, it.j.id...)
 	b = append(b, `",`...)
 	at := len(b)
-	b = reportBody(b, r.progressOf(it), r.final(it), sentAt)
+	b = reportBody(b, it.progress, it.final, sentAt)
 	copy(b[at:], b[at+1:]) // the report's fields, without its '{'
 	return b[:len(b)-1]
 }
@@ -133,7 +132,7 @@ func (r *run) accept(it ingestItem, seq uint64, err error) {
 	it.j.addPublished(seq, it.sentAt)
 	r.reportsOK.Add(1)
 	atomicMax(&r.lastReply, time.Now().UnixNano())
-	if r.final(it) {
+	if it.final {
 		it.j.final.Store(seq)
 	}
 }
@@ -173,7 +172,7 @@ func (r *run) ingestBatches(pub publishing, next func() (ingestItem, bool)) {
 			return
 		}
 		ctx := pub.progress
-		if r.final(items[len(items)-1]) {
+		if items[len(items)-1].final {
 			ctx = pub.finals
 		}
 		if ctx.Err() != nil {
@@ -219,11 +218,12 @@ func (r *run) ingestBatches(pub publishing, next func() (ingestItem, bool)) {
 }
 
 // ingestWebSocket streams next's reports as `report` frames on a
-// WebSocket of its own, with up to wsWindow awaiting their reply; replies
-// come in the order the frames were sent.
+// WebSocket of its own to the reporting server, with up to wsWindow
+// awaiting their reply; replies come in the order the frames were sent.
+// next may wait until a report is due (Fanout's schedule).
 func (r *run) ingestWebSocket(pub publishing, next func() (ingestItem, bool)) {
 	ctx := pub.finals
-	conn, resp, err := websocket.Dial(ctx, r.wsURL, r.dialOpts)
+	conn, resp, err := websocket.Dial(ctx, r.pubWSURL, r.dialOpts)
 	if err != nil {
 		err = handshakeError(resp, err)
 		for it, ok := next(); ok; it, ok = next() {
@@ -252,12 +252,16 @@ func (r *run) ingestWebSocket(pub publishing, next func() (ingestItem, bool)) {
 	var frame []byte
 	var id int64
 	for it, ok := next(); ok; it, ok = next() {
-		if !r.final(it) && pub.progress.Err() != nil {
+		if !it.final && pub.progress.Err() != nil {
 			r.skipped.Add(1)
 			continue
 		}
+		now := time.Now()
+		if !it.due.IsZero() {
+			atomicMax(&r.maxLag, int64(now.Sub(it.due)))
+		}
 		id++
-		it.id, it.sentAt = id, time.Now().UnixNano()
+		it.id, it.sentAt = id, now.UnixNano()
 		frame = append(frame[:0], `{"op":"report","id":`...)
 		frame = strconv.AppendInt(frame, id, 10)
 		frame = append(frame, ',')

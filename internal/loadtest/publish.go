@@ -368,12 +368,19 @@ func (r *run) startPublishing(ctx context.Context) (publishing, func()) {
 	return publishing{start: start, progress: progress, finals: finals}, func() { cancelProgress(); cancelFinals() }
 }
 
-// publishFanout sends Rate reports a second to j for Duration, from up
-// to Publishers goroutines (report i is due at start + i/Rate), waits for
-// them all, then sends the final report at start + Duration.
+// publishFanout sends Rate reports a second to j for Duration (report i
+// is due at start + i/Rate), then the final report at start + Duration.
+// Via http: from up to Publishers goroutines, one request each, the final
+// one once all the others are answered. Via ws: from one WebSocket, each
+// report as it falls due, as a worker in a loop reports (SPEC.md
+// "Reporting at high rates").
 func (r *run) publishFanout(pub publishing, j *job) {
 	n := r.cfg.FanoutReports()
 	interval := float64(time.Second) / r.cfg.Rate
+	if r.cfg.Via == ViaWebSocket {
+		r.ingestWebSocket(pub, r.fanoutSchedule(pub, j, n, interval))
+		return
+	}
 	workers := min(int64(r.cfg.Publishers), n)
 	var wg sync.WaitGroup
 	for w := range workers {
@@ -396,6 +403,30 @@ func (r *run) publishFanout(pub publishing, j *job) {
 	due := pub.start.Add(time.Duration(float64(n) * interval))
 	p.sleepUntil(pub.finals, due)
 	p.sendFinal(pub.finals, j, due) // also when the deadline passed: it records why it was not sent
+}
+
+// fanoutSchedule returns Fanout's n reports and the final one to j, each
+// when it falls due: it waits until then, so the sender sends at once. A
+// progress report due after the publishing deadline comes back at once,
+// for the sender to skip.
+func (r *run) fanoutSchedule(pub publishing, j *job, n int64, interval float64) func() (ingestItem, bool) {
+	var i int64
+	p := r.newPublisher() // for its timer
+	return func() (ingestItem, bool) {
+		if i > n {
+			p.stop()
+			return ingestItem{}, false
+		}
+		it := ingestItem{j: j, progress: float64(i+1) / float64(n+1), final: i == n,
+			due: pub.start.Add(time.Duration(float64(i) * interval))}
+		i++
+		ctx := pub.progress
+		if it.final {
+			ctx = pub.finals
+		}
+		p.sleepUntil(ctx, it.due)
+		return it, true
+	}
 }
 
 // publishPerJob sends Reports reports and then the final one to every

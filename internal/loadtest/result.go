@@ -24,7 +24,8 @@ type Result struct {
 	Duration      time.Duration `json:"duration_ns"`
 	Rate          float64       `json:"rate,omitempty"`
 	ReportsPerJob int           `json:"reports_per_job,omitempty"`
-	// Via is how Ingest sent its reports, or Logs its lines.
+	// Via is how Ingest, Fanout or KeepCurrent sent its reports, or Logs
+	// its lines.
 	Via Via `json:"via,omitempty"`
 	// LogTick is how often Logs via batch sent the lines due.
 	LogTick time.Duration `json:"log_tick_ns,omitempty"`

@@ -23,7 +23,8 @@ type run struct {
 	log         *slog.Logger
 	api         *apiClient // the clients' server
 	pub         *apiClient // where jobs are created and reported: api, or Config.ReportServer's
-	wsURL       string
+	wsURL       string     // the clients' /ws
+	pubWSURL    string     // /ws of the server reports go to
 	wsTransport *http.Transport
 	dialOpts    *websocket.DialOptions
 
@@ -87,9 +88,10 @@ func newRun(cfg Config) *run {
 		header.Set("Authorization", "Bearer "+cfg.Token)
 	}
 	api := newAPIClient(base, cfg.Token, cfg.Publishers)
-	pub := api
+	pub, pubBase := api, base
 	if cfg.ReportServer != "" {
-		pub = newAPIClient(strings.TrimRight(cfg.ReportServer, "/"), cfg.Token, cfg.Publishers)
+		pubBase = strings.TrimRight(cfg.ReportServer, "/")
+		pub = newAPIClient(pubBase, cfg.Token, cfg.Publishers)
 	}
 	r := &run{
 		cfg:         cfg,
@@ -97,6 +99,7 @@ func newRun(cfg Config) *run {
 		api:         api,
 		pub:         pub,
 		wsURL:       "ws" + strings.TrimPrefix(base, "http") + "/ws",
+		pubWSURL:    "ws" + strings.TrimPrefix(pubBase, "http") + "/ws",
 		wsTransport: wsTransport,
 		dialOpts: &websocket.DialOptions{
 			HTTPClient:      &http.Client{Transport: wsTransport},
@@ -114,7 +117,7 @@ func (r *run) run(ctx context.Context) (_ *Result, err error) {
 	res := &Result{Scenario: cfg.Scenario, ServerURL: cfg.Server, ReportServerURL: cfg.ReportServer, Clients: cfg.Clients, Duration: cfg.Duration}
 	switch cfg.Scenario {
 	case Fanout, KeepCurrent:
-		res.Rate = cfg.Rate
+		res.Rate, res.Via = cfg.Rate, cfg.Via
 	case PerJob:
 		res.ReportsPerJob = cfg.Reports
 	case Ingest:

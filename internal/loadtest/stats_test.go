@@ -280,6 +280,8 @@ func TestConfigValidate(t *testing.T) {
 		{"project with a space", func(c *Config) { c.Project = "a b" }, "project"},
 		{"logs without a line rate", func(c *Config) { c.Scenario = Logs; c.LineRate = 0 }, "--line-rate"},
 		{"logs via ws", func(c *Config) { c.Scenario = Logs; c.Via = ViaWebSocket }, "--via"},
+		{"keepcurrent via batch", func(c *Config) { c.Scenario = KeepCurrent; c.Via = ViaBatch }, "--via"},
+		{"fanout via nothing", func(c *Config) { c.Scenario = Fanout; c.Via = "" }, "--via"},
 		{"logs with no tick", func(c *Config) { c.Scenario = Logs; c.LogTick = 0 }, "--log-tick"},
 		{"too many lines in all", func(c *Config) { c.Scenario = Logs; c.LineRate = MaxLineRate; c.Duration = MaxDuration }, "lines"},
 	}
