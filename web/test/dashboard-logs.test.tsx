@@ -34,6 +34,8 @@ describe("LogPanel", () => {
     expect(screen.getByRole("button", { name: "Follow" }).getAttribute("aria-pressed")).toBe("false");
     rerender(<LogPanel lines={lines} finished />);
     expect(screen.queryByRole("button", { name: /Pause|Follow/ })).toBeNull();
+    rerender(<LogPanel lines={lines.slice(0, 1)} finished={false} />);
+    expect(screen.getByText("1 line")).toBeTruthy(); // not "1 lines"
     rerender(<LogPanel lines={[]} finished error="forbidden" />);
     expect(screen.getByText("no lines")).toBeTruthy();
     expect(screen.getByRole("alert").textContent).toContain("forbidden");

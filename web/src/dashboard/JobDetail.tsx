@@ -1,12 +1,12 @@
 import { useEffect, useState } from "react";
 import { isTerminal, type JobSnapshot } from "@progressd/client";
-import { InlineProgressBar, formatDuration, useJob, useJobChildren, useProgressClient } from "@progressd/react";
+import { InlineProgressBar, useJob, useJobChildren, useProgressClient } from "@progressd/react";
 import { Confirm } from "./Confirm";
 import { cancelJob, deleteJob, isDeleted, useDeletedVersion, watchCommand } from "./jobActions";
 import { ChildrenLine, Flags, Stages, jobTitle } from "./JobCard";
 import { KeyValues } from "./KeyValues";
 import { JobLogs } from "./LogPanel";
-import { ago, when, useNow } from "./time";
+import { ago, span, when, useNow } from "./time";
 
 /**
  * One job on a page of its own (#/jobs/<id>): everything the snapshot
@@ -147,9 +147,9 @@ function Durations({ job, now }: { job: JobSnapshot; now: number }) {
   return (
     <>
       <dt>Queued for</dt>
-      <dd data-field="queued-for">{queued >= 0 ? formatDuration(queued / 1000) : "—"}</dd>
+      <dd data-field="queued-for">{queued >= 0 ? span(Math.round(queued / 1000)) : "—"}</dd>
       <dt>{job.finished_at ? "Ran for" : "Running for"}</dt>
-      <dd data-field="ran-for">{ran >= 0 ? formatDuration(ran / 1000) : "—"}</dd>
+      <dd data-field="ran-for">{ran >= 0 ? span(Math.round(ran / 1000)) : "—"}</dd>
     </>
   );
 }

@@ -51,7 +51,7 @@ export function LogPanel({
           Log
         </h2>
         <span className="small muted" data-lines={lines.length}>
-          {lines.length === 0 ? (finished ? "no lines" : "waiting for lines…") : `${lines.length.toLocaleString()} lines${truncated ? " (older ones dropped)" : ""}`}
+          {lines.length === 0 ? (finished ? "no lines" : "waiting for lines…") : `${lines.length.toLocaleString()} ${lines.length === 1 ? "line" : "lines"}${truncated ? " (older ones dropped)" : ""}`}
         </span>
         {!finished && lines.length > 0 && (
           <button type="button" className="btn btn--small" aria-pressed={follow} onClick={() => setFollow((f) => !f)}>

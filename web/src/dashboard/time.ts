@@ -11,7 +11,11 @@ export function ago(iso: string | null | undefined, now: number): string {
   return s < 5 ? "just now" : span(s) + " ago";
 }
 
-function span(s: number): string {
+/**
+ * "45 s", "3 min", "2 h": a span of whole seconds, cut to its largest unit
+ * as "3 min ago" is, so a job's "running for" agrees with its "started … ago".
+ */
+export function span(s: number): string {
   return s < 60 ? `${s} s` : s < 3600 ? `${Math.floor(s / 60)} min` : s < 86400 ? `${Math.floor(s / 3600)} h` : `${Math.floor(s / 86400)} d`;
 }
 
