@@ -267,7 +267,9 @@ func (q *Queue[TTx]) Record(ctx context.Context, tx TTx, changes []store.Change)
 // does (riversqlite's JobInsertFastMany, for the columns a delivery sets;
 // River's times are datetime('now', 'subsec')). Prepared once: River's
 // insert is parsed anew on every call, which was most of what an event
-// added to the terminal write (BenchmarkTerminalSave).
+// added to the terminal write (BenchmarkTerminalSave). It follows River's
+// schema at the version go.mod pins: were a River upgrade to change the
+// table, every test that delivers an event would fail.
 const sqliteInsertSQL = `INSERT INTO river_job (args, created_at, kind, max_attempts, metadata, priority, queue, scheduled_at, state, tags)
 	VALUES (jsonb(?), datetime('now', 'subsec'), '` + kind + `', ?, jsonb('{}'), 1, ?, datetime('now', 'subsec'), 'available', jsonb('[]'))`
 

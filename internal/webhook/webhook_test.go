@@ -456,3 +456,27 @@ func TestBreakerHoldsADownReceiver(t *testing.T) {
 		t.Errorf("%d events delivered twice", dups)
 	}
 }
+
+// TestBreakerGivesUpOldEvents: while the breaker holds a URL's events,
+// none is tried, yet each is still given up GiveUpAfter after it was
+// recorded (the probe cancels them, counted); with nothing left, the
+// breaker closes.
+func TestBreakerGivesUpOldEvents(t *testing.T) {
+	const events = 10
+	b := setup(t, webhook.Config{GiveUpAfter: time.Second, RetryBackoff: 200 * time.Millisecond})
+	b.rcv.SetStatus(http.StatusServiceUnavailable)
+	for range events {
+		b.finish(t, progress.Succeeded, progress.Report{})
+	}
+	waitMetric(t, b.reg, "progressd_webhook_given_up_total", "", events)
+	waitQueue(t, b.reg, 0)
+	testsvc.Eventually(t, 20*time.Second, "the breaker to close", func() bool {
+		return metric(t, b.reg, "progressd_webhook_breakers_open", "") == 0
+	})
+	if got := metric(t, b.reg, "progressd_webhook_given_up_total", ""); got != events {
+		t.Errorf("progressd_webhook_given_up_total = %v, want %d", got, events)
+	}
+	if ev, _ := b.rcv.Delivered(); len(ev) != 0 {
+		t.Errorf("%d events delivered by a receiver answering 503", len(ev))
+	}
+}
