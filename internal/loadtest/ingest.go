@@ -220,7 +220,7 @@ func (r *run) ingestBatches(pub publishing, next func() (ingestItem, bool)) {
 // ingestWebSocket streams next's reports as `report` frames on a
 // WebSocket of its own to the reporting server, with up to wsWindow
 // awaiting their reply; replies come in the order the frames were sent.
-// next may wait until a report is due (Fanout's schedule).
+// A report with a due time is sent when it falls due (Fanout's schedule).
 func (r *run) ingestWebSocket(pub publishing, next func() (ingestItem, bool)) {
 	ctx := pub.finals
 	conn, resp, err := websocket.Dial(ctx, r.pubWSURL, r.dialOpts)
@@ -251,7 +251,16 @@ func (r *run) ingestWebSocket(pub publishing, next func() (ingestItem, bool)) {
 	}()
 	var frame []byte
 	var id int64
+	wait := r.newPublisher() // for its timer
+	defer wait.stop()
 	for it, ok := next(); ok; it, ok = next() {
+		if !it.due.IsZero() {
+			ctx := pub.progress
+			if it.final {
+				ctx = pub.finals
+			}
+			wait.sleepUntil(ctx, it.due)
+		}
 		if !it.final && pub.progress.Err() != nil {
 			r.skipped.Add(1)
 			continue

@@ -406,25 +406,16 @@ func (r *run) publishFanout(pub publishing, j *job) {
 }
 
 // fanoutSchedule returns Fanout's n reports and the final one to j, each
-// when it falls due: it waits until then, so the sender sends at once. A
-// progress report due after the publishing deadline comes back at once,
-// for the sender to skip.
+// with when it falls due, for a sender that waits until then.
 func (r *run) fanoutSchedule(pub publishing, j *job, n int64, interval float64) func() (ingestItem, bool) {
 	var i int64
-	p := r.newPublisher() // for its timer
 	return func() (ingestItem, bool) {
 		if i > n {
-			p.stop()
 			return ingestItem{}, false
 		}
 		it := ingestItem{j: j, progress: float64(i+1) / float64(n+1), final: i == n,
 			due: pub.start.Add(time.Duration(float64(i) * interval))}
 		i++
-		ctx := pub.progress
-		if it.final {
-			ctx = pub.finals
-		}
-		p.sleepUntil(ctx, it.due)
 		return it, true
 	}
 }
