@@ -406,7 +406,7 @@ test("with auth on: the dashboard asks for a token, takes ?token= and shows that
     const job = await r.json();
     const page = await newPage();
     await page.goto(A.url + "/");
-    await page.getByText("This server needs a token").waitFor({ timeout: 10_000 });
+    await page.getByRole("heading", { name: "This server needs a token" }).waitFor({ timeout: 10_000 });
     // Said once, plainly: no "refused", no second error, no "user local".
     await page.locator(".conn[data-state=closed]").waitFor({ timeout: 10_000 });
     const said = await page.locator("body").innerText();
