@@ -24,7 +24,7 @@ func (s *Store) Lapsing(ctx context.Context, q store.LapseQuery, act func([]stri
 }
 
 func (s *Store) pickIDs(ctx context.Context, ids []string, query string, args ...any) ([]string, error) {
-	rows, err := s.db.QueryContext(ctx, query, args...)
+	rows, err := s.stmts[query].QueryContext(ctx, args...) // prepared (prepareStatements)
 	if err != nil {
 		return nil, err
 	}
