@@ -113,6 +113,7 @@ func newWSConn(g *Gateway, conn net.Conn, pre []byte, clientID string) *wsConn {
 	if sc, ok := conn.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			c.raw = raw
+			c.rd.raw = raw
 		}
 	}
 	c.sub = newSubscriber(transportWS, newQueue(g.cfg.MaxQueuedFrames, g.cfg.MaxQueuedBytes), g.m)

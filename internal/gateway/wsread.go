@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"slices"
+	"syscall"
 	"unicode/utf8"
 
 	"github.com/gobwas/ws"
@@ -33,7 +34,8 @@ const readChunk = 4096
 type prefixReader struct {
 	pre  []byte
 	conn net.Conn
-	buf  *bufio.Reader // nil until the connection sends a report frame
+	raw  syscall.RawConn // conn's, nil if it has none
+	buf  *bufio.Reader   // nil until the connection sends a report frame
 }
 
 func (r *prefixReader) Read(p []byte) (int, error) {
@@ -66,6 +68,9 @@ func (r rawReader) Read(p []byte) (int, error) { return r.r.readRaw(p) }
 
 func (r *prefixReader) readRaw(p []byte) (int, error) {
 	if len(r.pre) == 0 {
+		if r.raw != nil {
+			return rawRead(r.raw, p)
+		}
 		return r.conn.Read(p)
 	}
 	n := copy(p, r.pre)

@@ -157,7 +157,7 @@ func (c *wsConn) writeBatch(wb *writeBuf) (sent int, cut []byte, err error) {
 	defer func() { wb.out = b[:0] }() // keep a grown buffer for the next round
 	for _, m := range wb.msgs {
 		if len(b) > 0 && len(b)+len(m.frame) > flushAt {
-			if n, err := c.conn.Write(b); err != nil {
+			if n, err := c.sockWrite(b); err != nil {
 				return sent, restOfFrame(b, n), err
 			}
 			sent, pending, b = sent+pending, 0, b[:0]
@@ -168,7 +168,7 @@ func (c *wsConn) writeBatch(wb *writeBuf) (sent int, cut []byte, err error) {
 		b = appendFrame(b, ws.OpText, m.frame)
 		pending++
 	}
-	if n, err := c.conn.Write(b); err != nil {
+	if n, err := c.sockWrite(b); err != nil {
 		return sent, restOfFrame(b, n), err
 	}
 	return sent + pending, nil, nil
@@ -252,9 +252,9 @@ func (c *wsConn) writeNow(b []byte) int {
 	var n int
 	err := c.raw.Write(func(fd uintptr) bool {
 		for {
-			var err error
-			n, err = syscall.Write(int(fd), b)
-			if err != syscall.EINTR {
+			var e syscall.Errno
+			n, e = sysWrite(fd, b)
+			if e != syscall.EINTR {
 				return true // done, whatever it took: never wait for room
 			}
 		}
@@ -274,7 +274,7 @@ func (c *wsConn) writeCarry() (cut []byte, err error) {
 	if err := c.armWriteDeadline(); err != nil {
 		return restOfFrame(b, off), err
 	}
-	n, err := c.conn.Write(b[off:])
+	n, err := c.sockWrite(b[off:])
 	if err != nil {
 		return restOfFrame(b, off+n), err
 	}
@@ -441,4 +441,12 @@ func (c *wsConn) growForBurst(msgs []*message) bool {
 		total += len(m.frame)
 	}
 	return total > burstFactor*c.sendBuffer && boundSendBuffer(c.conn, min(total, maxBurstBuffer))
+}
+
+// sockWrite writes b to the connection (see sockio.go).
+func (c *wsConn) sockWrite(b []byte) (int, error) {
+	if c.raw != nil {
+		return rawWrite(c.raw, b)
+	}
+	return c.conn.Write(b)
 }
