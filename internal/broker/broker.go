@@ -1,7 +1,7 @@
 // Package broker carries every update from the node where it happened to the
 // gateway of every node: in-process with Local, across nodes with Redis
-// pub/sub. A snapshot is encoded once, before it enters the broker, and the
-// same bytes reach every subscriber.
+// pub/sub. A snapshot is encoded once, on its way in or where it is first
+// needed, and the same bytes reach every subscriber.
 package broker
 
 import (
@@ -14,7 +14,9 @@ import (
 type Update struct {
 	// Snapshot is the job's new state; receivers must not modify it.
 	Snapshot progress.Snapshot
-	// Data is Snapshot encoded as JSON, encoded once by the publisher.
+	// Data is Snapshot encoded as JSON, once: by the publisher, or, if it
+	// left Data empty, by the broker (Redis: for its message) or the
+	// receiver (in process: the gateway, only for a job someone watches).
 	Data []byte
 	// Log marks a log notice instead of a snapshot: the job (Snapshot's
 	// JobID, Project and Owner) has log lines up to n = Snapshot.Seq, to

@@ -81,9 +81,10 @@ type wsConn struct {
 	// (Config.SendBuffer); 0 if the socket is not TCP and was left alone.
 	sendBuffer int
 
-	// raw writes to the socket without waiting (flushParked); nil when
-	// the socket is not a plain one (then parked connections are flushed
-	// by a writer goroutine).
+	// raw writes to the socket without waiting (flushParked), and reads
+	// it so (prefixReader.more); nil when the socket is not a plain one
+	// (then parked connections are flushed by a writer goroutine, and a
+	// burst of report frames ends with the bytes already buffered).
 	raw syscall.RawConn
 
 	// Owned by the running writer (writers never overlap; the flush

@@ -66,6 +66,7 @@ func New(cfg Config) (*Gateway, error) {
 		drained: make(chan struct{}),
 		spacer:  newFlushClock(cfg.clock, cfg.MinWriteInterval),
 	}
+	g.hub.warnf = g.warnf
 	g.unsubscribe = cfg.Broker.Subscribe(g.hub.publish)
 	return g, nil
 }

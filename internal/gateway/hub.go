@@ -29,6 +29,7 @@ type hub struct {
 	seed   maphash.Seed
 	shards [hubShards]hubShard
 	m      *metrics
+	warnf  func(msg string, args ...any) // nil: nothing logged
 }
 
 type hubShard struct {
@@ -133,14 +134,14 @@ func (h *hub) publish(u broker.Update) {
 		return
 	}
 	snap := &u.Snapshot
-	h.publishTo("job:"+snap.JobID, u, false)
-	h.publishTo("project:"+snap.Project, u, true)
-	h.publishTo("user:"+snap.Owner, u, false)
+	h.publishTo("job:"+snap.JobID, &u, false)
+	h.publishTo("project:"+snap.Project, &u, true)
+	h.publishTo("user:"+snap.Owner, &u, false)
 	if snap.ParentID != "" {
-		h.publishTo("children:"+snap.ParentID, u, false)
+		h.publishTo("children:"+snap.ParentID, &u, false)
 	}
 	for _, tag := range snap.Tags {
-		h.publishTo("tag:"+tag, u, true)
+		h.publishTo("tag:"+tag, &u, true)
 	}
 }
 
@@ -151,13 +152,28 @@ func filtered(kind auth.ChannelKind) bool {
 	return kind == auth.ProjectChannel || kind == auth.TagChannel
 }
 
-func (h *hub) publishTo(ch string, u broker.Update, filter bool) {
+// publishTo sends u to the subscribers of ch. The snapshot's JSON is
+// encoded here if the publisher left u.Data empty (the in-process broker:
+// jobs.Service does not encode what no one may be watching), once for
+// all of u's channels, and only if ch has a subscriber: a job reported
+// to with no one watching costs no encoding at all.
+func (h *hub) publishTo(ch string, u *broker.Update, filter bool) {
 	sh := h.shard(ch)
 	sh.mu.RLock()
 	defer sh.mu.RUnlock()
 	subs := sh.channels[ch]
 	if len(subs) == 0 {
 		return
+	}
+	if len(u.Data) == 0 {
+		data, err := u.Snapshot.AppendJSON(make([]byte, 0, 512))
+		if err != nil {
+			if h.warnf != nil {
+				h.warnf("encode an update", "job", u.Snapshot.JobID, "seq", u.Snapshot.Seq, "err", err)
+			}
+			return
+		}
+		u.Data = data
 	}
 	m := newUpdate(ch, &u.Snapshot, u.Data) // once per channel, shared by all
 	for s := range subs {

@@ -93,6 +93,35 @@ func TestHubEncodesOncePerChannel(t *testing.T) {
 	}
 }
 
+// TestHubEncodesWhatThePublisherLeft: an update published without Data
+// (jobs.Service leaves the encoding to the in-process broker's receiver)
+// reaches every channel's subscribers as the snapshot's JSON, the same
+// bytes a publisher would have encoded; a job no one watches is not
+// encoded at all.
+func TestHubEncodesWhatThePublisherLeft(t *testing.T) { // not parallel: AllocsPerRun
+	m := testMetrics(t)
+	h := newHub(m)
+	alice := testSubscriber(t, m, auth.Principal{Subject: "alice"})
+	h.subscribe("job:j1", alice)
+	h.subscribe("user:alice", alice)
+	u := update("j1", "p", "alice", 1, progress.Running)
+	h.publish(broker.Update{Snapshot: u.Snapshot})
+	got := alice.take(nil)
+	if len(got) != 2 {
+		t.Fatalf("%d frames, want one per channel", len(got))
+	}
+	for i, ch := range []string{"job:j1", "user:alice"} {
+		want := `{"type":"update","channel":"` + ch + `","job":` + string(u.Data) + `}`
+		if string(got[i].frame) != want {
+			t.Fatalf("frame %s, want %s", got[i].frame, want)
+		}
+	}
+	unwatched := update("j2", "p", "bob", 1, progress.Running).Snapshot
+	if n := testing.AllocsPerRun(100, func() { h.publish(broker.Update{Snapshot: unwatched}) }); n > 3 {
+		t.Fatalf("%v allocations to publish a job no one watches: want only its channel names", n)
+	}
+}
+
 // TestHubIndexConsistency subscribes, unsubscribes and closes from many
 // goroutines while others publish, then checks that the channel →
 // subscribers index and every subscriber's channel set agree.

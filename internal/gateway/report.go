@@ -25,10 +25,11 @@ type queuedReport struct {
 // produced, in the order sent. The frames a worker streams are applied
 // in bursts: the reader queues each one and applies the queue (as one
 // jobs.Service.ReportMany: one durable write and one publish per job)
-// once no more bytes wait in its buffer, before any other kind of frame,
-// at maxReportBurst, and when reading ends. So a burst costs one
-// transaction instead of one per frame, and a lone frame is applied at
-// once. The first report frame gives the connection a read buffer
+// once no more bytes wait in its buffer or the socket (prefixReader.more:
+// frames that arrived while the burst was read join it), before any
+// other kind of frame, at maxReportBurst, and when reading ends. So a
+// burst costs one transaction instead of one per frame, and a lone frame
+// is applied at once. The first report frame gives the connection a read buffer
 // (prefixReader.buffer): a connection that only watches never holds one.
 func (c *wsConn) report(f clientFrame) {
 	c.rd.buffer()

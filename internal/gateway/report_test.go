@@ -216,3 +216,93 @@ func TestWSReportBurst(t *testing.T) {
 		t.Fatalf("%d publishes for %d reports that arrived together: the burst was applied report by report", len(published), n-2)
 	}
 }
+
+// TestWSReportBigBurst: more report frames arrive at once than a burst
+// applies (maxReportBurst) and than the read buffer holds, with refused
+// reports among them; the reader takes in whatever the socket already
+// holds (prefixReader.more), so its bursts are as large as they may be.
+// Every frame still gets its own reply, in the order sent: the refused
+// ones their error, the others the next seq of their job.
+func TestWSReportBigBurst(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	job := e.createJob(t, "alice", "p")
+	done := e.createJob(t, "alice", "p")
+	succeeded := progress.Succeeded
+	if _, err := e.svc.Report(context.Background(), done.JobID, progress.Report{State: &succeeded}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	conn, _, _, err := ws.Dial(ctx, e.wsURL("token="+url.QueryEscape(e.token(t, "alice", false, time.Hour))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	const n = 2*maxReportBurst + 500
+	refused := map[int]string{ // frame → the reply's error code
+		1:                  CodeBadRequest,
+		700:                CodeNotFound,
+		maxReportBurst:     CodeConflict,
+		maxReportBurst + 1: CodeBadRequest,
+		n - 1:              CodeNotFound,
+	}
+	var burst bytes.Buffer
+	for i := 1; i <= n; i++ {
+		var f string
+		switch {
+		case refused[i] == CodeBadRequest:
+			f = fmt.Sprintf(`{"op":"report","id":%d,"job_id":%q,"progress":-1}`, i, job.JobID)
+		case refused[i] == CodeNotFound:
+			f = fmt.Sprintf(`{"op":"report","id":%d,"job_id":"no-such-job","progress":0.5}`, i)
+		case refused[i] == CodeConflict:
+			f = fmt.Sprintf(`{"op":"report","id":%d,"job_id":%q,"progress":0.5}`, i, done.JobID)
+		case i == n:
+			f = fmt.Sprintf(`{"op":"report","id":%d,"job_id":%q,"state":"succeeded"}`, i, job.JobID)
+		default:
+			f = fmt.Sprintf(`{"op":"report","id":%d,"job_id":%q,"progress":%g}`, i, job.JobID, float64(i)/(2*n))
+		}
+		if err := ws.WriteFrame(&burst, ws.MaskFrame(ws.NewTextFrame([]byte(f)))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if burst.Len() <= 2*readBuffer {
+		t.Fatalf("the burst is %d bytes: want more than the read buffer holds", burst.Len())
+	}
+	written := make(chan error, 1)
+	go func() { // the replies are read while the frames are written
+		_, err := conn.Write(burst.Bytes())
+		written <- err
+	}()
+	_ = conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	seq := job.Seq
+	for i := 1; i <= n; i++ {
+		b, err := wsutil.ReadServerText(conn)
+		if err != nil {
+			t.Fatalf("reply %d: %v", i, err)
+		}
+		var r frame
+		if err := json.Unmarshal(b, &r); err != nil {
+			t.Fatal(err)
+		}
+		if r.Type != "reply" || string(r.ID) != strconv.Itoa(i) {
+			t.Fatalf("frame %d: %s, want the reply to frame %d (replies come in the order sent)", i, b, i)
+		}
+		if code, bad := refused[i]; bad {
+			if r.Error == nil || r.Error.Code != code || r.Seq != 0 {
+				t.Fatalf("frame %d: %s, want %s", i, b, code)
+			}
+			continue
+		}
+		if r.Error != nil || r.Seq != seq+1 {
+			t.Fatalf("frame %d: %s, want seq %d", i, b, seq+1)
+		}
+		seq = r.Seq
+	}
+	if err := <-written; err != nil {
+		t.Fatal(err)
+	}
+	if s, err := e.svc.Get(context.Background(), job.JobID); err != nil || s.Seq != seq || s.State != progress.Succeeded {
+		t.Fatalf("the job: %+v (%v), want succeeded at seq %d", s, err, seq)
+	}
+}

@@ -29,11 +29,7 @@ func (g *Gateway) Resync() {
 		}
 		snaps := g.resyncRead(ch)
 		for i := range snaps {
-			data, err := snaps[i].AppendJSON(nil)
-			if err != nil {
-				continue // cannot happen: stored snapshots encode
-			}
-			g.hub.publishTo(ch, broker.Update{Snapshot: snaps[i], Data: data}, filtered(kind))
+			g.hub.publishTo(ch, &broker.Update{Snapshot: snaps[i]}, filtered(kind))
 		}
 	}
 	g.log.Info("resynced subscribers from the snapshot store", "channels", len(chans))

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bufio"
+	"errors"
 	"io"
 	"net"
 	"slices"
@@ -34,8 +35,10 @@ const readChunk = 4096
 type prefixReader struct {
 	pre  []byte
 	conn net.Conn
-	raw  syscall.RawConn // conn's, nil if it has none
+	raw  syscall.RawConn // conn's, nil if it has none (then more looks at the buffer only)
 	buf  *bufio.Reader   // nil until the connection sends a report frame
+
+	noWait bool // set while more fills the buffer
 }
 
 func (r *prefixReader) Read(p []byte) (int, error) {
@@ -52,6 +55,48 @@ func (r *prefixReader) buffer() {
 	}
 }
 
+// more reports whether bytes wait to be read: in the buffer, or else in
+// the socket, from which it then fills the buffer without waiting (one
+// read system call that returns at once). A burst of report frames ends
+// when more says no: frames that arrived while the burst was being read
+// join it instead of starting the next one, so a worker streaming
+// reports gets them applied in as few transactions, publishes and reply
+// writes as the frames it has in flight allow.
+func (r *prefixReader) more() bool {
+	if r.buffered() > 0 {
+		return true
+	}
+	if r.buf == nil || r.raw == nil {
+		return false
+	}
+	r.noWait = true
+	_, err := r.buf.Peek(1) // fills from the socket; err is then cleared
+	r.noWait = false
+	return err == nil
+}
+
+// readNoWait is one read of the socket that does not wait for bytes:
+// errWouldWait if none are there. An error of the socket (or its end) is
+// not kept: the reader's next read, which waits, meets it again.
+func (r *prefixReader) readNoWait(p []byte) (int, error) {
+	var (
+		n     int
+		errno syscall.Errno
+	)
+	err := r.raw.Read(func(fd uintptr) bool {
+		for {
+			n, errno = sysRead(fd, p)
+			if errno != syscall.EINTR {
+				return true // done, whatever it read: never wait for bytes
+			}
+		}
+	})
+	if err != nil || errno != 0 || n <= 0 {
+		return 0, errWouldWait
+	}
+	return n, nil
+}
+
 // buffered is how many bytes were read from the socket and wait here.
 func (r *prefixReader) buffered() int {
 	n := len(r.pre)
@@ -66,7 +111,13 @@ type rawReader struct{ r *prefixReader }
 
 func (r rawReader) Read(p []byte) (int, error) { return r.r.readRaw(p) }
 
+// errWouldWait ends a read that was not to wait (prefixReader.more).
+var errWouldWait = errors.New("gateway: nothing waits to be read")
+
 func (r *prefixReader) readRaw(p []byte) (int, error) {
+	if r.noWait {
+		return r.readNoWait(p)
+	}
 	if len(r.pre) == 0 {
 		if r.raw != nil {
 			return rawRead(r.raw, p)
@@ -152,7 +203,7 @@ func (c *wsConn) read() (graceful bool, err error) {
 		}
 		c.handleAside(op, msg)
 		msg = nil
-		if len(c.reports) > 0 && (c.rd.buffered() == 0 || len(c.reports) >= maxReportBurst) {
+		if len(c.reports) > 0 && (len(c.reports) >= maxReportBurst || !c.rd.more()) {
 			c.flushReports() // the burst has ended: nothing more waits to be read
 		}
 	}

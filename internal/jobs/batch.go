@@ -42,38 +42,50 @@ type move struct {
 // retries it) and its job is not published; the other reports stand.
 func (s *Service) ReportMany(ctx context.Context, reps []progress.JobReport, allow func(progress.Snapshot) bool) []progress.Outcome {
 	out := make([]progress.Outcome, len(reps))
-	changed := make(map[string]*jobChange, len(reps))
-	order := make([]*jobChange, 0, len(reps))
+	// The jobs changed, in the order first reported, in one slice: a
+	// batch touches up to 1,000 jobs, and an allocation each was a third
+	// of what a streamed report allocated.
+	order := make([]jobChange, 0, min(len(reps), 64))
+	at := make(map[string]int, min(len(reps), 64)) // index in order
+	a := s.newReportApply(allow)
 	for i := range reps {
-		prev, next, err := s.applyOne(ctx, reps[i].JobID, reps[i].Report, allow)
+		next, err := s.applyOne(ctx, a, reps[i].JobID, reps[i].Report)
 		if err != nil {
 			out[i].Err = err
 			continue
 		}
 		out[i].Seq = next.Seq
-		c := changed[next.JobID]
-		if c == nil {
-			c = &jobChange{first: prev}
-			changed[next.JobID] = c
-			order = append(order, c)
+		k, ok := at[next.JobID]
+		if !ok {
+			k = len(order)
+			at[next.JobID] = k
+			order = append(order, jobChange{first: a.prev})
 		}
+		c := &order[k]
 		c.last = next
-		if prev.State != next.State || prev.Stalled != next.Stalled {
+		if a.prev.State != next.State || a.prev.Stalled != next.Stalled {
 			c.moved = true
-			c.moves = append(c.moves, move{report: i, from: prev.State, to: next.State})
+			c.moves = append(c.moves, move{report: i, from: a.prev.State, to: next.State})
 		}
 	}
-	var durable, pending []progress.Snapshot
-	for _, c := range order {
-		if c.moved {
-			durable = append(durable, c.last)
+	// Both lists in one slice: the durable ones from the front, the
+	// others from the back.
+	snaps := make([]progress.Snapshot, len(order))
+	d, p := 0, len(snaps)
+	for i := range order {
+		if order[i].moved {
+			snaps[d] = order[i].last
+			d++
 		} else {
-			pending = append(pending, c.last)
+			p--
+			snaps[p] = order[i].last
 		}
 	}
+	durable, pending := snaps[:d:d], snaps[p:]
 	if err := s.cfg.DB.SaveMany(ctx, pending, durable); err != nil {
 		err = s.reject(unavailable("record report", err))
-		for _, c := range order {
+		for i := range order {
+			c := &order[i]
 			if !c.moved {
 				continue
 			}
@@ -83,7 +95,8 @@ func (s *Service) ReportMany(ctx context.Context, reps []progress.JobReport, all
 			c.last = progress.Snapshot{} // not published: not recorded
 		}
 	}
-	for _, c := range order {
+	for i := range order {
+		c := &order[i]
 		if c.last.JobID == "" {
 			continue
 		}

@@ -144,3 +144,49 @@ func seqsOf(s []progress.Snapshot) []uint64 {
 	}
 	return slices.Clip(out)
 }
+
+// TestReportManyChecksEachReportAlone: ReportMany applies every report
+// of a batch through one reused state (reportApply); what one report
+// found (a parent's unfinished children, the job it applied to) must not
+// reach the next. A parent's succeeded is refused while its child runs;
+// the next reports, progress and succeeded of a job without children,
+// are accepted, and so is the child's succeeded.
+func TestReportManyChecksEachReportAlone(t *testing.T) {
+	ctx := context.Background()
+	p := jobstest.New(t, jobstest.Options{})
+	create := func(req jobs.CreateRequest) progress.Snapshot {
+		s, err := p.Jobs.Create(ctx, "alice", req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	parent := create(jobs.CreateRequest{Project: "p"})
+	child := create(jobs.CreateRequest{ParentID: parent.JobID})
+	lone := create(jobs.CreateRequest{Project: "p"})
+	succeeded, half := progress.Succeeded, 0.5
+	out := p.Jobs.ReportMany(ctx, []progress.JobReport{
+		{JobID: child.JobID, Report: progress.Report{Progress: &half}},
+		{JobID: parent.JobID, Report: progress.Report{State: &succeeded}}, // children_unfinished
+		{JobID: lone.JobID, Report: progress.Report{Progress: &half}},
+		{JobID: lone.JobID, Report: progress.Report{State: &succeeded}},
+		{JobID: child.JobID, Report: progress.Report{State: &succeeded}},
+	}, nil)
+	var pe *progress.Error
+	if !errors.As(out[1].Err, &pe) || pe.Code != progress.CodeChildrenUnfinished {
+		t.Fatalf("the parent's first succeeded: %+v, want children_unfinished", out[1])
+	}
+	for _, i := range []int{0, 2, 3, 4} {
+		if out[i].Err != nil || out[i].Seq == 0 {
+			t.Fatalf("report %d: %+v, want a seq", i, out[i])
+		}
+	}
+	for _, id := range []string{child.JobID, lone.JobID} {
+		if s, err := p.Jobs.Get(ctx, id); err != nil || s.State != progress.Succeeded {
+			t.Fatalf("job %s: %+v (%v), want succeeded", id, s, err)
+		}
+	}
+	if s, err := p.Jobs.Get(ctx, parent.JobID); err != nil || s.State.Terminal() {
+		t.Fatalf("the parent: %+v (%v), want it unfinished", s, err)
+	}
+}

@@ -305,72 +305,105 @@ func (s *Service) Report(ctx context.Context, id string, r progress.Report) (pro
 // probed. The check runs inside the atomic update, on the snapshot the
 // report applies to, which spares the API a separate read per report.
 func (s *Service) ReportAs(ctx context.Context, id string, r progress.Report, allow func(progress.Snapshot) bool) (progress.Snapshot, error) {
-	prev, next, err := s.applyOne(ctx, id, r, allow)
+	a := s.newReportApply(allow)
+	next, err := s.applyOne(ctx, a, id, r)
 	if err != nil {
 		return progress.Snapshot{}, err
 	}
-	if err := s.commit(ctx, &prev, &next); err != nil {
+	if err := s.commit(ctx, &a.prev, &next); err != nil {
 		return progress.Snapshot{}, s.reject(unavailable("record report", err))
 	}
 	return next, nil
 }
 
+// reportApply applies one report to its job inside the snapshot store's
+// atomic update, and keeps the snapshot it was applied to (prev). The
+// store's Update takes a func, which escapes, and with it everything the
+// func refers to: a closure per report would put the report and both
+// snapshots on the heap for every report. ReportMany uses one
+// reportApply for all the reports of a batch.
+type reportApply struct {
+	s      *Service
+	allow  func(progress.Snapshot) bool
+	r      progress.Report
+	active int // the job's children still queued or running, for succeeded
+	prev   progress.Snapshot
+	fn     func(progress.Snapshot) (progress.Snapshot, error) // apply, bound once
+}
+
+func (s *Service) newReportApply(allow func(progress.Snapshot) bool) *reportApply {
+	a := &reportApply{s: s, allow: allow}
+	a.fn = a.apply
+	return a
+}
+
+func (a *reportApply) apply(prev progress.Snapshot) (progress.Snapshot, error) {
+	a.prev = prev
+	if a.allow != nil && !a.allow(prev) {
+		return prev, ErrNotFound
+	}
+	if a.active > 0 && !prev.State.Terminal() {
+		return prev, &progress.Error{Code: progress.CodeChildrenUnfinished, Message: fmt.Sprintf(
+			"%d of this job's children are still queued or running: finish or cancel them first", a.active)}
+	}
+	return progress.Apply(prev, a.r, a.s.cfg.Now())
+}
+
 // applyOne is the part of a report that ReportAs and ReportMany share:
-// its log lines kept, then the report applied in the snapshot store. The
-// caller records and publishes the change.
-func (s *Service) applyOne(ctx context.Context, id string, r progress.Report, allow func(progress.Snapshot) bool) (prev, next progress.Snapshot, err error) {
+// its log lines kept, then the report applied in the snapshot store; the
+// snapshot it was applied to is left in a.prev. The caller records and
+// publishes the change.
+func (s *Service) applyOne(ctx context.Context, a *reportApply, id string, r progress.Report) (next progress.Snapshot, err error) {
+	a.prev, a.r, a.active = progress.Snapshot{}, r, 0
 	if len(r.Log) > 0 {
-		if err := s.reportLogs(ctx, id, r, allow); err != nil {
-			return prev, next, err
+		if err := s.reportLogs(ctx, id, r, a.allow); err != nil {
+			return next, err
 		}
 	}
 	// succeeded over unfinished children is refused on the durable
 	// counts, which every child's state change moves before its reply:
 	// the parent's snapshot may be up to ParentInterval behind them.
-	var active int
 	if r.State != nil && *r.State == progress.Succeeded {
 		t, err := s.cfg.DB.ChildTotals(ctx, id)
 		if err != nil {
-			return prev, next, s.reject(unavailable("read the job's children", err))
+			return next, s.reject(unavailable("read the job's children", err))
 		}
-		active = t.Counts.Active()
+		a.active = t.Counts.Active()
 	}
-	prev, next, err = s.update(ctx, id, func(prev progress.Snapshot) (progress.Snapshot, error) {
-		if allow != nil && !allow(prev) {
-			return prev, ErrNotFound
-		}
-		if active > 0 && !prev.State.Terminal() {
-			return prev, &progress.Error{Code: progress.CodeChildrenUnfinished, Message: fmt.Sprintf(
-				"%d of this job's children are still queued or running: finish or cancel them first", active)}
-		}
-		return progress.Apply(prev, r, s.cfg.Now())
-	})
+	next, err = s.updateWith(ctx, id, a.fn)
+	a.r = progress.Report{} // not kept past the call
 	if err != nil {
-		return prev, next, s.reject(unavailable("apply report", err))
+		return next, s.reject(unavailable("apply report", err))
 	}
 	s.cfg.Metrics.accepted.Inc()
-	return prev, next, nil
+	return next, nil
 }
 
 // update applies fn to job id in the snapshot store, loading the job from
 // the durable store first if the snapshot store lost it. It returns the
 // snapshot fn was applied to and the result.
 func (s *Service) update(ctx context.Context, id string, fn func(progress.Snapshot) (progress.Snapshot, error)) (prev, next progress.Snapshot, err error) {
-	apply := func(p progress.Snapshot) (progress.Snapshot, error) {
+	next, err = s.updateWith(ctx, id, func(p progress.Snapshot) (progress.Snapshot, error) {
 		prev = p
 		return fn(p)
-	}
-	next, err = s.cfg.Snapshots.Update(ctx, id, apply)
+	})
+	return prev, next, err
+}
+
+// updateWith is update for an fn that keeps the snapshot it is given
+// itself, if it needs it.
+func (s *Service) updateWith(ctx context.Context, id string, fn func(progress.Snapshot) (progress.Snapshot, error)) (next progress.Snapshot, err error) {
+	next, err = s.cfg.Snapshots.Update(ctx, id, fn)
 	if errors.Is(err, snapshot.ErrNotFound) {
 		// Evicted or from before a restart: the durable store has it.
 		if err = s.load(ctx, id); err == nil {
-			next, err = s.cfg.Snapshots.Update(ctx, id, apply)
+			next, err = s.cfg.Snapshots.Update(ctx, id, fn)
 		}
 	}
 	if errors.Is(err, snapshot.ErrNotFound) || errors.Is(err, store.ErrNotFound) {
 		err = ErrNotFound
 	}
-	return prev, next, err
+	return next, err
 }
 
 // commit records the change from prev to next: durably before returning
@@ -546,15 +579,14 @@ func (s *Service) reload(ctx context.Context, snap progress.Snapshot) error {
 	return s.cfg.Snapshots.Put(ctx, snap)
 }
 
-// publish encodes snap once and hands it to the broker. A broker failure
+// publish hands snap to the broker. A broker failure
 // does not fail the report — the snapshot is stored, and subscribers get
 // the whole state with the next update or on resubscribe — but it is logged.
 func (s *Service) publish(ctx context.Context, snap progress.Snapshot) {
-	data, err := snap.AppendJSON(make([]byte, 0, 512))
-	if err == nil {
-		err = s.cfg.Broker.Publish(ctx, broker.Update{Snapshot: snap, Data: data})
-	}
-	if err != nil {
+	// Data is left to the broker: the in-process one has the gateway
+	// encode it only for a job someone watches (most reported jobs have
+	// no viewer), Redis encodes it once for its message and this node.
+	if err := s.cfg.Broker.Publish(ctx, broker.Update{Snapshot: snap}); err != nil {
 		s.publishFailed(snap, err)
 	}
 }

@@ -15,7 +15,7 @@ import (
 
 // startNode runs a real server in this process on a free loopback port,
 // in single-user mode, with its data in a temp dir.
-func startNode(t *testing.T, mods ...func(*node.Config)) *node.Node {
+func startNode(t testing.TB, mods ...func(*node.Config)) *node.Node {
 	t.Helper()
 	cfg := node.Defaults()
 	cfg.Addr = "127.0.0.1:0"

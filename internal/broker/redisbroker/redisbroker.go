@@ -209,8 +209,16 @@ func (b *Broker) Channel() string { return b.channel }
 
 // Publish implements broker.Broker: it calls this node's subscribers, then
 // sends u to the other nodes in one PUBLISH. An error means other nodes
-// did not get u; local subscribers did.
+// did not get u; local subscribers did. u.Data is encoded here if the
+// publisher left it empty, once for both.
 func (b *Broker) Publish(ctx context.Context, u broker.Update) error {
+	if len(u.Data) == 0 && !u.Log {
+		data, err := u.Snapshot.AppendJSON(make([]byte, 0, 512))
+		if err != nil {
+			return fmt.Errorf("redisbroker: encode job %s seq %d: %w", u.Snapshot.JobID, u.Snapshot.Seq, err)
+		}
+		u.Data = data
+	}
 	if err := b.subs.Deliver(u); err != nil {
 		return err
 	}
