@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -289,8 +290,17 @@ func (w *WriteBehind) flushLocked(ctx context.Context) error {
 		return nil
 	}
 	w.inflight, w.pending = w.pending, w.inflight
-	batch := slices.Collect(maps.Values(w.inflight))
+	batch := make([]progress.Snapshot, 0, len(w.inflight))
+	for _, s := range w.inflight {
+		batch = append(batch, s)
+	}
 	w.mu.Unlock()
+	// In id order: ids are time-ordered, so are the rows in a SQLite
+	// file, and a chunk of neighbours rewrites a few pages where a chunk
+	// in map order rewrites one page per job, each appended to the WAL
+	// again by every chunk that touches it: half the CPU of a flush of
+	// 3,000 jobs (10.4–11.0 against 22.6–24.6 µs a job, BenchmarkFlushOrder).
+	slices.SortFunc(batch, func(a, b progress.Snapshot) int { return strings.Compare(a.JobID, b.JobID) })
 
 	var err error
 	written := 0

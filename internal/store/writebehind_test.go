@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -40,6 +42,8 @@ type faultyStore struct {
 	// afterRead, if set, runs once a Get or List has read the database and
 	// before it returns, to stage a race with a flush.
 	afterRead func()
+	// onSave, if set, is shown every batch Save is given.
+	onSave func([]progress.Snapshot)
 }
 
 func (f *faultyStore) Get(ctx context.Context, id string) (progress.Snapshot, error) {
@@ -61,6 +65,9 @@ func (f *faultyStore) List(ctx context.Context, q progress.Query) ([]progress.Sn
 var errInjected = errors.New("injected failure")
 
 func (f *faultyStore) Save(ctx context.Context, snaps []progress.Snapshot) error {
+	if f.onSave != nil {
+		f.onSave(snaps)
+	}
 	if f.gate != nil {
 		select {
 		case f.hung <- struct{}{}:
@@ -220,6 +227,34 @@ func TestWriteBehindGroupCommit(t *testing.T) {
 		if seq != 5 {
 			t.Errorf("job %d stored at seq %d, want 5", i, seq)
 		}
+	}
+}
+
+// TestWriteBehindFlushesInIDOrder: a flush writes its jobs in id order,
+// chunk after chunk, whatever order they were reported in: ids are
+// time-ordered like the rows of the jobs table, so each chunk rewrites
+// neighbouring rows (BenchmarkFlushOrder in package sqlite).
+func TestWriteBehindFlushesInIDOrder(t *testing.T) {
+	b := setup(t, time.Hour, nil)
+	const n = 600 // more than two chunks
+	jobs := make([]progress.Snapshot, n)
+	for i := range jobs {
+		jobs[i] = b.newJob(t, i+1)
+	}
+	var written []string
+	b.db.onSave = func(snaps []progress.Snapshot) {
+		for _, s := range snaps {
+			written = append(written, s.JobID)
+		}
+	}
+	for _, i := range rand.Perm(n) {
+		b.save(t, at(jobs[i], 2), false)
+	}
+	if err := b.wb.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if len(written) != n || !slices.IsSorted(written) {
+		t.Errorf("a flush of %d jobs wrote %d, in id order: %v", n, len(written), slices.IsSorted(written))
 	}
 }
 

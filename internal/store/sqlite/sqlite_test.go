@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -155,6 +156,57 @@ func BenchmarkSave(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "snapshots/s")
+}
+
+// BenchmarkFlushOrder: a write-behind flush of 3,000 running jobs, in
+// chunks of 256 as store.WriteBehind writes them, the jobs in map order
+// (random) and in id order (what WriteBehind does): in id order a chunk
+// rewrites neighbouring rows, few pages, where in random order every job
+// is a page of its own appended to the WAL again by each chunk.
+func BenchmarkFlushOrder(b *testing.B) {
+	for _, order := range []string{"random", "id"} {
+		b.Run(order, func(b *testing.B) {
+			const n, chunk = 3000, 256
+			s := openFile(b, filepath.Join(b.TempDir(), "progressd.db"))
+			defer s.Close()
+			snaps := make([]progress.Snapshot, n)
+			for i := range snaps {
+				snap, err := progress.New(progress.NewJob{
+					ID: fmt.Sprintf("0195522a-0000-7000-8000-%012x", i), Project: "p1", Owner: "alice",
+				}, time.Now())
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := s.Create(b.Context(), snap); err != nil {
+					b.Fatal(err)
+				}
+				snap.State, snap.Seq = progress.Running, 2
+				if err := s.Save(b.Context(), []progress.Snapshot{snap}); err != nil {
+					b.Fatal(err)
+				}
+				snaps[i] = snap
+			}
+			s.SetIdleStep(store.IdleStep(24 * time.Hour))
+			start := snaps[0].UpdatedAt
+			for k := 0; b.Loop(); k++ {
+				for i := range snaps {
+					snaps[i].Seq = uint64(k + 3)
+					snaps[i].Progress = float64(k%1000) / 1000
+					snaps[i].UpdatedAt = progress.At(start.Add(time.Duration(k+1) * time.Second))
+				}
+				rand.Shuffle(n, func(i, j int) { snaps[i], snaps[j] = snaps[j], snaps[i] })
+				if order == "id" {
+					slices.SortFunc(snaps, func(a, b progress.Snapshot) int { return strings.Compare(a.JobID, b.JobID) })
+				}
+				for w := 0; w < n; w += chunk {
+					if err := s.Save(b.Context(), snaps[w:min(w+chunk, n)]); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*n), "µs/job")
+		})
+	}
 }
 
 // BenchmarkProjects: GET /api/v1/projects' read over 100,000 jobs in
