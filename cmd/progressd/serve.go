@@ -84,6 +84,12 @@ func serve(ctx context.Context, cfg node.Config) error {
 		return err
 	}
 	defer stopProfile()
+	// PROGRESSD_MEMPROFILE=FILE writes what the run allocated, at its end.
+	stopMemProfile, err := startMemProfile("PROGRESSD_MEMPROFILE")
+	if err != nil {
+		return err
+	}
+	defer stopMemProfile()
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -91,7 +91,8 @@ func New(mux *http.ServeMux, cfg Config) *API {
 	jsonFormat := huma.Format{Marshal: marshalJSON, Unmarshal: huma.DefaultJSONFormat.Unmarshal}
 	hc.Formats = map[string]huma.Format{"application/json": jsonFormat, "json": jsonFormat}
 	hc.Components.Schemas.RegisterTypeAlias(reflect.TypeFor[progress.Time](), reflect.TypeFor[time.Time]())
-	a.huma = humago.New(mux, hc)
+	a.huma = huma.NewAPI(hc, &adapter{Adapter: humago.NewAdapter(mux, ""), mux: mux,
+		fast: map[string]fastRoute{"report-progress": a.reportFast}})
 	a.huma.UseMiddleware(a.authenticate)
 
 	a.registerJobs()
@@ -112,27 +113,38 @@ func (a *API) authenticate(ctx huma.Context, next func(huma.Context)) {
 		next(ctx)
 		return
 	}
-	token := ctx.Query("token")
+	p, status, err := a.caller(ctx)
+	if err != nil {
+		_ = huma.WriteErr(a.huma, ctx, status, "", err)
+		return
+	}
+	next(huma.WithValue(ctx, principalKey{}, p))
+}
+
+// caller is the principal of a request to a secured operation, or the
+// status and error that refuse it: no or a bad token (401), or an
+// operation its token may never call (403, allowed).
+func (a *API) caller(ctx huma.Context) (auth.Principal, int, error) {
+	var token string
+	if ctx.URL().RawQuery != "" {
+		token = ctx.Query("token")
+	}
 	if h := ctx.Header("Authorization"); h != "" {
 		scheme, t, ok := strings.Cut(h, " ")
 		if !ok || !strings.EqualFold(scheme, "Bearer") {
-			_ = huma.WriteErr(a.huma, ctx, http.StatusUnauthorized, "",
-				apiError(http.StatusUnauthorized, "unauthorized", "the Authorization header must be \"Bearer <token>\""))
-			return
+			return auth.Principal{}, http.StatusUnauthorized,
+				apiError(http.StatusUnauthorized, "unauthorized", "the Authorization header must be \"Bearer <token>\"")
 		}
 		token = strings.TrimSpace(t)
 	}
 	p, err := a.auth.Verify(token)
 	if err != nil {
-		_ = huma.WriteErr(a.huma, ctx, http.StatusUnauthorized, "",
-			apiError(http.StatusUnauthorized, "unauthorized", err.Error()))
-		return
+		return auth.Principal{}, http.StatusUnauthorized, apiError(http.StatusUnauthorized, "unauthorized", err.Error())
 	}
 	if err := allowed(p, ctx); err != nil {
-		_ = huma.WriteErr(a.huma, ctx, http.StatusForbidden, "", err)
-		return
+		return auth.Principal{}, http.StatusForbidden, err
 	}
-	next(huma.WithValue(ctx, principalKey{}, p))
+	return p, 0, nil
 }
 
 // allowed refuses, before any handler runs, what p's token can never do

@@ -12,6 +12,7 @@ import (
 
 	"github.com/danielgtaylor/huma/v2"
 
+	"github.com/progressd/progressd/internal/auth"
 	"github.com/progressd/progressd/internal/jobs"
 	"github.com/progressd/progressd/internal/progress"
 )
@@ -184,24 +185,35 @@ func (a *API) getJob(ctx context.Context, in *jobIDInput) (*snapshotOutput, erro
 }
 
 func (a *API) reportProgress(ctx context.Context, in *reportInput) (*snapshotOutput, error) {
-	r, ok := progress.DecodeReport(in.RawBody) // by hand: the common form
-	if !ok {
-		if err := decodeStrict(in.RawBody, &r, "one report object"); err != nil {
-			return nil, err
-		}
-	}
-	if err := checkLogBody(in.RawBody, r.Log); err != nil {
-		return nil, a.fromService(ctx, err)
-	}
-	r.TraceID = a.traceID(ctx, in.Traceparent)
-	snap, err := a.jobs.ReportAs(ctx, in.ID, r, principal(ctx).CanWrite)
+	snap, err := a.report(ctx, principal(ctx), in.ID, in.Traceparent, in.RawBody)
 	if err != nil {
-		return nil, a.fromService(ctx, err)
-	}
-	if r.TraceID != "" {
-		a.log.DebugContext(ctx, "report", "job", in.ID, "seq", snap.Seq, "trace_id", r.TraceID)
+		return nil, err
 	}
 	return &snapshotOutput{Body: snap}, nil
+}
+
+// report applies the report in raw, a request's body, to job id for p:
+// the work of POST /api/v1/jobs/{id}/progress, huma's handler of it and
+// its fast path (reportFast) alike. Errors are the API's.
+func (a *API) report(ctx context.Context, p auth.Principal, id, traceparent string, raw []byte) (progress.Snapshot, error) {
+	r, ok := progress.DecodeReport(raw) // by hand: the common form
+	if !ok {
+		if err := decodeStrict(raw, &r, "one report object"); err != nil {
+			return progress.Snapshot{}, err
+		}
+	}
+	if err := checkLogBody(raw, r.Log); err != nil {
+		return progress.Snapshot{}, a.fromService(ctx, err)
+	}
+	r.TraceID = a.traceID(ctx, traceparent)
+	snap, err := a.jobs.ReportAs(ctx, id, r, p.CanWrite)
+	if err != nil {
+		return progress.Snapshot{}, a.fromService(ctx, err)
+	}
+	if r.TraceID != "" {
+		a.log.DebugContext(ctx, "report", "job", id, "seq", snap.Seq, "trace_id", r.TraceID)
+	}
+	return snap, nil
 }
 
 // traceID reads a request's traceparent header (progress.TraceID),
