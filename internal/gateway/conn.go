@@ -119,6 +119,7 @@ func newWSConn(g *Gateway, conn net.Conn, pre []byte, clientID string) *wsConn {
 	}
 	c.sub = newSubscriber(transportWS, newQueue(g.cfg.MaxQueuedFrames, g.cfg.MaxQueuedBytes), g.m)
 	c.sub.wake = c.wakeLocked
+	c.sub.writeHere = c.writeHere
 	c.sub.overflow = func() { c.closeLocked(StatusTooSlow, "too slow to keep up") }
 	return c
 }
@@ -245,10 +246,12 @@ func (c *wsConn) enter() bool {
 }
 
 // wakeLocked starts the writer when there is something to write and no
-// writer runs.
-func (c *wsConn) wakeLocked() {
+// writer runs. When here is true and the batch is one the caller can
+// write without waiting (see writeHere), it makes the caller the writer
+// instead and returns true.
+func (c *wsConn) wakeLocked(here bool) bool {
 	if c.writing || c.done || c.closing.Load() || c.parked && !c.sub.urgent {
-		return
+		return false
 	}
 	if !c.sub.urgent && c.g.tooSoon(c.lastWrite) {
 		// Park at once rather than start a writer only for it to park:
@@ -256,9 +259,15 @@ func (c *wsConn) wakeLocked() {
 		// No writer runs, so lastWrite is settled.
 		c.parked = true
 		c.g.spacer.park(c.lastWrite.Add(c.g.cfg.MinWriteInterval), c.unpark)
-		return
+		return false
+	}
+	if here && c.raw != nil && !c.pingDue && !c.pongDue {
+		c.writing, c.parked = true, false
+		c.wg.Add(1)
+		return true
 	}
 	c.startWriterLocked()
+	return false
 }
 
 func (c *wsConn) startWriterLocked() {
@@ -285,7 +294,7 @@ func (c *wsConn) keepalive() {
 	c.pingDue = true
 	c.awaitingPong = true
 	_ = c.conn.SetReadDeadline(time.Now().Add(c.g.cfg.PongTimeout))
-	c.wakeLocked()
+	c.wakeLocked(false)
 }
 
 // onPong clears the pong deadline if p answers the latest ping, and arms
@@ -313,7 +322,7 @@ func (c *wsConn) onPing(p []byte) {
 	}
 	c.pong = append(c.pong[:0], p...)
 	c.pongDue = true
-	c.wakeLocked()
+	c.wakeLocked(false)
 }
 
 // login admits the connection for p, or closes it with 4029.

@@ -15,7 +15,7 @@ import (
 func testSubscriber(t testing.TB, m *metrics, p auth.Principal) *subscriber {
 	t.Helper()
 	s := newSubscriber(transportWS, newQueue(DefaultMaxQueuedFrames, DefaultMaxQueuedBytes), m)
-	s.wake, s.overflow = func() {}, func() {}
+	s.wake, s.overflow = func(bool) bool { return false }, func() {}
 	s.principal.Store(&p)
 	return s
 }

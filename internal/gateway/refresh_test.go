@@ -90,7 +90,7 @@ func TestRefreshDropsQueuedUpdatesNoLongerVisible(t *testing.T) {
 	t.Parallel()
 	e := setup(t)
 	s := newSubscriber(transportWS, newQueue(100, 1<<20), e.gw.m)
-	s.wake, s.overflow = func() {}, func() {}
+	s.wake, s.overflow = func(bool) bool { return false }, func() {}
 	admin, plain := auth.Principal{Subject: "alice", Admin: true}, auth.Principal{Subject: "alice"}
 	s.principal.Store(&admin)
 	e.gw.hub.subscribe("project:p", s)

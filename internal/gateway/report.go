@@ -53,7 +53,7 @@ func (c *wsConn) flushReports() {
 			replies[i] = encodeReplySeq(c.reports[i].id, r.seq, r.perr)
 		}
 	}
-	c.sub.replies(replies)
+	c.sub.repliesHere(replies) // the reader writes them if no writer runs
 	clear(c.reports)
 	c.reports = c.reports[:0]
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/url"
 	"slices"
 	"strconv"
@@ -305,4 +306,68 @@ func TestWSReportBigBurst(t *testing.T) {
 	if s, err := e.svc.Get(context.Background(), job.JobID); err != nil || s.Seq != seq || s.State != progress.Succeeded {
 		t.Fatalf("the job: %+v (%v), want succeeded at seq %d", s, err, seq)
 	}
+}
+
+// TestWSReportRepliesToAFullSocket: the reader writes a burst's replies
+// itself (writeHere) without waiting for room; what the socket does not
+// take goes to a writer goroutine. A worker that sends many reports and
+// reads its replies only later still gets every reply, in order: the
+// replies are far more than the server's send buffer and the worker's
+// receive buffer together, and more than one write (flushAt).
+func TestWSReportRepliesToAFullSocket(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	job := e.createJob(t, "alice", "p")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	d := ws.Dialer{NetDial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err == nil {
+			_ = c.(*net.TCPConn).SetReadBuffer(4096)
+		}
+		return c, err
+	}}
+	conn, _, _, err := d.Dial(ctx, e.wsURL("token="+url.QueryEscape(e.token(t, "alice", false, time.Hour))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	const n = 800 // ~50 KB of replies; fewer than the queue's bound
+	for start := 1; start <= n; start += 100 {
+		var burst bytes.Buffer
+		for i := start; i < start+100; i++ {
+			f := fmt.Sprintf(`{"op":"report","id":%d,"job_id":%q,"progress":%g,"message":"a message that makes the reply no longer"}`, i, job.JobID, float64(i)/1000)
+			if err := ws.WriteFrame(&burst, ws.MaskFrame(ws.NewTextFrame([]byte(f)))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := conn.Write(burst.Bytes()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(200 * time.Millisecond) // read nothing meanwhile: the socket fills
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	seq := job.Seq
+	for i := 1; i <= n; i++ {
+		r, b := readServerFrame(t, conn, i)
+		if r.Type != "reply" || string(r.ID) != strconv.Itoa(i) || r.Error != nil || r.Seq != seq+1 {
+			t.Fatalf("frame %d: %s, want the reply to report %d with seq %d", i, b, i, seq+1)
+		}
+		seq = r.Seq
+	}
+}
+
+// readServerFrame reads the server's next text frame from conn, the
+// reply to frame i.
+func readServerFrame(t *testing.T, conn net.Conn, i int) (frame, []byte) {
+	t.Helper()
+	b, err := wsutil.ReadServerText(conn)
+	if err != nil {
+		t.Fatalf("reply %d: %v", i, err)
+	}
+	var r frame
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatal(err)
+	}
+	return r, b
 }

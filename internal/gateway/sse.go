@@ -141,11 +141,12 @@ func (g *Gateway) stream(w http.ResponseWriter, r *http.Request, p auth.Principa
 	wake := make(chan struct{}, 1)
 	over := make(chan struct{})
 	s := newSubscriber(transportSSE, newQueue(g.cfg.MaxQueuedFrames, g.cfg.MaxQueuedBytes), g.m)
-	s.wake = func() {
+	s.wake = func(bool) bool {
 		select {
 		case wake <- struct{}{}:
 		default:
 		}
+		return false // the stream's own goroutine writes
 	}
 	s.overflow = func() { close(over) } // called once
 	s.principal.Store(&p)

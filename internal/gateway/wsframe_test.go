@@ -372,7 +372,7 @@ func TestWSWriterBatchesIntoOneWrite(t *testing.T) {
 	for i := range n {
 		c.sub.q.pushReply(encodeReply(json.RawMessage(strconv.Itoa(i)), nil))
 	}
-	c.wakeLocked()
+	c.wakeLocked(false)
 	c.sub.mu.Unlock()
 	rc := &rawClient{t: t, conn: cli, r: cli}
 	for i := range n {

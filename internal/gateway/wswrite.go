@@ -207,6 +207,33 @@ func (c *wsConn) unpark() {
 	c.flushParked(wb)
 }
 
+// writeHere writes, on the caller's goroutine, the batch that
+// wakeLocked(true) left to it — a reporting worker's replies, written by
+// the connection's reader (subscriber.repliesHere) — the way the flush
+// clock writes a parked connection's (flushParked): one write that does
+// not wait for room. It spares the goroutine a writer would start, be
+// scheduled on another thread and end, per burst of reports: at a report
+// every 10 ms that was ~20% of the server's CPU (keepcurrent --clients 1,
+// docs/benchmarks.md). What needs a writer goroutine after all — a
+// close, a ping or pong owed, a logs: mark, a batch over flushAt — is
+// handed to one.
+func (c *wsConn) writeHere() {
+	c.sub.mu.Lock()
+	if c.done || c.closing.Load() || c.pingDue || c.pongDue || !c.sub.q.plain(flushAt) {
+		c.writing = false
+		if !c.done {
+			c.startWriterLocked()
+		}
+		c.sub.mu.Unlock()
+		c.wg.Done() // wakeLocked's, for this call
+		return
+	}
+	wb := writeBufs.Get().(*writeBuf)
+	wb.msgs = c.sub.takeLocked(wb.msgs)
+	c.sub.mu.Unlock()
+	c.flushParked(wb)
+}
+
 // flushParked writes wb.msgs with one write that does not wait for room
 // in the socket, on the flush clock's goroutine, which must not block.
 // What the socket did not take at once is left to a writer goroutine,
@@ -236,8 +263,8 @@ func (c *wsConn) flushParked(wb *writeBuf) {
 	}
 	switch {
 	case c.done:
-	case c.closing.Load() || c.sub.urgent:
-		c.startWriterLocked() // neither waits out the spacing
+	case c.closing.Load() || c.sub.urgent || !c.sub.q.idle() && !c.g.tooSoon(c.lastWrite):
+		c.startWriterLocked() // none of these waits out the spacing
 	case !c.sub.q.idle():
 		c.parked = true
 		c.g.spacer.park(c.lastWrite.Add(c.g.cfg.MinWriteInterval), c.unpark)
