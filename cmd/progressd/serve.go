@@ -90,6 +90,7 @@ func serve(ctx context.Context, cfg node.Config) error {
 		return err
 	}
 	defer stopMemProfile()
+	defer startGCFloor()()
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
