@@ -134,14 +134,29 @@ func (h *hub) publish(u broker.Update) {
 		return
 	}
 	snap := &u.Snapshot
-	h.publishTo("job:"+snap.JobID, &u, false)
-	h.publishTo("project:"+snap.Project, &u, true)
-	h.publishTo("user:"+snap.Owner, &u, false)
+	var buf [128]byte
+	h.publishNamed(buf[:0], "job:", snap.JobID, &u, false)
+	h.publishNamed(buf[:0], "project:", snap.Project, &u, true)
+	h.publishNamed(buf[:0], "user:", snap.Owner, &u, false)
 	if snap.ParentID != "" {
-		h.publishTo("children:"+snap.ParentID, &u, false)
+		h.publishNamed(buf[:0], "children:", snap.ParentID, &u, false)
 	}
 	for _, tag := range snap.Tags {
-		h.publishTo("tag:"+tag, &u, true)
+		h.publishNamed(buf[:0], "tag:", tag, &u, true)
+	}
+}
+
+// publishNamed is publishTo for the channel prefix+key, named in buf
+// first: the channels of most updates have no subscriber (a job reported
+// to with nobody watching), and for them no name is allocated.
+func (h *hub) publishNamed(buf []byte, prefix, key string, u *broker.Update, filter bool) {
+	name := append(append(buf, prefix...), key...)
+	sh := &h.shards[maphash.Bytes(h.seed, name)%hubShards] // as shard(string(name))
+	sh.mu.RLock()
+	watched := len(sh.channels[string(name)]) > 0
+	sh.mu.RUnlock()
+	if watched {
+		h.publishTo(string(name), u, filter)
 	}
 }
 

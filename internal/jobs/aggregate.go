@@ -66,11 +66,17 @@ func newAggregator(s *Service) *aggregator {
 // observe records a child's change from prev to next (prev is the zero
 // snapshot for a new child).
 func (a *aggregator) observe(prev, next *progress.Snapshot) {
+	a.observeFrom(prev.State, progress.LiveContribution(prev), next)
+}
+
+// observeFrom is observe given only what it needs of prev: its state and
+// its live contribution to its parent.
+func (a *aggregator) observeFrom(prevState progress.State, prevLive float64, next *progress.Snapshot) {
 	if next.ParentID == "" {
 		return
 	}
-	d := progress.LiveContribution(next) - progress.LiveContribution(prev)
-	moved := prev.State != next.State
+	d := progress.LiveContribution(next) - prevLive
+	moved := prevState != next.State
 	if d == 0 && !moved {
 		return
 	}

@@ -2,18 +2,23 @@ package jobs
 
 import (
 	"context"
+	"slices"
 
 	"github.com/progressd/progressd/internal/progress"
 )
 
-// jobChange is what a batch did to one job: the snapshot before its first
-// report in the batch, the newest after, and whether any report moved
-// its state or began or ended a stall (then the job is written durably,
-// as commit writes such a report alone).
+// jobChange is what a batch did to one job: what it needs of the
+// snapshot before the job's first report in the batch (its state and its
+// live contribution to a parent), and whether any report moved its state
+// or began or ended a stall (then the job is written durably, as commit
+// writes such a report alone). The newest snapshot is kept beside it, in
+// a slice of its own, which is the write-behind's list as it is when no
+// report moved a state.
 type jobChange struct {
-	first, last progress.Snapshot
-	moved       bool
-	moves       []move // the reports that moved the state or the stall
+	firstState progress.State
+	firstLive  float64
+	moved      bool
+	moves      []move // the reports that moved the state or the stall
 }
 
 // move is a report that moved its job's state.
@@ -42,10 +47,11 @@ type move struct {
 // retries it) and its job is not published; the other reports stand.
 func (s *Service) ReportMany(ctx context.Context, reps []progress.JobReport, allow func(progress.Snapshot) bool) []progress.Outcome {
 	out := make([]progress.Outcome, len(reps))
-	// The jobs changed, in the order first reported, in one slice: a
-	// batch touches up to 1,000 jobs, and an allocation each was a third
-	// of what a streamed report allocated.
+	// The jobs changed, in the order first reported, and their newest
+	// snapshots: a batch touches up to 1,000 jobs, and an allocation each
+	// was a third of what a streamed report allocated.
 	order := make([]jobChange, 0, min(len(reps), 64))
+	last := make([]progress.Snapshot, 0, min(len(reps), 64))
 	at := make(map[string]int, min(len(reps), 64)) // index in order
 	a := s.newReportApply(allow)
 	for i := range reps {
@@ -59,45 +65,42 @@ func (s *Service) ReportMany(ctx context.Context, reps []progress.JobReport, all
 		if !ok {
 			k = len(order)
 			at[next.JobID] = k
-			order = append(order, jobChange{first: a.prev})
+			order = append(order, jobChange{firstState: a.prev.State, firstLive: progress.LiveContribution(&a.prev)})
+			last = append(last, progress.Snapshot{})
 		}
-		c := &order[k]
-		c.last = next
-		if a.prev.State != next.State || a.prev.Stalled != next.Stalled {
+		last[k] = next
+		if c := &order[k]; a.prev.State != next.State || a.prev.Stalled != next.Stalled {
 			c.moved = true
 			c.moves = append(c.moves, move{report: i, from: a.prev.State, to: next.State})
 		}
 	}
-	// Both lists in one slice: the durable ones from the front, the
-	// others from the back.
-	snaps := make([]progress.Snapshot, len(order))
-	d, p := 0, len(snaps)
-	for i := range order {
-		if order[i].moved {
-			snaps[d] = order[i].last
-			d++
-		} else {
-			p--
-			snaps[p] = order[i].last
+	pending, durable := last, []progress.Snapshot(nil)
+	if slices.ContainsFunc(order, func(c jobChange) bool { return c.moved }) {
+		pending = make([]progress.Snapshot, 0, len(last))
+		for k := range order {
+			if order[k].moved {
+				durable = append(durable, last[k])
+			} else {
+				pending = append(pending, last[k])
+			}
 		}
 	}
-	durable, pending := snaps[:d:d], snaps[p:]
 	if err := s.cfg.DB.SaveMany(ctx, pending, durable); err != nil {
 		err = s.reject(unavailable("record report", err))
-		for i := range order {
-			c := &order[i]
+		for k := range order {
+			c := &order[k]
 			if !c.moved {
 				continue
 			}
 			for _, m := range c.moves {
 				out[m.report] = progress.Outcome{Err: err}
 			}
-			c.last = progress.Snapshot{} // not published: not recorded
+			last[k] = progress.Snapshot{} // not published: not recorded
 		}
 	}
-	for i := range order {
-		c := &order[i]
-		if c.last.JobID == "" {
+	for k := range order {
+		c, snap := &order[k], &last[k]
+		if snap.JobID == "" {
 			continue
 		}
 		for _, m := range c.moves {
@@ -105,11 +108,11 @@ func (s *Service) ReportMany(ctx context.Context, reps []progress.JobReport, all
 				s.cfg.Metrics.stateChanged(m.from, m.to)
 			}
 		}
-		if c.last.State.Terminal() && c.first.State != c.last.State {
-			s.endLogs(ctx, c.last.JobID)
+		if snap.State.Terminal() && c.firstState != snap.State {
+			s.endLogs(ctx, snap.JobID)
 		}
-		s.publish(ctx, c.last)
-		s.agg.observe(&c.first, &c.last)
+		s.publish(ctx, *snap)
+		s.agg.observeFrom(c.firstState, c.firstLive, snap)
 	}
 	return out
 }
