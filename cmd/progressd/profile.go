@@ -11,13 +11,9 @@ import (
 // by the environment variable env, if it is set, until the returned stop
 // is called. It is how server and load tool time is looked into.
 func startCPUProfile(env string) (stop func(), err error) {
-	path := os.Getenv(env)
-	if path == "" {
-		return func() {}, nil
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", env, err)
+	f, err := createFromEnv(env)
+	if f == nil {
+		return func() {}, err
 	}
 	if err := pprof.StartCPUProfile(f); err != nil {
 		f.Close()
@@ -32,13 +28,9 @@ func startCPUProfile(env string) (stop func(), err error) {
 // allocated, which is what the garbage collector's share of a profile
 // comes from.
 func startMemProfile(env string) (stop func(), err error) {
-	path := os.Getenv(env)
-	if path == "" {
-		return func() {}, nil
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", env, err)
+	f, err := createFromEnv(env)
+	if f == nil {
+		return func() {}, err
 	}
 	return func() {
 		runtime.GC() // the profile counts up to the last collection
@@ -47,4 +39,18 @@ func startMemProfile(env string) (stop func(), err error) {
 		}
 		f.Close()
 	}, nil
+}
+
+// createFromEnv creates the file named by the environment variable env;
+// nil and no error when env is not set.
+func createFromEnv(env string) (*os.File, error) {
+	path := os.Getenv(env)
+	if path == "" {
+		return nil, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", env, err)
+	}
+	return f, nil
 }

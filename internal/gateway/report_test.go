@@ -177,14 +177,7 @@ func TestWSReportBurst(t *testing.T) {
 	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 	seq := job.Seq
 	for i := 1; i <= n; i++ {
-		b, err := wsutil.ReadServerText(conn)
-		if err != nil {
-			t.Fatalf("reply %d: %v", i, err)
-		}
-		var r frame
-		if err := json.Unmarshal(b, &r); err != nil {
-			t.Fatal(err)
-		}
+		r, b := readServerFrame(t, conn, i)
 		if r.Type != "reply" || string(r.ID) != strconv.Itoa(i) {
 			t.Fatalf("frame %d: %s, want the reply to frame %d (replies come in the order sent)", i, b, i)
 		}
@@ -278,14 +271,7 @@ func TestWSReportBigBurst(t *testing.T) {
 	_ = conn.SetReadDeadline(time.Now().Add(20 * time.Second))
 	seq := job.Seq
 	for i := 1; i <= n; i++ {
-		b, err := wsutil.ReadServerText(conn)
-		if err != nil {
-			t.Fatalf("reply %d: %v", i, err)
-		}
-		var r frame
-		if err := json.Unmarshal(b, &r); err != nil {
-			t.Fatal(err)
-		}
+		r, b := readServerFrame(t, conn, i)
 		if r.Type != "reply" || string(r.ID) != strconv.Itoa(i) {
 			t.Fatalf("frame %d: %s, want the reply to frame %d (replies come in the order sent)", i, b, i)
 		}

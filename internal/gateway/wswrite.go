@@ -193,18 +193,10 @@ func (c *wsConn) unpark() {
 		c.sub.mu.Unlock()
 		return
 	}
-	if c.raw == nil || c.pingDue || c.pongDue || !c.sub.q.plain(flushAt) {
-		c.startWriterLocked()
-		c.sub.mu.Unlock()
-		return
-	}
-	// The flush clock is the writer until flushParked returns.
+	// The flush clock is the writer until flushHereLocked returns.
 	c.writing = true
 	c.wg.Add(1)
-	wb := writeBufs.Get().(*writeBuf)
-	wb.msgs = c.sub.takeLocked(wb.msgs)
-	c.sub.mu.Unlock()
-	c.flushParked(wb)
+	c.flushHereLocked()
 }
 
 // writeHere writes, on the caller's goroutine, the batch that
@@ -219,13 +211,23 @@ func (c *wsConn) unpark() {
 // handed to one.
 func (c *wsConn) writeHere() {
 	c.sub.mu.Lock()
-	if c.done || c.closing.Load() || c.pingDue || c.pongDue || !c.sub.q.plain(flushAt) {
+	c.flushHereLocked()
+}
+
+// flushHereLocked writes the queue on the calling goroutine (flushParked)
+// for a caller that holds sub.mu and is the connection's writer (writing
+// set, counted in wg), and releases both. What the flush clock or a
+// reader must not write — a close, a ping or pong owed, a logs: mark, a
+// batch over flushAt, a socket without raw access — is handed to a
+// writer goroutine instead.
+func (c *wsConn) flushHereLocked() {
+	if c.done || c.closing.Load() || c.raw == nil || c.pingDue || c.pongDue || !c.sub.q.plain(flushAt) {
 		c.writing = false
 		if !c.done {
 			c.startWriterLocked()
 		}
 		c.sub.mu.Unlock()
-		c.wg.Done() // wakeLocked's, for this call
+		c.wg.Done() // the caller's count: a writer started holds its own
 		return
 	}
 	wb := writeBufs.Get().(*writeBuf)
